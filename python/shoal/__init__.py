@@ -1,0 +1,35 @@
+"""shoal: Python task graphs on serverless-style workers with no central scheduler.
+
+>>> import shoal
+>>> @shoal.task
+... def add(x, y):
+...     return x + y
+>>> add(add(1, 2), add(3, 4)).compute(scheduler="sync")
+10
+"""
+
+from . import backends
+from .config import Settings
+from .errors import ConfigError, GraphError, PayloadError, RunTimeout, ShoalError, TaskError
+from .session import Session, compute
+from .task import Node, TaskFunction, TaskOptions, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "GraphError",
+    "Node",
+    "PayloadError",
+    "RunTimeout",
+    "Session",
+    "Settings",
+    "ShoalError",
+    "TaskError",
+    "TaskFunction",
+    "TaskOptions",
+    "__version__",
+    "backends",
+    "compute",
+    "task",
+]

@@ -1,0 +1,45 @@
+"""How a worker is invoked. A backend never imports the runtime's internals beyond the worker
+entry point; dependencies point one way (runtime -> backends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..storage.base import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a worker may use. ``None`` = the backend's default."""
+
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    #: Largest invocation payload the platform accepts (None = no limit).
+    max_payload: int | None
+    #: Whether a worker process may serve several invocations (warm starts).
+    warm_reuse: bool
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def start(self, storage: Storage, settings: Settings) -> None:
+        """Called once by the session before the first run."""
+
+    async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
+        """Starts (or hands to a warm worker) one invocation; returns without waiting for it."""
+
+    async def drain(self) -> None:
+        """Waits until every invocation this backend started has finished."""
+
+    async def cancel(self) -> None:
+        """Stops whatever is still running (after a failed or timed-out run)."""
+
+    async def close(self) -> None: ...

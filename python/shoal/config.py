@@ -1,0 +1,58 @@
+"""Settings: explicit arguments first, then ``SHOAL_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunables shared by the client and the workers.
+
+    ``const_threshold``: argument leaves larger than this (bytes) are stored once by content hash.
+    ``inline_output_limit``: upstream outputs up to this size (total) travel inside an invocation.
+    ``inline_subdag_limit``: subDAGs up to this size travel inside an invocation, larger ones are
+    stored and referenced.
+    """
+
+    const_threshold: int = 64 * KIB
+    inline_output_limit: int = 64 * KIB
+    inline_subdag_limit: int = 128 * KIB
+    retry_backoff_s: float = 0.05
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = os.environ.get(f"SHOAL_{f.name.upper()}")
+            if env is not None:
+                values[f.name] = _parse(f.name, env, type(getattr(cls(), f.name)))
+        for name, value in overrides.items():
+            if name not in values and not any(f.name == name for f in fields(cls)):
+                raise ConfigError(f"unknown setting {name!r}")
+            if value is not None:
+                values[name] = value
+        settings = replace(cls(), **values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value < 0:
+                raise ConfigError(f"setting {f.name} must be >= 0, got {value!r}")
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable SHOAL_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None

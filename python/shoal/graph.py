@@ -1,0 +1,66 @@
+"""Freezing lazy nodes into a run's graph.
+
+The walk itself is Rust (``shoal._core.freeze``): dense task ids in dependency order, argument
+templates, the function table (one cloudpickle blob per distinct function object, keyed by a
+16-byte blake3 hash) and large constants stored once by content hash. This module is the thin
+Python face of it and the place the runtime gets a frozen graph from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from . import _core
+from .config import Settings
+from .serialize import dumps_leaf
+from .task import Node
+
+
+@dataclass(frozen=True)
+class FrozenGraph:
+    """A whole run's graph plus the blobs it refers to."""
+
+    graph: _core.Graph
+    #: Task id of each requested node, in the order they were requested (duplicates allowed).
+    output_ids: tuple[int, ...]
+    #: Function blobs by hash: stored once, shared across runs.
+    functions: dict[bytes, bytes]
+    #: Large constants by hash: stored once per run.
+    constants: dict[bytes, bytes]
+
+    def with_assignment(self, assignment: dict[int, int] | None) -> FrozenGraph:
+        """Pins tasks to worker ids (``{task_id: worker_id}``), as a planner does."""
+        if not assignment:
+            return self
+        pairs = _assignment_pairs(assignment)
+        graph = self.graph.with_assignment(pairs)
+        return FrozenGraph(graph, self.output_ids, self.functions, self.constants)
+
+
+def _assignment_pairs(assignment: dict[int, int]) -> list[tuple[int, int]]:
+    pairs = []
+    for task, worker in assignment.items():
+        for what, value in (("task id", task), ("worker id", worker)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                raise TypeError(f"assignment {what} must be an int in [0, 2**32), got {value!r}")
+        pairs.append((task, worker))
+    return pairs
+
+
+def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = None) -> FrozenGraph:
+    """Freezes the graph that ends in ``nodes``. Requesting a node twice is allowed."""
+    settings = settings or Settings.from_env()
+    nodes = list(nodes)
+    for n in nodes:
+        if not isinstance(n, Node):
+            raise TypeError(
+                f"shoal.compute expects Nodes (the result of calling a @shoal.task function), "
+                f"got {type(n).__name__}: {n!r:.60}"
+            )
+    distinct = list({id(n): n for n in nodes}.values())
+    graph, ids, functions, constants = _core.freeze(
+        distinct, Node, dumps_leaf, settings.const_threshold
+    )
+    by_node = {id(n): i for n, i in zip(distinct, ids, strict=True)}
+    return FrozenGraph(graph, tuple(by_node[id(n)] for n in nodes), functions, constants)

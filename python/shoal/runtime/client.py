@@ -1,0 +1,178 @@
+"""The client side of a run: submit a frozen graph, wait on its event stream, collect, clean up.
+
+Submission stores the function table, constants and pinned workers' subDAGs in one storage call,
+appends RUN_SUBMITTED, then invokes one worker per root group: each flexible root gets its own
+worker with the subDAG below it (inline when small); each pinned worker with a root is invoked
+with its roots. The client then blocks on the run's event stream (no polling) until
+RUN_COMPLETED or RUN_FAILED, feeding a progress bar on the way, fetches the results and deletes
+every key of the run except the event stream (kept with a TTL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..backends.base import Backend
+from ..config import Settings
+from ..errors import RunTimeout, TaskError
+from ..graph import FrozenGraph
+from ..serialize import loads_value
+from ..storage import keys
+from ..storage.base import Event, RunSpec, Storage
+from .invocation import Invocation
+
+#: Safety-net TTL of every key of a run, and how long its event stream outlives it.
+RUN_TTL_S = 7 * 24 * 3600
+EVENTS_TTL_S = 24 * 3600
+#: How often the waiting client wakes up to check the run timeout (it is woken by events too).
+WAIT_SLICE_S = 1.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class Submitted:
+    run_id: str
+    frozen: FrozenGraph
+    distinct_outputs: list[int]
+    extra_keys: list[str]
+    submitted_at: float
+
+
+async def submit(
+    frozen: FrozenGraph,
+    storage: Storage,
+    backend: Backend,
+    settings: Settings,
+    run_id: str | None = None,
+) -> Submitted:
+    run_id = run_id or new_run_id()
+    graph = frozen.graph
+    outputs = list(dict.fromkeys(frozen.output_ids))
+    workers = sorted({w for w, _ in graph.partition() if w is not None})
+    subdags = {f"w{w}": graph.subdag_for(w, []).encode() for w in workers}
+    invocations: list[Invocation] = []
+    pinned_roots: dict[int, list[int]] = {}
+    for root in graph.roots():
+        w = graph.worker(root)
+        if w is None:
+            blob = graph.subdag_for(None, [root]).encode()
+            if len(blob) <= settings.inline_subdag_limit:
+                invocations.append(Invocation(run_id, None, (root,), blob, None))
+            else:
+                subdags[f"t{root}"] = blob
+                invocations.append(Invocation(run_id, None, (root,), None, f"t{root}"))
+        else:
+            pinned_roots.setdefault(w, []).append(root)
+    for w, roots in pinned_roots.items():
+        invocations.append(Invocation(run_id, w, tuple(roots), None, f"w{w}"))
+    spec = RunSpec(
+        run_id=run_id,
+        functions=frozen.functions,
+        constants=frozen.constants,
+        subdags=subdags,
+        outputs=outputs,
+        started_workers=list(pinned_roots),
+        ttl_s=RUN_TTL_S,
+        events_ttl_s=EVENTS_TTL_S,
+    )
+    now = time.time()
+    await storage.submit(spec, {
+        "type": "RUN_SUBMITTED",
+        "tasks": str(len(graph)),
+        "outputs": str(len(outputs)),
+        "time": repr(now),
+    })
+    for inv in invocations:
+        await backend.invoke(inv.encode(), resources=None)
+    extra = [keys.inbox(run_id, w) for w in workers]
+    return Submitted(run_id, frozen, outputs, extra, now)
+
+
+ProgressHook = Callable[[Event], None]
+
+
+async def wait(
+    sub: Submitted,
+    storage: Storage,
+    backend: Backend,
+    timeout: float | None = None,
+    on_event: ProgressHook | None = None,
+) -> list[Any]:
+    """Blocks on the event stream until the run ends; returns the requested values in order."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    after = "0"
+    failed: Event = {}
+    try:
+        while True:
+            block = WAIT_SLICE_S
+            if deadline is not None:
+                block = min(block, deadline - time.monotonic())
+                if block <= 0:
+                    raise RunTimeout(
+                        f"run {sub.run_id} did not finish within {timeout} s "
+                        f"({len(sub.frozen.graph)} tasks)"
+                    )
+            for entry_id, ev in await storage.read_events(sub.run_id, after, block_s=block):
+                after = entry_id
+                if on_event is not None:
+                    on_event(ev)
+                kind = ev.get("type")
+                if kind == "RUN_COMPLETED":
+                    return await _collect(sub, storage)
+                if kind == "TASK_FAILED":
+                    failed = ev
+                if kind == "RUN_FAILED":
+                    raise _task_error(failed)
+    except BaseException:
+        await backend.cancel()
+        raise
+    finally:
+        await storage.cleanup(sub.run_id, sub.extra_keys)
+
+
+async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
+    blobs = await storage.results(sub.run_id, sub.distinct_outputs)
+    missing = [t for t in sub.distinct_outputs if t not in blobs]
+    if missing:
+        raise TaskError("<run>", "MissingOutput", f"outputs of tasks {missing} are missing")
+    values = {t: loads_value(b) for t, b in blobs.items()}
+    return [values[t] for t in sub.frozen.output_ids]
+
+
+def _task_error(ev: Event) -> TaskError:
+    return TaskError(
+        ev.get("name", "?"),
+        ev.get("exc_type", "Exception"),
+        ev.get("message", ""),
+        ev.get("traceback", ""),
+        attempts=int(ev.get("attempt", "1")),
+        worker=ev.get("worker"),
+    )
+
+
+def decode_error_record(blob: bytes) -> TaskError:
+    return _task_error(msgpack.unpackb(blob, raw=False))
+
+
+async def run_to_end(
+    frozen: FrozenGraph,
+    storage: Storage,
+    backend: Backend,
+    settings: Settings,
+    timeout: float | None = None,
+    on_event: ProgressHook | None = None,
+) -> list[Any]:
+    sub = await submit(frozen, storage, backend, settings)
+    values = await wait(sub, storage, backend, timeout, on_event)
+    await asyncio.wait_for(backend.drain(), timeout=30)
+    return values

@@ -1,0 +1,77 @@
+"""What a worker is invoked with: run id, worker id, start tasks, a subDAG and inline inputs.
+
+Encoded as msgpack behind a 4-byte header (``SHI`` + version). Undecodable or malformed input
+raises :class:`~shoal.errors.PayloadError`, so a worker can report it and exit cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgpack
+
+from ..errors import PayloadError
+
+_MAGIC = b"SHI"
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    run_id: str
+    #: The pinned worker id this invocation is, or None for a flexible worker.
+    worker: int | None
+    #: Tasks that are ready to run now.
+    start: tuple[int, ...]
+    #: The encoded subDAG, inline...
+    subdag: bytes | None = None
+    #: ...or the name it is stored under (see ``storage.keys.subdags``).
+    subdag_name: str | None = None
+    #: Encoded upstream outputs that travel with the invocation.
+    inputs: dict[int, bytes] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        body = [self.run_id, self.worker, list(self.start), self.subdag, self.subdag_name,
+                self.inputs]
+        return _MAGIC + bytes([_VERSION]) + msgpack.packb(body, use_bin_type=True)
+
+    @staticmethod
+    def decode(data: bytes) -> Invocation:
+        if len(data) < 4 or data[:3] != _MAGIC:
+            raise PayloadError("cannot decode invocation: not a shoal invocation (bad magic)")
+        if data[3] != _VERSION:
+            raise PayloadError(f"cannot decode invocation: unsupported version {data[3]}")
+        try:
+            run_id, worker, start, subdag, name, inputs = msgpack.unpackb(
+                data[4:], raw=False, strict_map_key=False
+            )
+            inv = Invocation(run_id, worker, tuple(start), subdag, name, dict(inputs))
+        except Exception as e:
+            raise PayloadError(f"cannot decode invocation: {type(e).__name__}: {e}") from e
+        _check(inv)
+        return inv
+
+
+def _check(inv: Invocation) -> None:
+    def ids_ok(xs: object) -> bool:
+        return isinstance(xs, tuple | list) and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in xs
+        )
+
+    problems = []
+    if not isinstance(inv.run_id, str) or not inv.run_id:
+        problems.append("run id")
+    if inv.worker is not None and (not isinstance(inv.worker, int) or inv.worker < 0):
+        problems.append("worker id")
+    if not ids_ok(inv.start):
+        problems.append("start tasks")
+    if (inv.subdag is None) == (inv.subdag_name is None):
+        problems.append("subDAG (exactly one of inline or stored)")
+    if inv.subdag is not None and not isinstance(inv.subdag, bytes):
+        problems.append("inline subDAG")
+    if inv.subdag_name is not None and not isinstance(inv.subdag_name, str):
+        problems.append("subDAG name")
+    if not ids_ok(list(inv.inputs)) or not all(isinstance(v, bytes) for v in inv.inputs.values()):
+        problems.append("inline inputs")
+    if problems:
+        raise PayloadError(f"malformed invocation: bad {', '.join(problems)}")

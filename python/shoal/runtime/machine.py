@@ -1,0 +1,250 @@
+"""A worker's decisions as a sans-IO state machine: events in, instructions out.
+
+A worker holds a subDAG (see ``shoal._core.Graph.subdag_for``) and a queue of tasks that are
+ready to run *here*. The I/O shell (:mod:`.worker`) feeds it events and carries out the
+instructions it returns; nothing in this module touches a network, a clock or a thread, so every
+decision is tested without Redis (``tests/runtime/test_machine.py``).
+
+The cycle for one task::
+
+    Execute(task, local inputs, missing inputs)      shell fetches, fills, runs the function
+      -> on_executed(value) / on_failed(error)
+    Complete(completion)                             shell runs the atomic completion
+      -> on_completed(result)
+    Invoke(...) for ready tasks that run elsewhere, then Execute(next) / WaitInbox / Exit
+
+Who runs a ready task (DESIGN §5):
+
+- a *flexible* worker (no worker id) keeps one ready flexible task and invokes a new flexible
+  worker for each other one, with the subDAG below it cut from its own;
+- a *pinned* worker (worker id W) runs the tasks pinned to W. Ready tasks pinned to another
+  worker are pushed onto that worker's inbox by the completion itself (which also says when that
+  worker must be invoked for the first time). Flexible tasks it makes ready are invoked. While
+  tasks pinned to W remain, it waits on its inbox.
+
+Outputs leave the worker only when needed: a value whose only consumer is the next task here
+is never encoded. Otherwise it is encoded, and the completion stores it if the task is a
+requested output, if a consumer is pinned elsewhere, if it is too large to travel inline to the
+workers this completion invokes, or (decided atomically by the store) if some consumer still
+waits for other inputs and may run elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _core
+from ..storage.base import Completion, CompletionResult, Downstream, ErrorRecord
+
+# -- instructions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    task: int
+    attempt: int
+    #: Upstream values this worker holds, by task id.
+    local: dict[int, Any]
+    #: Upstream task ids to fetch from storage.
+    missing: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    completion: Completion
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    worker: int | None
+    start: list[int]
+    #: A subDAG cut for the new worker (flexible), or None to use the stored one (pinned).
+    subdag: _core.Graph | None
+    inputs: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    task: int
+    attempt: int
+    delay_s: float
+    error: TaskFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    record: ErrorRecord
+
+
+@dataclass(frozen=True, slots=True)
+class WaitInbox:
+    worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    reason: str
+
+
+Instruction = Execute | Complete | Invoke | Retry | Fail | WaitInbox | Exit
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailure:
+    """What the shell reports when a task's function raised."""
+
+    exc_type: str
+    message: str
+    traceback: str
+    time: float
+
+
+@dataclass
+class MachineConfig:
+    worker_name: str
+    inline_output_limit: int
+    retry_backoff_s: float
+    #: Encodes a value for the wire (``serialize.dumps_value``).
+    encode: Callable[[Any], bytes]
+    #: Returns a number in [0, 1) for retry jitter.
+    jitter: Callable[[], float]
+
+
+class WorkerMachine:
+    def __init__(self, graph: _core.Graph, worker: int | None, config: MachineConfig) -> None:
+        self.graph = graph
+        self.worker = worker
+        self.cfg = config
+        self.values: dict[int, Any] = {}
+        self.ready: deque[int] = deque()
+        self.done: set[int] = set()
+        self.attempts: dict[int, int] = {}
+        self.outputs = set(graph.outputs)
+        self.mine_left = 0
+        if worker is not None:
+            self.mine_left = sum(1 for t in graph.task_ids() if graph.worker(t) == worker)
+        self.exited = False
+        #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
+        self._encoded: dict[int, bytes] = {}
+        #: Upstream id -> the tasks of this subDAG that consume it (for releasing values).
+        self._consumers: dict[int, list[int]] = {}
+        for t in graph.task_ids():
+            for d in graph.deps(t):
+                self._consumers.setdefault(d, []).append(t)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def start(self, start: Sequence[int], inputs: dict[int, Any]) -> list[Instruction]:
+        """The invocation arrived: ``start`` tasks are ready, ``inputs`` came inline."""
+        self.values.update(inputs)
+        for t in start:
+            self._check_runnable(t)
+            self.ready.append(t)
+        return self._next()
+
+    def on_inbox(self, tasks: Sequence[int]) -> list[Instruction]:
+        for t in tasks:
+            self._check_runnable(t)
+            if t not in self.done and t not in self.ready:
+                self.ready.append(t)
+        return self._next()
+
+    def on_executed(self, task: int, value: Any, fetched: dict[int, Any]) -> list[Instruction]:
+        self.values.update(fetched)
+        self.values[task] = value
+        return [Complete(self._completion(task, value))]
+
+    def on_failed(self, task: int, failure: TaskFailure) -> list[Instruction]:
+        attempt = self.attempts.get(task, 0)
+        retries = self.graph.options(task)[0]
+        if attempt < retries:
+            self.attempts[task] = attempt + 1
+            delay = self.cfg.retry_backoff_s * (2**attempt) * (0.5 + self.cfg.jitter())
+            return [Retry(task, attempt + 1, delay, failure)]
+        record = ErrorRecord(
+            task=task,
+            name=self.graph.name(task),
+            attempt=attempt + 1,
+            exc_type=failure.exc_type,
+            message=failure.message,
+            traceback=failure.traceback,
+            worker=self.cfg.worker_name,
+            time=failure.time,
+        )
+        self.exited = True
+        return [Fail(record), Exit("task failed")]
+
+    def on_retry_due(self, task: int) -> list[Instruction]:
+        return [self._execute(task)]
+
+    def on_completed(self, task: int, result: CompletionResult) -> list[Instruction]:
+        self.done.add(task)
+        if self.graph.worker(task) == self.worker and self.worker is not None:
+            self.mine_left -= 1
+        self._release_inputs(task)
+        out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
+        keep_one = self.worker is None
+        encoded = self._encoded.pop(task, None)
+        for t in result.ready:
+            if self.graph.worker(t) == self.worker and (self.worker is not None or keep_one):
+                self.ready.append(t)
+                keep_one = False
+                continue
+            inputs = {}
+            if encoded is not None and len(encoded) <= self.cfg.inline_output_limit:
+                inputs[task] = encoded
+            out.append(Invoke(None, [t], self.graph.subdag_for(None, [t]), inputs))
+        out.extend(self._next())
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_runnable(self, task: int) -> None:
+        if task not in self.graph:
+            raise ValueError(f"task {task} is not in this worker's subDAG")
+        if self.graph.worker(task) != self.worker:
+            raise ValueError(f"task {task} is pinned to worker {self.graph.worker(task)}, "
+                             f"not to this worker ({self.worker})")
+
+    def _next(self) -> list[Instruction]:
+        while self.ready:
+            t = self.ready.popleft()
+            if t not in self.done:
+                return [self._execute(t)]
+        if self.worker is not None and self.mine_left > 0:
+            return [WaitInbox(self.worker)]
+        self.exited = True
+        return [Exit("no more work")]
+
+    def _execute(self, task: int) -> Execute:
+        deps = self.graph.deps(task)
+        local = {d: self.values[d] for d in deps if d in self.values}
+        missing = [d for d in deps if d not in self.values]
+        return Execute(task, self.attempts.get(task, 0) + 1, local, missing)
+
+    def _completion(self, task: int, value: Any) -> Completion:
+        down = [Downstream(d, n, w) for d, n, w, _held in self.graph.downstream(task)]
+        is_output = task in self.outputs
+        # The common chain case: the one consumer needs nothing else and will run right here.
+        stays_here = (
+            len(down) == 1 and down[0].ndeps == 1 and down[0].worker == self.worker
+            and down[0].task in self.graph
+        )
+        if not is_output and (stays_here or not down):
+            return Completion(task, None, False, down, is_output, self.worker)
+        output = self.cfg.encode(value)
+        self._encoded[task] = output
+        pinned_elsewhere = any(d.worker is not None and d.worker != self.worker for d in down)
+        goes_out = len(down) > 1 or (self.worker is not None and any(d.worker is None for d in down))
+        too_big = len(output) > self.cfg.inline_output_limit
+        must_store = is_output or pinned_elsewhere or (goes_out and too_big)
+        return Completion(task, output, must_store, down, is_output, self.worker)
+
+    def _release_inputs(self, task: int) -> None:
+        """Drops upstream values whose consumers in this subDAG all finished here."""
+        for d in self.graph.deps(task):
+            if d in self.values and all(c in self.done for c in self._consumers[d]):
+                del self.values[d]

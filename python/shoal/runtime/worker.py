@@ -1,0 +1,254 @@
+"""The worker's thin async I/O shell around :class:`~.machine.WorkerMachine`.
+
+One invocation in, one loop: take the machine's next instruction, carry it out against storage
+and the backend, feed the outcome back as an event. The same function serves every way shoal
+runs a worker: ``scheduler="sync"`` (user code inline on the loop, one task at a time), in-process
+threads, and worker processes (later: remote function platforms).
+
+Function objects are cached by content hash for the life of the process (a warm worker skips
+both the fetch and the unpickling); large constants are cached per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import _core
+from ..config import Settings
+from ..errors import PayloadError, ShoalError
+from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
+from ..storage.base import ErrorRecord, Storage
+from .invocation import Invocation
+from .machine import (
+    Complete,
+    Execute,
+    Exit,
+    Fail,
+    Invoke,
+    MachineConfig,
+    Retry,
+    TaskFailure,
+    WaitInbox,
+    WorkerMachine,
+)
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
+#: How long a pinned worker blocks on its inbox per call (it loops until its tasks are done).
+INBOX_BLOCK_S = 5.0
+
+
+@dataclass
+class WorkerCaches:
+    """State a warm worker keeps between invocations."""
+
+    functions: dict[bytes, Callable[..., Any]] = field(default_factory=dict)
+    constants: dict[tuple[str, bytes], Any] = field(default_factory=dict)
+
+
+#: Runs a task function: inline (sync scheduler) or in a thread so the loop stays responsive.
+Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def run_inline(call: Callable[[], Any]) -> Any:
+    return call()
+
+
+async def run_in_thread(call: Callable[[], Any]) -> Any:
+    return await asyncio.to_thread(call)
+
+
+async def run_worker(
+    invocation: bytes,
+    storage: Storage,
+    backend: Backend,
+    *,
+    settings: Settings,
+    caches: WorkerCaches,
+    runner: Runner = run_in_thread,
+    name: str | None = None,
+) -> None:
+    """Runs one invocation to its end. Failures are reported to the run, never raised."""
+    worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
+    run_id = ""
+    current = -1
+    try:
+        inv = Invocation.decode(invocation)
+        run_id = inv.run_id
+        shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
+        await shell.run()
+    except Exception as e:
+        # Infrastructure trouble (corrupt payload, storage error): fail the run clearly.
+        if not run_id:
+            return
+        record = ErrorRecord(
+            task=current,
+            name="<worker>",
+            attempt=1,
+            exc_type=type(e).__name__,
+            message=str(e),
+            traceback=traceback.format_exc(),
+            worker=worker_name,
+            time=time.time(),
+        )
+        try:
+            await storage.fail(run_id, record)
+        except Exception:
+            pass
+
+
+class _Shell:
+    def __init__(
+        self,
+        inv: Invocation,
+        storage: Storage,
+        backend: Backend,
+        settings: Settings,
+        caches: WorkerCaches,
+        runner: Runner,
+        worker_name: str,
+    ) -> None:
+        self.inv = inv
+        self.run_id = inv.run_id
+        self.storage = storage
+        self.backend = backend
+        self.settings = settings
+        self.caches = caches
+        self.runner = runner
+        self.worker_name = worker_name
+
+    async def run(self) -> None:
+        graph = await self._load_subdag()
+        config = MachineConfig(
+            worker_name=self.worker_name,
+            inline_output_limit=self.settings.inline_output_limit,
+            retry_backoff_s=self.settings.retry_backoff_s,
+            encode=dumps_value,
+            jitter=random.random,
+        )
+        machine = WorkerMachine(graph, self.inv.worker, config)
+        self.graph = graph
+        inputs = {t: loads_value(b) for t, b in self.inv.inputs.items()}
+        queue = deque(machine.start(self.inv.start, inputs))
+        while queue:
+            ins = queue.popleft()
+            if isinstance(ins, Execute):
+                queue.extend(await self._execute(machine, ins))
+            elif isinstance(ins, Complete):
+                result = await self.storage.complete(self.run_id, ins.completion)
+                queue.extend(machine.on_completed(ins.completion.task, result))
+            elif isinstance(ins, Invoke):
+                await self._invoke(ins)
+            elif isinstance(ins, WaitInbox):
+                tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
+                queue.extend(machine.on_inbox(tasks) if tasks else [ins])
+            elif isinstance(ins, Retry):
+                await self.storage.append_event(self.run_id, {
+                    "type": "TASK_RETRY",
+                    "task": str(ins.task),
+                    "attempt": str(ins.attempt),
+                    "exc_type": ins.error.exc_type,
+                    "message": ins.error.message,
+                    "worker": self.worker_name,
+                })
+                await asyncio.sleep(ins.delay_s)
+                queue.extend(machine.on_retry_due(ins.task))
+            elif isinstance(ins, Fail):
+                await self.storage.fail(self.run_id, ins.record)
+            elif isinstance(ins, Exit):
+                return
+
+    async def _load_subdag(self) -> _core.Graph:
+        blob = self.inv.subdag
+        if blob is None:
+            assert self.inv.subdag_name is not None
+            blob = await self.storage.get_subdag(self.run_id, self.inv.subdag_name)
+            if blob is None:
+                raise PayloadError(
+                    f"subDAG {self.inv.subdag_name!r} of run {self.run_id} is not in storage "
+                    "(the run was cleaned up or never submitted)"
+                )
+        return _core.Graph.decode(blob)
+
+    async def _execute(self, machine: WorkerMachine, ins: Execute) -> list[Any]:
+        g = self.graph
+        task = ins.task
+        fn_hash = g.fn_hash(task)
+        func = self.caches.functions.get(fn_hash)
+        const_hashes = [h for h in g.const_hashes(task)
+                        if (self.run_id, h) not in self.caches.constants]
+        t_fetch = time.time()
+        fetched_values: dict[int, Any] = {}
+        input_bytes = 0
+        if ins.missing or func is None or const_hashes:
+            got = await self.storage.fetch(
+                self.run_id, ins.missing, [] if func is not None else [fn_hash], const_hashes
+            )
+            for d in ins.missing:
+                blob = got.outputs.get(d)
+                if blob is None:
+                    raise ShoalError(f"the output of task {d}, needed by task "
+                                     f"'{g.name(task)}', is not in storage")
+                input_bytes += len(blob)
+                fetched_values[d] = loads_value(blob)
+            if func is None:
+                blob = got.functions.get(fn_hash)
+                if blob is None:
+                    raise ShoalError(f"the function of task '{g.name(task)}' "
+                                     f"({fn_hash.hex()}) is not in storage")
+                func = loads_function(blob)
+                self.caches.functions[fn_hash] = func
+            for h in const_hashes:
+                blob = got.constants.get(h)
+                if blob is None:
+                    raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
+                self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
+        fetch_s = time.time() - t_fetch
+        values = {**ins.local, **fetched_values}
+        consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
+        args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
+        start = time.time()
+        try:
+            value = await self.runner(lambda: func(*args, **kwargs))
+        except Exception as e:
+            failure = TaskFailure(type(e).__name__, str(e), traceback.format_exc(), time.time())
+            return machine.on_failed(task, failure)
+        end = time.time()
+        out = machine.on_executed(task, value, fetched_values)
+        completion = out[0].completion if isinstance(out[0], Complete) else None
+        if completion is not None:
+            completion.event.update({
+                "type": "TASK_COMPLETED",
+                "task": str(task),
+                "name": g.name(task),
+                "worker": self.worker_name,
+                "attempt": str(ins.attempt),
+                "start": repr(start),
+                "end": repr(end),
+                "input_bytes": str(input_bytes),
+                "fetch_s": repr(fetch_s),
+                "output_bytes": str(len(completion.output or b"")),
+            })
+        return out
+
+    async def _invoke(self, ins: Invoke) -> None:
+        if ins.subdag is None:
+            inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
+        else:
+            blob = ins.subdag.encode()
+            if len(blob) <= self.settings.inline_subdag_limit:
+                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, None, ins.inputs)
+            else:
+                name = f"t{ins.start[0]}"
+                await self.storage.put_subdag(self.run_id, name, blob)
+                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
+        await self.backend.invoke(inv.encode(), resources=None)

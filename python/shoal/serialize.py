@@ -1,0 +1,77 @@
+"""Values on the wire: task outputs, inline inputs and function blobs.
+
+An encoded value is one header byte and a body. The body is msgpack when the value is made only
+of types msgpack carries without loss (checked with ``strict_types``, so tuples, subclasses and
+big ints fall through), otherwise cloudpickle. Bodies over 1 KiB are zstd-compressed when that
+saves space. Anything else in the header byte is a :class:`~shoal.errors.PayloadError`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import cloudpickle
+import msgpack
+import zstandard
+
+from .errors import PayloadError
+
+_MSGPACK = 0x01
+_PICKLE = 0x02
+_ZSTD = 0x80
+_COMPRESS_FROM = 1024
+_compressor = zstandard.ZstdCompressor(level=3)
+_decompressor = zstandard.ZstdDecompressor()
+
+
+def dumps_value(value: Any) -> bytes:
+    """Encodes one task output (or inline input)."""
+    try:
+        body = msgpack.packb(value, use_bin_type=True, strict_types=True)
+        kind = _MSGPACK
+    except (TypeError, ValueError, OverflowError):
+        body = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        kind = _PICKLE
+    if len(body) >= _COMPRESS_FROM:
+        packed = _compressor.compress(body)
+        if len(packed) < len(body):
+            return bytes([kind | _ZSTD]) + packed
+    return bytes([kind]) + body
+
+
+def loads_value(data: bytes) -> Any:
+    """Decodes what :func:`dumps_value` made; anything else raises ``PayloadError``."""
+    if not data:
+        raise PayloadError("cannot decode value: empty payload")
+    head = data[0]
+    kind = head & ~_ZSTD
+    body: bytes = memoryview(data)[1:].tobytes()
+    try:
+        if head & _ZSTD:
+            body = _decompressor.decompress(body)
+        if kind == _MSGPACK:
+            return msgpack.unpackb(body, raw=False, strict_map_key=False)
+        if kind == _PICKLE:
+            return pickle.loads(body)
+    except PayloadError:
+        raise
+    except Exception as e:
+        raise PayloadError(f"cannot decode value: {type(e).__name__}: {e}") from e
+    raise PayloadError(f"cannot decode value: unknown encoding byte {head:#04x}")
+
+
+def dumps_leaf(obj: Any) -> bytes:
+    """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work)."""
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads_leaf(blob: bytes) -> Any:
+    return pickle.loads(blob)
+
+
+def loads_function(blob: bytes) -> Any:
+    try:
+        return pickle.loads(blob)
+    except Exception as e:
+        raise PayloadError(f"cannot load a task function: {type(e).__name__}: {e}") from e

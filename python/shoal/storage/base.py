@@ -1,0 +1,152 @@
+"""The storage protocol: everything workers and clients need from Redis, as one interface.
+
+Two implementations pass one contract suite (``tests/storage/test_contract.py``): the in-memory
+store (for ``scheduler="sync"`` and state-machine tests) and Redis. The semantics that matter:
+
+- :meth:`Storage.complete` is atomic and idempotent. The first completion of a task marks it
+  done, counts down each downstream task, routes the ones that became ready (pinned to another
+  worker: pushed onto its inbox, and reported for invocation the first time that worker is
+  needed; otherwise returned to the caller), stores the output if it is needed elsewhere (first
+  writer wins), appends TASK_COMPLETED, and when the last requested output is done appends
+  RUN_COMPLETED. A second completion of the same task changes nothing.
+- Events are an ordered, durable stream read by position; nothing relies on pub/sub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: An event as stored: flat string fields, as in a Redis stream entry.
+Event = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Downstream:
+    task: int
+    ndeps: int
+    worker: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    task: int
+    #: The encoded output, when it may be needed elsewhere; None when it stays on this worker.
+    output: bytes | None
+    #: Store the output even if every downstream task became ready (a requested output, or
+    #: consumers that will fetch it).
+    must_store: bool
+    downstream: Sequence[Downstream]
+    is_output: bool
+    #: The completing worker's id (None = flexible): ready tasks pinned to it come back here.
+    worker: int | None
+    event: Event = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    first: bool
+    ready: list[int]
+    #: Pinned workers that received their first task and must be invoked.
+    invoke_workers: list[int]
+    run_finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    outputs: dict[int, bytes]
+    functions: dict[bytes, bytes]
+    constants: dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    task: int
+    name: str
+    attempt: int
+    exc_type: str
+    message: str
+    traceback: str
+    worker: str
+    time: float
+
+    def as_event(self) -> Event:
+        return {
+            "type": "TASK_FAILED",
+            "task": str(self.task),
+            "name": self.name,
+            "attempt": str(self.attempt),
+            "exc_type": self.exc_type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "worker": self.worker,
+            "time": repr(self.time),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What a client stores before invoking the first workers (one pipeline in Redis)."""
+
+    run_id: str
+    functions: Mapping[bytes, bytes]
+    constants: Mapping[bytes, bytes]
+    #: Stored subDAGs by name (pinned workers' subDAGs, oversized flexible ones).
+    subdags: Mapping[str, bytes]
+    #: Distinct requested output task ids.
+    outputs: Sequence[int]
+    #: Pinned workers the client invokes itself.
+    started_workers: Sequence[int]
+    #: Safety-net lifetime of every run key.
+    ttl_s: int
+    #: Lifetime of the event stream after the run.
+    events_ttl_s: int
+
+
+class Storage(Protocol):
+    async def submit(self, spec: RunSpec, event: Event) -> None:
+        """Stores a run's function table, constants, subDAGs and meta; appends ``event``."""
+
+    async def fetch(
+        self,
+        run_id: str,
+        outputs: Sequence[int],
+        functions: Sequence[bytes] = (),
+        constants: Sequence[bytes] = (),
+    ) -> Fetched:
+        """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
+        absent from the result."""
+
+    async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
+        """Stores a subDAG too large to travel inside an invocation."""
+
+    async def get_subdag(self, run_id: str, name: str) -> bytes | None: ...
+
+    async def complete(self, run_id: str, completion: Completion) -> CompletionResult: ...
+
+    async def fail(self, run_id: str, record: ErrorRecord) -> bool:
+        """Records a terminal failure and appends TASK_FAILED and RUN_FAILED in one transaction.
+        Returns False if the run had already finished or failed."""
+
+    async def append_event(self, run_id: str, event: Event) -> str: ...
+
+    async def read_events(
+        self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
+    ) -> list[tuple[str, Event]]:
+        """Events after stream id ``after``; waits up to ``block_s`` for one if there are none."""
+
+    async def pop_inbox(self, run_id: str, worker: int, block_s: float) -> list[int]:
+        """Task ids from ``worker``'s inbox; waits up to ``block_s`` for the first."""
+
+    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]: ...
+
+    async def errors(self, run_id: str) -> dict[int, bytes]: ...
+
+    async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
+        """Deletes every key of the run except its event stream, which gets its TTL."""
+
+    async def run_keys(self, run_id: str) -> list[str]:
+        """Keys of the run that exist now (for tests: what is left after cleanup)."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,90 @@
+"""Every storage key shoal uses, in one place.
+
+Per-run keys carry the hash tag ``{<run_id>}`` so a whole run lives in one Redis Cluster slot and
+one script may touch all of them. Cross-run keys (the function table) carry none.
+
+Per run there is a fixed, small set of keys (outputs and counters are hashes, not one key per
+task), so the client deletes a finished run by an explicit key list, never by SCAN.
+"""
+
+from __future__ import annotations
+
+PREFIX = "shoal"
+
+
+def function(fn_hash: bytes) -> str:
+    """A cloudpickled task function, by its 16-byte content hash (shared across runs)."""
+    return f"{PREFIX}:fn:{fn_hash.hex()}"
+
+
+def run(run_id: str, part: str) -> str:
+    return f"{PREFIX}:{{{run_id}}}:{part}"
+
+
+def meta(run_id: str) -> str:
+    """Hash: outputs_left, output ids, submit time."""
+    return run(run_id, "meta")
+
+
+def outputs(run_id: str) -> str:
+    """Hash: task id -> encoded output (first writer wins)."""
+    return run(run_id, "out")
+
+
+def pending(run_id: str) -> str:
+    """Hash: task id -> number of its dependencies completed so far."""
+    return run(run_id, "pending")
+
+
+def done(run_id: str) -> str:
+    """Set: ids of completed tasks (makes completion idempotent)."""
+    return run(run_id, "done")
+
+
+def started(run_id: str) -> str:
+    """Set: ids of pinned workers that were invoked already."""
+    return run(run_id, "started")
+
+
+def errors(run_id: str) -> str:
+    """Hash: task id -> error record of a terminal failure."""
+    return run(run_id, "errors")
+
+
+def events(run_id: str) -> str:
+    """Stream: the run's events (kept after the run, with a TTL)."""
+    return run(run_id, "events")
+
+
+def subdags(run_id: str) -> str:
+    """Hash: name -> encoded subDAG (pinned workers' subDAGs, those too large to go inline)."""
+    return run(run_id, "sub")
+
+
+def constants(run_id: str) -> str:
+    """Hash: content hash -> large argument constant."""
+    return run(run_id, "const")
+
+
+def inbox(run_id: str, worker: int) -> str:
+    """List: ids of tasks pinned to ``worker`` that became ready elsewhere."""
+    return run(run_id, f"inbox:{worker}")
+
+
+def lease(run_id: str, task: int) -> str:
+    """A running task's lease (short TTL, renewed by its worker)."""
+    return run(run_id, f"lease:{task}")
+
+
+def fixed_run_keys(run_id: str) -> list[str]:
+    """The per-run keys every run may create, apart from per-worker / per-constant ones."""
+    return [
+        meta(run_id),
+        outputs(run_id),
+        pending(run_id),
+        done(run_id),
+        started(run_id),
+        errors(run_id),
+        subdags(run_id),
+        constants(run_id),
+    ]

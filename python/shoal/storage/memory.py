@@ -1,0 +1,255 @@
+"""In-memory storage: the same semantics as Redis, for ``scheduler="sync"`` and tests.
+
+It models Redis's key space (strings, hashes, sets, lists, streams, TTLs) with the same key names
+from :mod:`.keys`, so the contract suite can ask both implementations the same questions. Every
+method runs without awaiting in between, which makes each one atomic on the event loop, like a
+Lua script on the server. Blocking reads wait on one condition variable notified by every write
+to a list or stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from . import keys
+from .base import (
+    Completion,
+    CompletionResult,
+    ErrorRecord,
+    Event,
+    Fetched,
+    RunSpec,
+)
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._expires: dict[str, float] = {}
+        self._stream_seq = 0
+        self._last_ms = 0
+        self._cond: asyncio.Condition | None = None
+
+    # -- key space -------------------------------------------------------------------------
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        exp = self._expires.get(key)
+        if exp is not None and exp <= time.monotonic():
+            self._data.pop(key, None)
+            self._expires.pop(key, None)
+        return self._data.get(key, default)
+
+    def _hash(self, key: str) -> dict[str, bytes]:
+        h = self._get(key)
+        if h is None:
+            h = self._data[key] = {}
+        return h  # type: ignore[no-any-return]
+
+    def _set(self, key: str) -> set[str]:
+        s = self._get(key)
+        if s is None:
+            s = self._data[key] = set()
+        return s  # type: ignore[no-any-return]
+
+    def _expire(self, key: str, seconds: float) -> None:
+        if key in self._data:
+            self._expires[key] = time.monotonic() + seconds
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    def _xadd(self, key: str, event: Event) -> str:
+        stream = self._get(key)
+        if stream is None:
+            stream = self._data[key] = []
+        # Ids grow strictly, like Redis's: never behind the last one even if the clock steps back.
+        ms = max(int(time.time() * 1000), self._last_ms)
+        self._stream_seq = self._stream_seq + 1 if ms == self._last_ms else 0
+        self._last_ms = ms
+        entry_id = f"{ms}-{self._stream_seq}"
+        stream.append((entry_id, dict(event)))
+        return entry_id
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    async def submit(self, spec: RunSpec, event: Event) -> None:
+        rid = spec.run_id
+        for h, blob in spec.functions.items():
+            self._data.setdefault(keys.function(h), blob)
+        if spec.constants:
+            self._hash(keys.constants(rid)).update({h.hex(): b for h, b in spec.constants.items()})
+            self._expire(keys.constants(rid), spec.ttl_s)
+        if spec.subdags:
+            self._hash(keys.subdags(rid)).update(spec.subdags)
+            self._expire(keys.subdags(rid), spec.ttl_s)
+        meta = self._hash(keys.meta(rid))
+        meta["outputs_left"] = str(len(spec.outputs)).encode()
+        meta["events_ttl"] = str(spec.events_ttl_s).encode()
+        self._expire(keys.meta(rid), spec.ttl_s)
+        if spec.started_workers:
+            self._set(keys.started(rid)).update(str(w) for w in spec.started_workers)
+            self._expire(keys.started(rid), spec.ttl_s)
+        self._xadd(keys.events(rid), event)
+        self._expire(keys.events(rid), spec.ttl_s)
+        await self._notify()
+
+    async def fetch(
+        self,
+        run_id: str,
+        outputs: Sequence[int],
+        functions: Sequence[bytes] = (),
+        constants: Sequence[bytes] = (),
+    ) -> Fetched:
+        outs = self._get(keys.outputs(run_id)) or {}
+        consts = self._get(keys.constants(run_id)) or {}
+        return Fetched(
+            outputs={t: outs[str(t)] for t in outputs if str(t) in outs},
+            functions={h: b for h in functions if (b := self._get(keys.function(h))) is not None},
+            constants={h: consts[h.hex()] for h in constants if h.hex() in consts},
+        )
+
+    async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
+        self._hash(keys.subdags(run_id))[name] = blob
+
+    async def get_subdag(self, run_id: str, name: str) -> bytes | None:
+        return (self._get(keys.subdags(run_id)) or {}).get(name)
+
+    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+        c = completion
+        done = self._set(keys.done(run_id))
+        if str(c.task) in done:
+            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
+        done.add(str(c.task))
+        pending = self._hash(keys.pending(run_id))
+        started = self._set(keys.started(run_id))
+        ready: list[int] = []
+        invoke: list[int] = []
+        someone_waits = False
+        for d in c.downstream:
+            count = int(pending.get(str(d.task), b"0")) + 1
+            pending[str(d.task)] = str(count).encode()
+            if count < d.ndeps:
+                someone_waits = True
+            elif d.worker is not None and d.worker != c.worker:
+                inbox = self._get(keys.inbox(run_id, d.worker))
+                if inbox is None:
+                    inbox = self._data[keys.inbox(run_id, d.worker)] = deque()
+                inbox.append(d.task)
+                if str(d.worker) not in started:
+                    started.add(str(d.worker))
+                    invoke.append(d.worker)
+            else:
+                ready.append(d.task)
+        if c.output is not None and (c.must_store or someone_waits):
+            self._hash(keys.outputs(run_id)).setdefault(str(c.task), c.output)
+        self._xadd(keys.events(run_id), c.event)
+        finished = False
+        if c.is_output:
+            meta = self._hash(keys.meta(run_id))
+            left = int(meta.get("outputs_left", b"0")) - 1
+            meta["outputs_left"] = str(left).encode()
+            if left == 0:
+                self._xadd(keys.events(run_id), {"type": "RUN_COMPLETED"})
+                finished = True
+        await self._notify()
+        return CompletionResult(True, ready, invoke, finished)
+
+    async def fail(self, run_id: str, record: ErrorRecord) -> bool:
+        meta = self._hash(keys.meta(run_id))
+        if meta.get("failed") or meta.get("outputs_left") == b"0":
+            return False
+        meta["failed"] = b"1"
+        event = record.as_event()
+        self._hash(keys.errors(run_id))[str(record.task)] = _record_blob(record)
+        self._xadd(keys.events(run_id), event)
+        self._xadd(keys.events(run_id), {"type": "RUN_FAILED", "task": str(record.task)})
+        await self._notify()
+        return True
+
+    async def append_event(self, run_id: str, event: Event) -> str:
+        entry_id = self._xadd(keys.events(run_id), event)
+        await self._notify()
+        return entry_id
+
+    async def read_events(
+        self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
+    ) -> list[tuple[str, Event]]:
+        deadline = None if block_s is None else time.monotonic() + block_s
+        cond = self._condition()
+        while True:
+            stream = self._get(keys.events(run_id)) or []
+            found = [(i, dict(e)) for i, e in stream if _after(i, after)][:count]
+            if found or deadline is None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            async with cond:
+                try:
+                    await asyncio.wait_for(cond.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    async def pop_inbox(self, run_id: str, worker: int, block_s: float) -> list[int]:
+        deadline = time.monotonic() + block_s
+        cond = self._condition()
+        while True:
+            inbox = self._get(keys.inbox(run_id, worker))
+            if inbox:
+                items = list(inbox)
+                inbox.clear()
+                return items
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            async with cond:
+                try:
+                    await asyncio.wait_for(cond.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
+        return (await self.fetch(run_id, tasks)).outputs
+
+    async def errors(self, run_id: str) -> dict[int, bytes]:
+        return {int(k): v for k, v in (self._get(keys.errors(run_id)) or {}).items()}
+
+    async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
+        meta = self._get(keys.meta(run_id)) or {}
+        events_ttl = int(meta.get("events_ttl", b"86400"))
+        for key in [*keys.fixed_run_keys(run_id), *extra_keys]:
+            self._data.pop(key, None)
+            self._expires.pop(key, None)
+        self._expire(keys.events(run_id), events_ttl)
+
+    async def run_keys(self, run_id: str) -> list[str]:
+        tag = f"{{{run_id}}}"
+        return sorted(k for k in list(self._data) if tag in k and self._get(k) is not None)
+
+    async def close(self) -> None:
+        return None
+
+
+def _after(entry_id: str, after: str) -> bool:
+    def parts(i: str) -> tuple[int, int]:
+        ms, _, seq = i.partition("-")
+        return int(ms), int(seq or 0)
+
+    return parts(entry_id) > parts(after)
+
+
+def _record_blob(record: ErrorRecord) -> bytes:
+    import msgpack
+
+    return msgpack.packb(record.as_event(), use_bin_type=True)  # type: ignore[no-any-return]

@@ -1,0 +1,163 @@
+//! Cutting graphs: descendant closures, subDAGs for one worker, partition by worker id.
+//!
+//! A flexible worker receives the descendant closure of its start tasks, but the walk stops at
+//! tasks pinned to a worker: those belong to someone else and travel as [`Stub`]s. A pinned worker
+//! receives every task pinned to it plus the flexible closure below them, so it can hand flexible
+//! work on by cutting again from what it holds. Every cut is re-validated and its tables (functions,
+//! options, constants) are pruned to what its tasks use, which keeps small subDAGs small.
+
+use crate::error::GraphError;
+use crate::graph::{Graph, GraphData, Stub, TaskId, WorkerId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+impl Graph {
+    fn positions(&self, ids: &[TaskId]) -> Result<Vec<usize>, GraphError> {
+        ids.iter().map(|&id| self.position(id).ok_or(GraphError::UnknownTask(id))).collect()
+    }
+
+    /// Marks `starts` and everything below them reachable through tasks accepted by `follow`.
+    fn mark_below(&self, starts: Vec<usize>, held: &mut [bool], follow: impl Fn(usize) -> bool) {
+        let n = self.len();
+        let mut stack = starts;
+        while let Some(p) = stack.pop() {
+            if held[p] {
+                continue;
+            }
+            held[p] = true;
+            for &c in self.children_of(p) {
+                if c < n && !held[c] && follow(c) {
+                    stack.push(c);
+                }
+            }
+        }
+    }
+
+    /// The start tasks and all their descendants held by this graph, in graph order.
+    pub fn closure(&self, starts: &[TaskId]) -> Result<Vec<TaskId>, GraphError> {
+        let mut held = vec![false; self.len()];
+        self.mark_below(self.positions(starts)?, &mut held, |_| true);
+        Ok(self.ids_where(&held))
+    }
+
+    fn ids_where(&self, held: &[bool]) -> Vec<TaskId> {
+        self.tasks().iter().zip(held).filter(|(_, &h)| h).map(|(t, _)| t.id).collect()
+    }
+
+    /// The subDAG a worker needs: see the module docs.
+    pub fn subdag_for(&self, worker: Option<WorkerId>, starts: &[TaskId]) -> Result<Graph, GraphError> {
+        let tasks = self.tasks();
+        let flexible = |p: usize| tasks[p].worker.is_none();
+        let mut held = vec![false; self.len()];
+        let start_pos = self.positions(starts)?;
+        match worker {
+            None => {
+                if let Some(&p) = start_pos.iter().find(|&&p| !flexible(p)) {
+                    return Err(GraphError::PinnedStart(tasks[p].id));
+                }
+                self.mark_below(start_pos, &mut held, flexible);
+            }
+            Some(w) => {
+                let mine: Vec<usize> = (0..self.len()).filter(|&p| tasks[p].worker == Some(w)).collect();
+                for &p in &mine {
+                    held[p] = true;
+                }
+                let n = self.len();
+                let below: Vec<usize> = mine
+                    .iter()
+                    .flat_map(|&p| self.children_of(p).iter().copied())
+                    .filter(|&c| c < n && flexible(c))
+                    .collect();
+                self.mark_below(below, &mut held, flexible);
+            }
+        }
+        self.cut(&held)
+    }
+
+    /// A subgraph holding exactly `ids` (plus stubs for their downstream tasks left out).
+    pub fn subgraph(&self, ids: &[TaskId]) -> Result<Graph, GraphError> {
+        let mut held = vec![false; self.len()];
+        for p in self.positions(ids)? {
+            held[p] = true;
+        }
+        self.cut(&held)
+    }
+
+    /// Task ids grouped by worker (`None` = flexible); every task appears exactly once.
+    pub fn partition(&self) -> Vec<(Option<WorkerId>, Vec<TaskId>)> {
+        let mut groups: BTreeMap<Option<WorkerId>, Vec<TaskId>> = BTreeMap::new();
+        for t in self.tasks() {
+            groups.entry(t.worker).or_default().push(t.id);
+        }
+        groups.into_iter().collect()
+    }
+
+    fn cut(&self, held: &[bool]) -> Result<Graph, GraphError> {
+        let src = self.data();
+        let n = self.len();
+        let mut fns = Remap::default();
+        let mut opts = Remap::default();
+        let mut consts = Remap::default();
+        let mut tasks = Vec::new();
+        let mut stubs = Vec::new();
+        let mut stubbed = HashSet::new();
+        for (p, t) in src.tasks.iter().enumerate().filter(|(p, _)| held[*p]) {
+            let mut t = t.clone();
+            t.func = fns.get(t.func);
+            t.opts = opts.get(t.opts);
+            let mut remap_consts = |tpl: &mut crate::template::Template| {
+                let mut used = Vec::new();
+                tpl.for_each_const(&mut |c| used.push(c));
+                for c in used {
+                    consts.get(c);
+                }
+                tpl.remap_consts(&|c| consts.peek(c));
+            };
+            t.args.iter_mut().for_each(&mut remap_consts);
+            t.kwargs.iter_mut().for_each(|(_, v)| remap_consts(v));
+            tasks.push(t);
+            for &c in self.children_of(p) {
+                if c < n && held[c] {
+                    continue;
+                }
+                let stub = if c < n {
+                    let ct = &src.tasks[c];
+                    Stub { id: ct.id, deps: ct.deps.clone(), worker: ct.worker }
+                } else {
+                    src.stubs[c - n].clone()
+                };
+                if stubbed.insert(stub.id) {
+                    stubs.push(stub);
+                }
+            }
+        }
+        let data = GraphData {
+            fns: fns.order.iter().map(|&i| src.fns[i as usize].clone()).collect(),
+            options: opts.order.iter().map(|&i| src.options[i as usize].clone()).collect(),
+            consts: consts.order.iter().map(|&i| src.consts[i as usize]).collect(),
+            tasks,
+            stubs,
+            outputs: src.outputs.iter().copied().filter(|&o| self.position(o).is_some_and(|p| held[p])).collect(),
+        };
+        Graph::new(data)
+    }
+}
+
+/// Old index -> new dense index, in order of first use.
+#[derive(Default)]
+struct Remap {
+    map: HashMap<u32, u32>,
+    order: Vec<u32>,
+}
+
+impl Remap {
+    fn get(&mut self, old: u32) -> u32 {
+        let next = self.order.len() as u32;
+        *self.map.entry(old).or_insert_with(|| {
+            self.order.push(old);
+            next
+        })
+    }
+    fn peek(&self, old: u32) -> u32 {
+        self.map[&old]
+    }
+}

@@ -1,0 +1,320 @@
+//! The frozen task graph: plain data (ids, edges, tables) plus the indexes built on load.
+//!
+//! A [`Graph`] is either a whole run's graph (every dependency is inside it) or a *subDAG* cut for
+//! one worker: its tasks carry full specs, dependencies outside it are boundary inputs the worker
+//! fetches, and downstream tasks it does not hold appear as [`Stub`]s (id, dependency count,
+//! worker) so the worker can still count them down and hand them on.
+//!
+//! Tasks refer to shared tables by index: functions (hash + name), option sets, and large
+//! constants (content hashes). Task ids are global to a run and survive cutting.
+
+use crate::error::GraphError;
+use crate::hash::Hash16;
+use crate::template::Template;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+pub type TaskId = u32;
+pub type WorkerId = u32;
+
+/// A function of the run's function table: content hash of its pickled blob, and display name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FnRef {
+    pub hash: Hash16,
+    pub name: String,
+}
+
+/// Per-task options (`@shoal.task(...)` or `.options(...)`); `None` means "the default".
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TaskOptions {
+    pub retries: u32,
+    pub memory_mb: Option<u32>,
+    pub timeout_s: Option<f64>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    /// Index into [`Graph::fns`].
+    pub func: u32,
+    /// Index into [`Graph::options`].
+    pub opts: u32,
+    pub args: Vec<Template>,
+    pub kwargs: Vec<(String, Template)>,
+    /// Distinct upstream task ids; `Template::Slot(i)` is the output of `deps[i]`.
+    pub deps: Vec<TaskId>,
+    /// The worker a planner pinned this task to; `None` = flexible.
+    pub worker: Option<WorkerId>,
+}
+
+/// A downstream task held elsewhere: enough to count it down and route it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stub {
+    pub id: TaskId,
+    pub deps: Vec<TaskId>,
+    pub worker: Option<WorkerId>,
+}
+
+/// What goes on the wire.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GraphData {
+    pub fns: Vec<FnRef>,
+    pub options: Vec<TaskOptions>,
+    pub consts: Vec<Hash16>,
+    pub tasks: Vec<Task>,
+    pub stubs: Vec<Stub>,
+    /// Requested outputs held by this graph.
+    pub outputs: Vec<TaskId>,
+}
+
+/// A validated graph with its indexes.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    data: GraphData,
+    /// Task id -> position in `data.tasks`, or `tasks.len() + i` for `data.stubs[i]`.
+    pos: HashMap<TaskId, usize>,
+    /// Per task position: positions (tasks or stubs) of its downstream tasks in this graph.
+    children: Vec<Vec<usize>>,
+}
+
+/// One downstream edge as the completion logic needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downstream {
+    pub id: TaskId,
+    pub ndeps: u32,
+    pub worker: Option<WorkerId>,
+    /// Whether this graph holds the task's full spec (it may run here).
+    pub held: bool,
+}
+
+impl Graph {
+    /// Validates `data` and builds the indexes. Dependencies outside the graph are allowed
+    /// (boundary inputs of a subDAG); use [`Graph::check_complete`] for a whole run's graph.
+    pub fn new(data: GraphData) -> Result<Graph, GraphError> {
+        let n = data.tasks.len();
+        let mut pos = HashMap::with_capacity(n + data.stubs.len());
+        for (i, t) in data.tasks.iter().enumerate() {
+            if pos.insert(t.id, i).is_some() {
+                return Err(GraphError::DuplicateTask(t.id));
+            }
+        }
+        for (i, s) in data.stubs.iter().enumerate() {
+            if pos.insert(s.id, n + i).is_some() {
+                return Err(GraphError::DuplicateTask(s.id));
+            }
+        }
+        let mut children = vec![Vec::new(); n];
+        for (i, t) in data.tasks.iter().enumerate() {
+            let bad = |what: &'static str, index: u32| GraphError::BadIndex { task: t.id, what, index };
+            if t.func as usize >= data.fns.len() {
+                return Err(bad("function", t.func));
+            }
+            if t.opts as usize >= data.options.len() {
+                return Err(bad("options", t.opts));
+            }
+            let mut problem = None;
+            let mut check = |tpl: &Template| {
+                tpl.for_each_slot(&mut |s| {
+                    if s as usize >= t.deps.len() {
+                        problem.get_or_insert(bad("slot", s));
+                    }
+                });
+                tpl.for_each_const(&mut |c| {
+                    if c as usize >= data.consts.len() {
+                        problem.get_or_insert(bad("constant", c));
+                    }
+                });
+            };
+            t.args.iter().for_each(&mut check);
+            t.kwargs.iter().for_each(|(_, v)| check(v));
+            if let Some(e) = problem {
+                return Err(e);
+            }
+            for (k, &d) in t.deps.iter().enumerate() {
+                if d == t.id || t.deps[..k].contains(&d) {
+                    return Err(GraphError::BadDependency { task: t.id, dep: d });
+                }
+                if let Some(&p) = pos.get(&d) {
+                    if p >= n {
+                        // A stub is downstream-only; nothing here can depend on it.
+                        return Err(GraphError::BadDependency { task: t.id, dep: d });
+                    }
+                    children[p].push(i);
+                }
+            }
+        }
+        for (i, s) in data.stubs.iter().enumerate() {
+            for &d in &s.deps {
+                match pos.get(&d) {
+                    Some(&p) if p < n => children[p].push(n + i),
+                    Some(_) => return Err(GraphError::BadDependency { task: s.id, dep: d }),
+                    None => {}
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(data.outputs.len());
+        for &o in &data.outputs {
+            if !seen.insert(o) {
+                return Err(GraphError::DuplicateOutput(o));
+            }
+            match pos.get(&o) {
+                Some(&p) if p < n => {}
+                _ => return Err(GraphError::UnknownOutput(o)),
+            }
+        }
+        let g = Graph { data, pos, children };
+        g.topo_order()?;
+        Ok(g)
+    }
+
+    pub fn data(&self) -> &GraphData {
+        &self.data
+    }
+    pub fn into_data(self) -> GraphData {
+        self.data
+    }
+    pub fn tasks(&self) -> &[Task] {
+        &self.data.tasks
+    }
+    pub fn len(&self) -> usize {
+        self.data.tasks.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.tasks.is_empty()
+    }
+    pub fn outputs(&self) -> &[TaskId] {
+        &self.data.outputs
+    }
+
+    pub fn task(&self, id: TaskId) -> Result<&Task, GraphError> {
+        match self.pos.get(&id) {
+            Some(&p) if p < self.data.tasks.len() => Ok(&self.data.tasks[p]),
+            _ => Err(GraphError::UnknownTask(id)),
+        }
+    }
+
+    pub fn contains(&self, id: TaskId) -> bool {
+        matches!(self.pos.get(&id), Some(&p) if p < self.data.tasks.len())
+    }
+
+    /// Display name: the `name` option, else the function's name.
+    pub fn task_name(&self, t: &Task) -> &str {
+        let o = &self.data.options[t.opts as usize];
+        o.name.as_deref().unwrap_or(&self.data.fns[t.func as usize].name)
+    }
+
+    pub fn options_of(&self, t: &Task) -> &TaskOptions {
+        &self.data.options[t.opts as usize]
+    }
+
+    pub fn fn_of(&self, t: &Task) -> &FnRef {
+        &self.data.fns[t.func as usize]
+    }
+
+    /// The downstream tasks of `id` that this graph knows (held tasks and stubs).
+    pub fn downstream(&self, id: TaskId) -> Result<Vec<Downstream>, GraphError> {
+        let n = self.data.tasks.len();
+        let p = match self.pos.get(&id) {
+            Some(&p) if p < n => p,
+            _ => return Err(GraphError::UnknownTask(id)),
+        };
+        Ok(self.children[p].iter().map(|&c| self.describe(c)).collect())
+    }
+
+    fn describe(&self, p: usize) -> Downstream {
+        let n = self.data.tasks.len();
+        if p < n {
+            let t = &self.data.tasks[p];
+            Downstream { id: t.id, ndeps: t.deps.len() as u32, worker: t.worker, held: true }
+        } else {
+            let s = &self.data.stubs[p - n];
+            Downstream { id: s.id, ndeps: s.deps.len() as u32, worker: s.worker, held: false }
+        }
+    }
+
+    /// Errors unless every dependency of every task is inside the graph (a whole run's graph).
+    pub fn check_complete(&self) -> Result<(), GraphError> {
+        for t in &self.data.tasks {
+            for &d in &t.deps {
+                if !self.contains(d) {
+                    return Err(GraphError::ForeignDependency { task: t.id, dep: d });
+                }
+            }
+        }
+        match self.data.stubs.first() {
+            Some(s) => Err(GraphError::NotWhole(s.id)),
+            None => Ok(()),
+        }
+    }
+
+    /// Tasks in dependency order (Kahn); a cycle is an error naming a task on it.
+    pub fn topo_order(&self) -> Result<Vec<TaskId>, GraphError> {
+        let n = self.data.tasks.len();
+        let mut indeg = vec![0u32; n];
+        for t in &self.data.tasks {
+            for &d in &t.deps {
+                if let Some(&p) = self.pos.get(&d) {
+                    if p < n {
+                        let me = self.pos[&t.id];
+                        indeg[me] += 1;
+                    }
+                }
+            }
+        }
+        let mut stack: Vec<usize> = (0..n).filter(|&i| indeg[i] == 0).rev().collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(p) = stack.pop() {
+            order.push(self.data.tasks[p].id);
+            for &c in self.children[p].iter().rev() {
+                if c < n {
+                    indeg[c] -= 1;
+                    if indeg[c] == 0 {
+                        stack.push(c);
+                    }
+                }
+            }
+        }
+        if order.len() != n {
+            let stuck = (0..n).find(|&i| indeg[i] > 0).map(|i| self.data.tasks[i].id);
+            return Err(GraphError::Cycle(stuck.unwrap_or_default()));
+        }
+        Ok(order)
+    }
+
+    /// Tasks with no dependency at all.
+    pub fn roots(&self) -> Vec<TaskId> {
+        self.data.tasks.iter().filter(|t| t.deps.is_empty()).map(|t| t.id).collect()
+    }
+
+    /// Longest-path depth of each task from the roots, in `tasks()` order (for drawing).
+    pub fn levels(&self) -> Result<Vec<u32>, GraphError> {
+        let mut level: HashMap<TaskId, u32> = HashMap::with_capacity(self.len());
+        for id in self.topo_order()? {
+            let t = self.task(id)?;
+            let l = t.deps.iter().filter_map(|d| level.get(d)).map(|l| l + 1).max().unwrap_or(0);
+            level.insert(id, l);
+        }
+        Ok(self.data.tasks.iter().map(|t| level[&t.id]).collect())
+    }
+
+    /// Pins tasks to workers (a planner's assignment); unknown ids are an error.
+    pub fn assign(&mut self, assignment: &[(TaskId, WorkerId)]) -> Result<(), GraphError> {
+        for &(id, w) in assignment {
+            let n = self.data.tasks.len();
+            match self.pos.get(&id) {
+                Some(&p) if p < n => self.data.tasks[p].worker = Some(w),
+                _ => return Err(GraphError::UnknownTask(id)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn position(&self, id: TaskId) -> Option<usize> {
+        self.pos.get(&id).copied().filter(|&p| p < self.data.tasks.len())
+    }
+
+    pub(crate) fn children_of(&self, p: usize) -> &[usize] {
+        &self.children[p]
+    }
+}

@@ -1,0 +1,33 @@
+//! shoal-core: the pure-Rust heart of shoal, with no Python in it.
+//!
+//! - [`template`]: argument templates (nested arguments with slots for upstream outputs);
+//! - [`graph`]: the frozen graph, its validation and indexes;
+//! - [`cut`]: descendant closures, per-worker subDAGs, partition by worker;
+//! - [`codec`]: the versioned msgpack + zstd wire format;
+//! - [`hash`]: 16-byte blake3 content hashes for the function table and constants.
+
+pub mod codec;
+pub mod cut;
+pub mod error;
+pub mod graph;
+pub mod hash;
+pub mod template;
+
+pub use codec::{decode, encode, Kind};
+pub use error::{CodecError, GraphError};
+pub use graph::{Downstream, FnRef, Graph, GraphData, Stub, Task, TaskId, TaskOptions, WorkerId};
+pub use hash::Hash16;
+pub use template::{Builder, Template};
+
+impl Graph {
+    /// Encodes the graph for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(Kind::Graph, self.data())
+    }
+
+    /// Decodes and validates a graph; corrupt or inconsistent input is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Graph, CodecError> {
+        let data: GraphData = codec::decode(Kind::Graph, bytes)?;
+        Graph::new(data).map_err(|e| CodecError(format!("invalid graph payload: {e}")))
+    }
+}

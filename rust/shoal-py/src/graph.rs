@@ -1,0 +1,197 @@
+//! `shoal._core.Graph`: a frozen graph or subDAG, queried by the Python runtime.
+
+use crate::errors::{graph_err, payload_err};
+use crate::fill::PyBuilder;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use shoal_core::{Graph, Task, TaskId, WorkerId};
+
+#[pyclass(module = "shoal._core", name = "Graph", frozen)]
+pub struct PyGraph {
+    pub inner: Graph,
+}
+
+impl PyGraph {
+    fn task(&self, id: TaskId) -> PyResult<&Task> {
+        self.inner.task(id).map_err(graph_err)
+    }
+}
+
+fn wrap(g: Result<Graph, shoal_core::GraphError>) -> PyResult<PyGraph> {
+    Ok(PyGraph { inner: g.map_err(graph_err)? })
+}
+
+#[pymethods]
+impl PyGraph {
+    /// Decodes and validates an encoded graph; bad input raises `shoal.PayloadError`.
+    #[staticmethod]
+    fn decode(data: &[u8]) -> PyResult<PyGraph> {
+        Ok(PyGraph { inner: Graph::decode(data).map_err(payload_err)? })
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.encode())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<shoal._core.Graph tasks={} stubs={} outputs={}>",
+            self.inner.len(),
+            self.inner.data().stubs.len(),
+            self.inner.outputs().len()
+        )
+    }
+
+    #[getter]
+    fn outputs(&self) -> Vec<TaskId> {
+        self.inner.outputs().to_vec()
+    }
+
+    fn task_ids(&self) -> Vec<TaskId> {
+        self.inner.tasks().iter().map(|t| t.id).collect()
+    }
+
+    fn stub_ids(&self) -> Vec<TaskId> {
+        self.inner.data().stubs.iter().map(|s| s.id).collect()
+    }
+
+    fn __contains__(&self, id: TaskId) -> bool {
+        self.inner.contains(id)
+    }
+
+    fn roots(&self) -> Vec<TaskId> {
+        self.inner.roots()
+    }
+
+    fn topo_order(&self) -> PyResult<Vec<TaskId>> {
+        self.inner.topo_order().map_err(graph_err)
+    }
+
+    fn levels(&self) -> PyResult<Vec<u32>> {
+        self.inner.levels().map_err(graph_err)
+    }
+
+    fn closure(&self, starts: Vec<TaskId>) -> PyResult<Vec<TaskId>> {
+        self.inner.closure(&starts).map_err(graph_err)
+    }
+
+    fn subgraph(&self, ids: Vec<TaskId>) -> PyResult<PyGraph> {
+        wrap(self.inner.subgraph(&ids))
+    }
+
+    /// The subDAG worker `worker` (None = flexible) needs to run from `starts`.
+    #[pyo3(signature = (worker, starts))]
+    fn subdag_for(&self, worker: Option<WorkerId>, starts: Vec<TaskId>) -> PyResult<PyGraph> {
+        wrap(self.inner.subdag_for(worker, &starts))
+    }
+
+    /// A copy with tasks pinned to workers: `{task_id: worker_id}`.
+    fn with_assignment(&self, assignment: Vec<(TaskId, WorkerId)>) -> PyResult<PyGraph> {
+        let mut g = self.inner.clone();
+        g.assign(&assignment).map_err(graph_err)?;
+        Ok(PyGraph { inner: g })
+    }
+
+    /// `[(worker or None, [task ids])]`: every task exactly once.
+    fn partition(&self) -> Vec<(Option<WorkerId>, Vec<TaskId>)> {
+        self.inner.partition()
+    }
+
+    fn name(&self, id: TaskId) -> PyResult<String> {
+        Ok(self.inner.task_name(self.task(id)?).to_owned())
+    }
+
+    fn deps(&self, id: TaskId) -> PyResult<Vec<TaskId>> {
+        Ok(self.task(id)?.deps.clone())
+    }
+
+    fn worker(&self, id: TaskId) -> PyResult<Option<WorkerId>> {
+        Ok(self.task(id)?.worker)
+    }
+
+    /// `[(id, ndeps, worker, held)]` for each downstream task.
+    fn downstream(&self, id: TaskId) -> PyResult<Vec<(TaskId, u32, Option<WorkerId>, bool)>> {
+        Ok(self
+            .inner
+            .downstream(id)
+            .map_err(graph_err)?
+            .into_iter()
+            .map(|d| (d.id, d.ndeps, d.worker, d.held))
+            .collect())
+    }
+
+    fn fn_hash<'py>(&self, py: Python<'py>, id: TaskId) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.inner.fn_of(self.task(id)?).hash.0))
+    }
+
+    /// `(retries, memory_mb, timeout_s, name)`.
+    fn options(&self, id: TaskId) -> PyResult<(u32, Option<u32>, Option<f64>, Option<String>)> {
+        let o = self.inner.options_of(self.task(id)?);
+        Ok((o.retries, o.memory_mb, o.timeout_s, o.name.clone()))
+    }
+
+    fn fn_hashes<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.inner.data().fns.iter().map(|f| PyBytes::new(py, &f.hash.0)).collect()
+    }
+
+    /// Content hashes of the constants task `id` uses (all of the graph's when `id` is None).
+    #[pyo3(signature = (id=None))]
+    fn const_hashes<'py>(&self, py: Python<'py>, id: Option<TaskId>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let all = &self.inner.data().consts;
+        let idx: Vec<u32> = match id {
+            None => (0..all.len() as u32).collect(),
+            Some(id) => {
+                let t = self.task(id)?;
+                let mut v = Vec::new();
+                t.args.iter().chain(t.kwargs.iter().map(|(_, v)| v)).for_each(|tpl| {
+                    tpl.for_each_const(&mut |c| {
+                        if !v.contains(&c) {
+                            v.push(c)
+                        }
+                    })
+                });
+                v
+            }
+        };
+        Ok(idx.into_iter().map(|i| PyBytes::new(py, &all[i as usize].0)).collect())
+    }
+
+    /// Rebuilds task `id`'s `(args, kwargs)` from its template: `values[i]` fills `deps[i]`,
+    /// `consts` maps constant hashes to decoded values, `loads` unpickles opaque leaves.
+    #[pyo3(signature = (id, values, loads, consts=None))]
+    fn fill<'py>(
+        &self,
+        py: Python<'py>,
+        id: TaskId,
+        values: Vec<Bound<'py, PyAny>>,
+        loads: Bound<'py, PyAny>,
+        consts: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let t = self.task(id)?;
+        if values.len() != t.deps.len() {
+            return Err(PyValueError::new_err(format!(
+                "task {id} has {} dependencies but {} values were given",
+                t.deps.len(),
+                values.len()
+            )));
+        }
+        let mut b = PyBuilder {
+            py,
+            slots: &values,
+            const_hashes: &self.inner.data().consts,
+            consts: consts.as_ref(),
+            loads: &loads,
+        };
+        let args = t.args.iter().map(|a| a.build(&mut b)).collect::<PyResult<Vec<_>>>()?;
+        let kwargs = PyDict::new(py);
+        for (k, v) in &t.kwargs {
+            kwargs.set_item(k, v.build(&mut b)?)?;
+        }
+        Ok((PyTuple::new(py, args)?, kwargs))
+    }
+}

@@ -1,0 +1,59 @@
+//! `shoal._core`: the thin PyO3 binding over shoal-core. Private; the API is `shoal`.
+
+mod errors;
+mod fill;
+mod graph;
+mod walk;
+
+use graph::PyGraph;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyType};
+use shoal_core::{codec, Hash16, Template};
+
+/// Freezes lazy nodes: `(graph, output_ids, {fn_hash: blob}, {const_hash: blob})`.
+#[pyfunction]
+#[pyo3(signature = (outputs, node_type, dumps, const_threshold))]
+#[allow(clippy::type_complexity)]
+fn freeze<'py>(
+    py: Python<'py>,
+    outputs: Bound<'py, PyAny>,
+    node_type: Bound<'py, PyType>,
+    dumps: Bound<'py, PyAny>,
+    const_threshold: usize,
+) -> PyResult<(PyGraph, Vec<u32>, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    let frozen = walk::Freezer::new(node_type, dumps, const_threshold).freeze(&outputs)?;
+    let graph = walk::check_graph(frozen.data)?;
+    let fns = PyDict::new(py);
+    for (h, blob) in frozen.fn_blobs {
+        fns.set_item(PyBytes::new(py, &h.0), blob)?;
+    }
+    let consts = PyDict::new(py);
+    for (h, blob) in frozen.const_blobs {
+        consts.set_item(PyBytes::new(py, &h.0), PyBytes::new(py, &blob))?;
+    }
+    Ok((PyGraph { inner: graph }, frozen.outputs, fns, consts))
+}
+
+/// Decodes a stored constant blob back into its Python value.
+#[pyfunction]
+fn decode_constant<'py>(py: Python<'py>, blob: &[u8], loads: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let leaf: Template = codec::decode(codec::Kind::Constant, blob).map_err(errors::payload_err)?;
+    let mut b = fill::PyBuilder { py, slots: &[], const_hashes: &[], consts: None, loads: &loads };
+    leaf.build(&mut b)
+}
+
+/// The 16-byte blake3 content hash used for function blobs and constants.
+#[pyfunction]
+fn hash16<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &Hash16::of(data).0)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyGraph>()?;
+    m.add_function(wrap_pyfunction!(freeze, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_constant, m)?)?;
+    m.add_function(wrap_pyfunction!(hash16, m)?)?;
+    m.add("FORMAT_VERSION", codec::VERSION)?;
+    Ok(())
+}

@@ -8,8 +8,9 @@ Python face of it and the place the runtime gets a frozen graph from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from . import _core
 from .config import Settings
@@ -28,6 +29,8 @@ class FrozenGraph:
     functions: dict[bytes, bytes]
     #: Large constants by hash: stored once per run.
     constants: dict[bytes, bytes]
+    #: The live function objects by hash (in-process workers use them as their warm cache).
+    live_functions: dict[bytes, Callable[..., Any]]
 
     def with_assignment(self, assignment: dict[int, int] | None) -> FrozenGraph:
         """Pins tasks to worker ids (``{task_id: worker_id}``), as a planner does."""
@@ -35,7 +38,7 @@ class FrozenGraph:
             return self
         pairs = _assignment_pairs(assignment)
         graph = self.graph.with_assignment(pairs)
-        return FrozenGraph(graph, self.output_ids, self.functions, self.constants)
+        return replace(self, graph=graph)
 
 
 def _assignment_pairs(assignment: dict[int, int]) -> list[tuple[int, int]]:
@@ -59,8 +62,9 @@ def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = N
                 f"got {type(n).__name__}: {n!r:.60}"
             )
     distinct = list({id(n): n for n in nodes}.values())
-    graph, ids, functions, constants = _core.freeze(
+    graph, ids, functions, constants, live = _core.freeze(
         distinct, Node, dumps_leaf, settings.const_threshold
     )
     by_node = {id(n): i for n, i in zip(distinct, ids, strict=True)}
-    return FrozenGraph(graph, tuple(by_node[id(n)] for n in nodes), functions, constants)
+    output_ids = tuple(by_node[id(n)] for n in nodes)
+    return FrozenGraph(graph, output_ids, functions, constants, live)

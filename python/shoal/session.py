@@ -68,7 +68,11 @@ class Session:
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
         frozen = freeze(nodes, self.settings).with_assignment(assignment)
+        if not nodes:
+            return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
+        if isinstance(self.backend, InProcess):
+            self.backend.share_functions(frozen.live_functions)
 
         async def go() -> list[Any]:
             if not self._started:

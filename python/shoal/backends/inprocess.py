@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .base import Capabilities, Resources
 
@@ -35,6 +35,11 @@ class InProcess:
     async def start(self, storage: Storage, settings: Settings) -> None:
         self._storage = storage
         self._settings = settings
+
+    def share_functions(self, functions: dict[bytes, Any]) -> None:
+        """Seeds the warm function cache with the client's live function objects: workers in
+        this process call the very functions the user decorated (closures see their state)."""
+        self._caches.functions.update(functions)
 
     async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
         from ..runtime.worker import run_in_thread, run_inline, run_worker

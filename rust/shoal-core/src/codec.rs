@@ -1,8 +1,10 @@
-//! The wire format: a 5-byte header, then msgpack (rmp-serde), zstd-compressed when it pays.
+//! The wire format: a 9-byte header, then msgpack (rmp-serde), zstd-compressed when it pays.
 //!
-//! Header: magic `b"SH"`, format version, payload kind, flags (bit 0: zstd). Decoding checks each
-//! field, bounds decompression, and insists that the msgpack body is consumed exactly, so a
-//! truncated, corrupt, foreign or future payload is a [`CodecError`], never a panic or a hang.
+//! Header: magic `b"SH"`, format version, payload kind, flags (bit 0: zstd), and a 4-byte
+//! checksum (blake3, truncated) of everything after the header. Decoding checks each field and
+//! the checksum before touching the body, bounds decompression, and insists that the msgpack body
+//! is consumed exactly, so a truncated, corrupt, foreign or future payload is a [`CodecError`],
+//! never a panic, a hang, or a silently different graph.
 
 use crate::error::CodecError;
 use serde::de::DeserializeOwned;
@@ -11,7 +13,7 @@ use std::io::Read;
 
 pub const MAGIC: [u8; 2] = *b"SH";
 pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 5;
+pub const HEADER_LEN: usize = 9;
 const FLAG_ZSTD: u8 = 1;
 /// Bodies shorter than this are sent raw: a zstd frame would cost more than it saves.
 const COMPRESS_FROM: usize = 192;
@@ -43,44 +45,72 @@ pub fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(kind as u8);
-    if body.len() >= COMPRESS_FROM {
-        if let Ok(z) = zstd::bulk::compress(&body, ZSTD_LEVEL) {
-            if z.len() < body.len() {
-                out.push(FLAG_ZSTD);
-                out.extend_from_slice(&z);
-                return out;
-            }
-        }
-    }
-    out.push(0);
-    out.extend_from_slice(&body);
+    let compressed = (body.len() >= COMPRESS_FROM)
+        .then(|| zstd::bulk::compress(&body, ZSTD_LEVEL).ok())
+        .flatten()
+        .filter(|z| z.len() < body.len());
+    let (flags, payload) = match &compressed {
+        Some(z) => (FLAG_ZSTD, z.as_slice()),
+        None => (0, body.as_slice()),
+    };
+    out.push(flags);
+    out.extend_from_slice(&checksum(payload));
+    out.extend_from_slice(payload);
     out
+}
+
+fn checksum(payload: &[u8]) -> [u8; 4] {
+    let h = blake3::hash(payload);
+    [
+        h.as_bytes()[0],
+        h.as_bytes()[1],
+        h.as_bytes()[2],
+        h.as_bytes()[3],
+    ]
 }
 
 pub fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
     let err = |m: String| CodecError(format!("cannot decode {} payload: {m}", kind.name()));
     if bytes.len() < HEADER_LEN {
-        return Err(err(format!("only {} bytes, shorter than the header", bytes.len())));
+        return Err(err(format!(
+            "only {} bytes, shorter than the header",
+            bytes.len()
+        )));
     }
     if bytes[..2] != MAGIC {
         return Err(err("not a shoal payload (bad magic)".into()));
     }
     if bytes[2] != VERSION {
-        return Err(err(format!("format version {} is not supported (this build reads {VERSION})", bytes[2])));
+        return Err(err(format!(
+            "format version {} is not supported (this build reads {VERSION})",
+            bytes[2]
+        )));
     }
     if bytes[3] != kind as u8 {
-        return Err(err(format!("payload kind {} where {} ({}) was expected", bytes[3], kind as u8, kind.name())));
+        return Err(err(format!(
+            "payload kind {} where {} ({}) was expected",
+            bytes[3],
+            kind as u8,
+            kind.name()
+        )));
     }
     let flags = bytes[4];
     if flags & !FLAG_ZSTD != 0 {
         return Err(err(format!("unknown flags {flags:#04x}")));
     }
     let payload = &bytes[HEADER_LEN..];
+    if bytes[5..HEADER_LEN] != checksum(payload) {
+        return Err(err(
+            "checksum mismatch (truncated or corrupted in transit)".into()
+        ));
+    }
     let inflated;
     let body: &[u8] = if flags & FLAG_ZSTD != 0 {
         let dec = zstd::stream::read::Decoder::new(payload).map_err(|e| err(e.to_string()))?;
         let mut buf = Vec::new();
-        dec.take(MAX_BODY + 1).read_to_end(&mut buf).map_err(|e| err(format!("corrupt compression: {e}")))?;
+        dec.take(MAX_BODY + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| err(format!("corrupt compression: {e}")))?;
         if buf.len() as u64 > MAX_BODY {
             return Err(err(format!("body inflates beyond {MAX_BODY} bytes")));
         }
@@ -95,7 +125,10 @@ pub fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecE
         T::deserialize(&mut de).map_err(|e| err(format!("corrupt body: {e}")))?
     };
     if cursor.position() as usize != body.len() {
-        return Err(err(format!("{} trailing bytes after the body", body.len() - cursor.position() as usize)));
+        return Err(err(format!(
+            "{} trailing bytes after the body",
+            body.len() - cursor.position() as usize
+        )));
     }
     Ok(value)
 }
@@ -117,7 +150,10 @@ mod tests {
         let v: Vec<u32> = (0..2000).collect();
         let b = encode(Kind::Graph, &v);
         for cut in 0..b.len() {
-            assert!(decode::<Vec<u32>>(Kind::Graph, &b[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode::<Vec<u32>>(Kind::Graph, &b[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -126,13 +162,22 @@ mod tests {
         let b = encode(Kind::Graph, &vec![1u8]);
         let mut wrong = b.clone();
         wrong[2] = 99;
-        assert!(decode::<Vec<u8>>(Kind::Graph, &wrong).unwrap_err().0.contains("version 99"));
-        assert!(decode::<Vec<u8>>(Kind::Invocation, &b).unwrap_err().0.contains("kind"));
+        assert!(decode::<Vec<u8>>(Kind::Graph, &wrong)
+            .unwrap_err()
+            .0
+            .contains("version 99"));
+        assert!(decode::<Vec<u8>>(Kind::Invocation, &b)
+            .unwrap_err()
+            .0
+            .contains("kind"));
         let mut flags = b.clone();
         flags[4] = 0x80;
         assert!(decode::<Vec<u8>>(Kind::Graph, &flags).is_err());
         let mut trailing = b;
         trailing.push(0);
-        assert!(decode::<Vec<u8>>(Kind::Graph, &trailing).unwrap_err().0.contains("trailing"));
+        assert!(decode::<Vec<u8>>(Kind::Graph, &trailing)
+            .unwrap_err()
+            .0
+            .contains("checksum"));
     }
 }

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 impl Graph {
     fn positions(&self, ids: &[TaskId]) -> Result<Vec<usize>, GraphError> {
-        ids.iter().map(|&id| self.position(id).ok_or(GraphError::UnknownTask(id))).collect()
+        ids.iter()
+            .map(|&id| self.position(id).ok_or(GraphError::UnknownTask(id)))
+            .collect()
     }
 
     /// Marks `starts` and everything below them reachable through tasks accepted by `follow`.
@@ -40,11 +42,20 @@ impl Graph {
     }
 
     fn ids_where(&self, held: &[bool]) -> Vec<TaskId> {
-        self.tasks().iter().zip(held).filter(|(_, &h)| h).map(|(t, _)| t.id).collect()
+        self.tasks()
+            .iter()
+            .zip(held)
+            .filter(|(_, &h)| h)
+            .map(|(t, _)| t.id)
+            .collect()
     }
 
     /// The subDAG a worker needs: see the module docs.
-    pub fn subdag_for(&self, worker: Option<WorkerId>, starts: &[TaskId]) -> Result<Graph, GraphError> {
+    pub fn subdag_for(
+        &self,
+        worker: Option<WorkerId>,
+        starts: &[TaskId],
+    ) -> Result<Graph, GraphError> {
         let tasks = self.tasks();
         let flexible = |p: usize| tasks[p].worker.is_none();
         let mut held = vec![false; self.len()];
@@ -57,7 +68,9 @@ impl Graph {
                 self.mark_below(start_pos, &mut held, flexible);
             }
             Some(w) => {
-                let mine: Vec<usize> = (0..self.len()).filter(|&p| tasks[p].worker == Some(w)).collect();
+                let mine: Vec<usize> = (0..self.len())
+                    .filter(|&p| tasks[p].worker == Some(w))
+                    .collect();
                 for &p in &mine {
                     held[p] = true;
                 }
@@ -121,7 +134,11 @@ impl Graph {
                 }
                 let stub = if c < n {
                     let ct = &src.tasks[c];
-                    Stub { id: ct.id, deps: ct.deps.clone(), worker: ct.worker }
+                    Stub {
+                        id: ct.id,
+                        deps: ct.deps.clone(),
+                        worker: ct.worker,
+                    }
                 } else {
                     src.stubs[c - n].clone()
                 };
@@ -131,12 +148,29 @@ impl Graph {
             }
         }
         let data = GraphData {
-            fns: fns.order.iter().map(|&i| src.fns[i as usize].clone()).collect(),
-            options: opts.order.iter().map(|&i| src.options[i as usize].clone()).collect(),
-            consts: consts.order.iter().map(|&i| src.consts[i as usize]).collect(),
+            fns: fns
+                .order
+                .iter()
+                .map(|&i| src.fns[i as usize].clone())
+                .collect(),
+            options: opts
+                .order
+                .iter()
+                .map(|&i| src.options[i as usize].clone())
+                .collect(),
+            consts: consts
+                .order
+                .iter()
+                .map(|&i| src.consts[i as usize])
+                .collect(),
             tasks,
             stubs,
-            outputs: src.outputs.iter().copied().filter(|&o| self.position(o).is_some_and(|p| held[p])).collect(),
+            outputs: src
+                .outputs
+                .iter()
+                .copied()
+                .filter(|&o| self.position(o).is_some_and(|p| held[p]))
+                .collect(),
         };
         Graph::new(data)
     }

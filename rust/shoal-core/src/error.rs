@@ -10,10 +10,20 @@ pub enum GraphError {
     UnknownOutput(TaskId),
     UnknownTask(TaskId),
     /// `task` depends on `dep`, which is not part of the graph.
-    ForeignDependency { task: TaskId, dep: TaskId },
-    /// A self-dependency, a repeated dependency, or a dependency on a stub.
-    BadDependency { task: TaskId, dep: TaskId },
-    BadIndex { task: TaskId, what: &'static str, index: u32 },
+    ForeignDependency {
+        task: TaskId,
+        dep: TaskId,
+    },
+    /// A self-dependency or a repeated dependency.
+    BadDependency {
+        task: TaskId,
+        dep: TaskId,
+    },
+    BadIndex {
+        task: TaskId,
+        what: &'static str,
+        index: u32,
+    },
     /// A cycle runs through this task.
     Cycle(TaskId),
     /// A whole graph was expected but this one holds a stub (a cut subDAG).
@@ -34,7 +44,7 @@ impl fmt::Display for GraphError {
                 "task {task} depends on task {dep}, which is not part of this graph (a node from outside the graph)"
             ),
             GraphError::BadDependency { task, dep } => {
-                write!(f, "task {task} has an invalid dependency on {dep} (itself, repeated, or a stub)")
+                write!(f, "task {task} has an invalid dependency on {dep} (itself, or listed twice)")
             }
             GraphError::BadIndex { task, what, index } => {
                 write!(f, "task {task} refers to {what} {index}, which does not exist")

@@ -106,7 +106,11 @@ impl Graph {
         }
         let mut children = vec![Vec::new(); n];
         for (i, t) in data.tasks.iter().enumerate() {
-            let bad = |what: &'static str, index: u32| GraphError::BadIndex { task: t.id, what, index };
+            let bad = |what: &'static str, index: u32| GraphError::BadIndex {
+                task: t.id,
+                what,
+                index,
+            };
             if t.func as usize >= data.fns.len() {
                 return Err(bad("function", t.func));
             }
@@ -135,21 +139,24 @@ impl Graph {
                 if d == t.id || t.deps[..k].contains(&d) {
                     return Err(GraphError::BadDependency { task: t.id, dep: d });
                 }
+                // A dependency on a stub (a task held elsewhere) is a boundary input, like one
+                // outside the graph: it is fetched, and it adds no edge here.
                 if let Some(&p) = pos.get(&d) {
-                    if p >= n {
-                        // A stub is downstream-only; nothing here can depend on it.
-                        return Err(GraphError::BadDependency { task: t.id, dep: d });
+                    if p < n {
+                        children[p].push(i);
                     }
-                    children[p].push(i);
                 }
             }
         }
         for (i, s) in data.stubs.iter().enumerate() {
-            for &d in &s.deps {
-                match pos.get(&d) {
-                    Some(&p) if p < n => children[p].push(n + i),
-                    Some(_) => return Err(GraphError::BadDependency { task: s.id, dep: d }),
-                    None => {}
+            for (k, &d) in s.deps.iter().enumerate() {
+                if d == s.id || s.deps[..k].contains(&d) {
+                    return Err(GraphError::BadDependency { task: s.id, dep: d });
+                }
+                if let Some(&p) = pos.get(&d) {
+                    if p < n {
+                        children[p].push(n + i);
+                    }
                 }
             }
         }
@@ -163,7 +170,11 @@ impl Graph {
                 _ => return Err(GraphError::UnknownOutput(o)),
             }
         }
-        let g = Graph { data, pos, children };
+        let g = Graph {
+            data,
+            pos,
+            children,
+        };
         g.topo_order()?;
         Ok(g)
     }
@@ -201,7 +212,9 @@ impl Graph {
     /// Display name: the `name` option, else the function's name.
     pub fn task_name(&self, t: &Task) -> &str {
         let o = &self.data.options[t.opts as usize];
-        o.name.as_deref().unwrap_or(&self.data.fns[t.func as usize].name)
+        o.name
+            .as_deref()
+            .unwrap_or(&self.data.fns[t.func as usize].name)
     }
 
     pub fn options_of(&self, t: &Task) -> &TaskOptions {
@@ -226,10 +239,20 @@ impl Graph {
         let n = self.data.tasks.len();
         if p < n {
             let t = &self.data.tasks[p];
-            Downstream { id: t.id, ndeps: t.deps.len() as u32, worker: t.worker, held: true }
+            Downstream {
+                id: t.id,
+                ndeps: t.deps.len() as u32,
+                worker: t.worker,
+                held: true,
+            }
         } else {
             let s = &self.data.stubs[p - n];
-            Downstream { id: s.id, ndeps: s.deps.len() as u32, worker: s.worker, held: false }
+            Downstream {
+                id: s.id,
+                ndeps: s.deps.len() as u32,
+                worker: s.worker,
+                held: false,
+            }
         }
     }
 
@@ -276,15 +299,43 @@ impl Graph {
             }
         }
         if order.len() != n {
-            let stuck = (0..n).find(|&i| indeg[i] > 0).map(|i| self.data.tasks[i].id);
-            return Err(GraphError::Cycle(stuck.unwrap_or_default()));
+            return Err(GraphError::Cycle(self.task_on_cycle(&indeg)));
         }
         Ok(order)
     }
 
+    /// After Kahn's algorithm stalls, every task left has a left-over dependency; following
+    /// those from any of them must revisit a task, and the first one revisited is on a cycle.
+    fn task_on_cycle(&self, indeg: &[u32]) -> TaskId {
+        let n = self.data.tasks.len();
+        let stuck = |p: usize| p < n && indeg[p] > 0;
+        let Some(mut p) = (0..n).find(|&p| stuck(p)) else {
+            return 0;
+        };
+        let mut seen = vec![false; n];
+        while !seen[p] {
+            seen[p] = true;
+            let next = self.data.tasks[p]
+                .deps
+                .iter()
+                .filter_map(|d| self.pos.get(d).copied())
+                .find(|&q| stuck(q));
+            match next {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
+        self.data.tasks[p].id
+    }
+
     /// Tasks with no dependency at all.
     pub fn roots(&self) -> Vec<TaskId> {
-        self.data.tasks.iter().filter(|t| t.deps.is_empty()).map(|t| t.id).collect()
+        self.data
+            .tasks
+            .iter()
+            .filter(|t| t.deps.is_empty())
+            .map(|t| t.id)
+            .collect()
     }
 
     /// Longest-path depth of each task from the roots, in `tasks()` order (for drawing).
@@ -292,7 +343,13 @@ impl Graph {
         let mut level: HashMap<TaskId, u32> = HashMap::with_capacity(self.len());
         for id in self.topo_order()? {
             let t = self.task(id)?;
-            let l = t.deps.iter().filter_map(|d| level.get(d)).map(|l| l + 1).max().unwrap_or(0);
+            let l = t
+                .deps
+                .iter()
+                .filter_map(|d| level.get(d))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
             level.insert(id, l);
         }
         Ok(self.data.tasks.iter().map(|t| level[&t.id]).collect())
@@ -311,7 +368,10 @@ impl Graph {
     }
 
     pub(crate) fn position(&self, id: TaskId) -> Option<usize> {
-        self.pos.get(&id).copied().filter(|&p| p < self.data.tasks.len())
+        self.pos
+            .get(&id)
+            .copied()
+            .filter(|&p| p < self.data.tasks.len())
     }
 
     pub(crate) fn children_of(&self, p: usize) -> &[usize] {

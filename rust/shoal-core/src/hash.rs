@@ -44,7 +44,9 @@ impl<'de> Deserialize<'de> for Hash16 {
                 f.write_str("16 bytes")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Hash16, E> {
-                let arr: [u8; 16] = v.try_into().map_err(|_| E::invalid_length(v.len(), &self))?;
+                let arr: [u8; 16] = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Hash16(arr))
             }
         }
@@ -58,7 +60,10 @@ mod tests {
 
     #[test]
     fn different_blobs_different_hashes() {
-        assert_ne!(Hash16::of(b"def f(): return 1"), Hash16::of(b"def f(): return 2"));
+        assert_ne!(
+            Hash16::of(b"def f(): return 1"),
+            Hash16::of(b"def f(): return 2")
+        );
         assert_eq!(Hash16::of(b"x"), Hash16::of(b"x"));
         assert_eq!(Hash16::of(b"x").hex().len(), 32);
     }

@@ -238,7 +238,9 @@ impl DepthGuard {
         });
         if d > MAX_DEPTH {
             DEPTH.with(|c| c.set(c.get() - 1));
-            return Err(E::custom(format!("template nested deeper than {MAX_DEPTH}")));
+            return Err(E::custom(format!(
+                "template nested deeper than {MAX_DEPTH}"
+            )));
         }
         Ok(DepthGuard)
     }
@@ -441,9 +443,14 @@ mod tests {
         let slots = [Value::Int(10), Value::Str("b".into())];
         let consts = [Value::Bytes(vec![9; 4])];
         let filled = t
-            .build(&mut ValueBuilder { slots: &slots, consts: &consts })
+            .build(&mut ValueBuilder {
+                slots: &slots,
+                consts: &consts,
+            })
             .unwrap();
-        let Value::Dict(pairs) = filled else { panic!("not a dict") };
+        let Value::Dict(pairs) = filled else {
+            panic!("not a dict")
+        };
         assert_eq!(
             pairs[0].1,
             Value::List(vec![
@@ -489,8 +496,16 @@ mod tests {
 
     #[test]
     fn bad_tags_are_errors() {
-        for bytes in [vec![0x91, 99], vec![0x90], vec![0x92, TAG_DICT, 1], vec![0x93, TAG_SLOT, 1, 2]] {
-            assert!(rmp_serde::from_slice::<Template>(&bytes).is_err(), "{bytes:?}");
+        for bytes in [
+            vec![0x91, 99],
+            vec![0x90],
+            vec![0x92, TAG_DICT, 1],
+            vec![0x93, TAG_SLOT, 1, 2],
+        ] {
+            assert!(
+                rmp_serde::from_slice::<Template>(&bytes).is_err(),
+                "{bytes:?}"
+            );
         }
     }
 }

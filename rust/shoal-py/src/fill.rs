@@ -65,6 +65,7 @@ impl<'py> Builder for PyBuilder<'_, 'py> {
             Some(d) => d.get_item(PyBytes::new(self.py, &hash.0))?,
             None => None,
         };
-        found.ok_or_else(|| PyKeyError::new_err(format!("constant {} was not provided", hash.hex())))
+        found
+            .ok_or_else(|| PyKeyError::new_err(format!("constant {} was not provided", hash.hex())))
     }
 }

@@ -19,7 +19,9 @@ impl PyGraph {
 }
 
 fn wrap(g: Result<Graph, shoal_core::GraphError>) -> PyResult<PyGraph> {
-    Ok(PyGraph { inner: g.map_err(graph_err)? })
+    Ok(PyGraph {
+        inner: g.map_err(graph_err)?,
+    })
 }
 
 #[pymethods]
@@ -27,7 +29,9 @@ impl PyGraph {
     /// Decodes and validates an encoded graph; bad input raises `shoal.PayloadError`.
     #[staticmethod]
     fn decode(data: &[u8]) -> PyResult<PyGraph> {
-        Ok(PyGraph { inner: Graph::decode(data).map_err(payload_err)? })
+        Ok(PyGraph {
+            inner: Graph::decode(data).map_err(payload_err)?,
+        })
     }
 
     fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -115,6 +119,7 @@ impl PyGraph {
     }
 
     /// `[(id, ndeps, worker, held)]` for each downstream task.
+    #[allow(clippy::type_complexity)]
     fn downstream(&self, id: TaskId) -> PyResult<Vec<(TaskId, u32, Option<WorkerId>, bool)>> {
         Ok(self
             .inner
@@ -130,35 +135,51 @@ impl PyGraph {
     }
 
     /// `(retries, memory_mb, timeout_s, name)`.
+    #[allow(clippy::type_complexity)]
     fn options(&self, id: TaskId) -> PyResult<(u32, Option<u32>, Option<f64>, Option<String>)> {
         let o = self.inner.options_of(self.task(id)?);
         Ok((o.retries, o.memory_mb, o.timeout_s, o.name.clone()))
     }
 
     fn fn_hashes<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
-        self.inner.data().fns.iter().map(|f| PyBytes::new(py, &f.hash.0)).collect()
+        self.inner
+            .data()
+            .fns
+            .iter()
+            .map(|f| PyBytes::new(py, &f.hash.0))
+            .collect()
     }
 
     /// Content hashes of the constants task `id` uses (all of the graph's when `id` is None).
     #[pyo3(signature = (id=None))]
-    fn const_hashes<'py>(&self, py: Python<'py>, id: Option<TaskId>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    fn const_hashes<'py>(
+        &self,
+        py: Python<'py>,
+        id: Option<TaskId>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let all = &self.inner.data().consts;
         let idx: Vec<u32> = match id {
             None => (0..all.len() as u32).collect(),
             Some(id) => {
                 let t = self.task(id)?;
                 let mut v = Vec::new();
-                t.args.iter().chain(t.kwargs.iter().map(|(_, v)| v)).for_each(|tpl| {
-                    tpl.for_each_const(&mut |c| {
-                        if !v.contains(&c) {
-                            v.push(c)
-                        }
-                    })
-                });
+                t.args
+                    .iter()
+                    .chain(t.kwargs.iter().map(|(_, v)| v))
+                    .for_each(|tpl| {
+                        tpl.for_each_const(&mut |c| {
+                            if !v.contains(&c) {
+                                v.push(c)
+                            }
+                        })
+                    });
                 v
             }
         };
-        Ok(idx.into_iter().map(|i| PyBytes::new(py, &all[i as usize].0)).collect())
+        Ok(idx
+            .into_iter()
+            .map(|i| PyBytes::new(py, &all[i as usize].0))
+            .collect())
     }
 
     /// Rebuilds task `id`'s `(args, kwargs)` from its template: `values[i]` fills `deps[i]`,
@@ -187,7 +208,11 @@ impl PyGraph {
             consts: consts.as_ref(),
             loads: &loads,
         };
-        let args = t.args.iter().map(|a| a.build(&mut b)).collect::<PyResult<Vec<_>>>()?;
+        let args = t
+            .args
+            .iter()
+            .map(|a| a.build(&mut b))
+            .collect::<PyResult<Vec<_>>>()?;
         let kwargs = PyDict::new(py);
         for (k, v) in &t.kwargs {
             kwargs.set_item(k, v.build(&mut b)?)?;

@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyType};
 use shoal_core::{codec, Hash16, Template};
 
-/// Freezes lazy nodes: `(graph, output_ids, {fn_hash: blob}, {const_hash: blob})`.
+/// Freezes lazy nodes: `(graph, output_ids, {fn_hash: blob}, {const_hash: blob},
+/// {fn_hash: function})`.
 #[pyfunction]
 #[pyo3(signature = (outputs, node_type, dumps, const_threshold))]
 #[allow(clippy::type_complexity)]
@@ -20,25 +21,43 @@ fn freeze<'py>(
     node_type: Bound<'py, PyType>,
     dumps: Bound<'py, PyAny>,
     const_threshold: usize,
-) -> PyResult<(PyGraph, Vec<u32>, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+) -> PyResult<(
+    PyGraph,
+    Vec<u32>,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+)> {
     let frozen = walk::Freezer::new(node_type, dumps, const_threshold).freeze(&outputs)?;
     let graph = walk::check_graph(frozen.data)?;
     let fns = PyDict::new(py);
-    for (h, blob) in frozen.fn_blobs {
+    let live = PyDict::new(py);
+    for (h, blob, func) in frozen.fn_blobs {
         fns.set_item(PyBytes::new(py, &h.0), blob)?;
+        live.set_item(PyBytes::new(py, &h.0), func)?;
     }
     let consts = PyDict::new(py);
     for (h, blob) in frozen.const_blobs {
         consts.set_item(PyBytes::new(py, &h.0), PyBytes::new(py, &blob))?;
     }
-    Ok((PyGraph { inner: graph }, frozen.outputs, fns, consts))
+    Ok((PyGraph { inner: graph }, frozen.outputs, fns, consts, live))
 }
 
 /// Decodes a stored constant blob back into its Python value.
 #[pyfunction]
-fn decode_constant<'py>(py: Python<'py>, blob: &[u8], loads: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn decode_constant<'py>(
+    py: Python<'py>,
+    blob: &[u8],
+    loads: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let leaf: Template = codec::decode(codec::Kind::Constant, blob).map_err(errors::payload_err)?;
-    let mut b = fill::PyBuilder { py, slots: &[], const_hashes: &[], consts: None, loads: &loads };
+    let mut b = fill::PyBuilder {
+        py,
+        slots: &[],
+        const_hashes: &[],
+        consts: None,
+        loads: &loads,
+    };
     leaf.build(&mut b)
 }
 

@@ -13,7 +13,9 @@
 
 use crate::errors::{graph_err, GraphError, ShoalError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType,
+};
 use pyo3::{intern, PyTypeInfo};
 use shoal_core::template::MAX_DEPTH;
 use shoal_core::{codec, FnRef, GraphData, Hash16, Task, TaskOptions, Template};
@@ -23,9 +25,12 @@ use std::collections::HashMap;
 pub struct Frozen {
     pub data: GraphData,
     pub outputs: Vec<u32>,
-    pub fn_blobs: Vec<(Hash16, Py<PyBytes>)>,
+    pub fn_blobs: Vec<(Hash16, Py<PyBytes>, Py<PyAny>)>,
     pub const_blobs: Vec<(Hash16, Vec<u8>)>,
 }
+
+/// Task options as a hashable key (the timeout by its bit pattern).
+type OptionsKey = (u32, Option<u32>, Option<u64>, Option<String>);
 
 enum Mark {
     /// Entered, not yet exited.
@@ -51,9 +56,9 @@ pub struct Freezer<'py> {
     tasks: Vec<Task>,
     fn_index: HashMap<usize, u32>,
     fns: Vec<FnRef>,
-    fn_blobs: Vec<(Hash16, Py<PyBytes>)>,
+    fn_blobs: Vec<(Hash16, Py<PyBytes>, Py<PyAny>)>,
     fn_by_hash: HashMap<Hash16, u32>,
-    opt_index: HashMap<(u32, Option<u32>, Option<u64>, Option<String>), u32>,
+    opt_index: HashMap<OptionsKey, u32>,
     options: Vec<TaskOptions>,
     const_index: HashMap<Hash16, u32>,
     consts: Vec<Hash16>,
@@ -76,7 +81,11 @@ fn key(obj: &Bound<'_, PyAny>) -> usize {
 }
 
 impl<'py> Freezer<'py> {
-    pub fn new(node_type: Bound<'py, PyType>, dumps: Bound<'py, PyAny>, const_threshold: usize) -> Self {
+    pub fn new(
+        node_type: Bound<'py, PyType>,
+        dumps: Bound<'py, PyAny>,
+        const_threshold: usize,
+    ) -> Self {
         Freezer {
             py: node_type.py(),
             node_type,
@@ -135,14 +144,22 @@ impl<'py> Freezer<'py> {
                 Step::Exit(k, idx) => {
                     let p = std::mem::replace(
                         &mut self.pending[idx],
-                        Pending { func: 0, opts: 0, args: Vec::new(), kwargs: Vec::new(), dep_keys: Vec::new() },
+                        Pending {
+                            func: 0,
+                            opts: 0,
+                            args: Vec::new(),
+                            kwargs: Vec::new(),
+                            dep_keys: Vec::new(),
+                        },
                     );
                     let deps = p
                         .dep_keys
                         .iter()
                         .map(|dk| match self.marks.get(dk) {
                             Some(Mark::Done(id)) => Ok(*id),
-                            _ => Err(GraphError::new_err("the graph has a cycle through a task's arguments")),
+                            _ => Err(GraphError::new_err(
+                                "the graph has a cycle through a task's arguments",
+                            )),
                         })
                         .collect::<PyResult<Vec<u32>>>()?;
                     let id = self.tasks.len() as u32;
@@ -174,7 +191,12 @@ impl<'py> Freezer<'py> {
             stubs: Vec::new(),
             outputs: outputs.clone(),
         };
-        Ok(Frozen { data, outputs, fn_blobs: self.fn_blobs, const_blobs: self.const_blobs })
+        Ok(Frozen {
+            data,
+            outputs,
+            fn_blobs: self.fn_blobs,
+            const_blobs: self.const_blobs,
+        })
     }
 
     fn cycle_error(&self, node: &Bound<'py, PyAny>) -> PyErr {
@@ -198,7 +220,13 @@ impl<'py> Freezer<'py> {
         let kwargs = node.getattr(intern!(py, "_kwargs"))?;
         let func_idx = self.function(&func, &name)?;
         let opts_idx = self.options(&opts)?;
-        let mut site = Site { task: name, path: Vec::new(), deps: Vec::new(), dep_slot: HashMap::new(), depth: 0 };
+        let mut site = Site {
+            task: name,
+            path: Vec::new(),
+            deps: Vec::new(),
+            dep_slot: HashMap::new(),
+            depth: 0,
+        };
         let args = args.cast::<PyTuple>()?;
         let mut arg_t = Vec::with_capacity(args.len());
         for (i, a) in args.iter().enumerate() {
@@ -214,7 +242,16 @@ impl<'py> Freezer<'py> {
             site.path.pop();
         }
         let dep_keys = site.deps.iter().map(key).collect();
-        Ok((Pending { func: func_idx, opts: opts_idx, args: arg_t, kwargs: kw_t, dep_keys }, site.deps))
+        Ok((
+            Pending {
+                func: func_idx,
+                opts: opts_idx,
+                args: arg_t,
+                kwargs: kw_t,
+                dep_keys,
+            },
+            site.deps,
+        ))
     }
 
     fn function(&mut self, func: &Bound<'py, PyAny>, name: &str) -> PyResult<u32> {
@@ -223,7 +260,9 @@ impl<'py> Freezer<'py> {
             return Ok(i);
         }
         let blob = self.dumps.call1((func,)).map_err(|e| {
-            let err = ShoalError::new_err(format!("cannot serialize the function of task '{name}': {e}"));
+            let err = ShoalError::new_err(format!(
+                "cannot serialize the function of task '{name}': {e}"
+            ));
             err.set_cause(self.py, Some(e));
             err
         })?;
@@ -238,7 +277,8 @@ impl<'py> Freezer<'py> {
                     .and_then(|n| n.extract())
                     .unwrap_or_else(|_| name.to_owned());
                 self.fns.push(FnRef { hash, name: fname });
-                self.fn_blobs.push((hash, blob.unbind()));
+                self.fn_blobs
+                    .push((hash, blob.unbind(), func.clone().unbind()));
                 self.fn_by_hash.insert(hash, i);
                 i
             }
@@ -249,13 +289,24 @@ impl<'py> Freezer<'py> {
     }
 
     fn options(&mut self, opts: &Bound<'py, PyAny>) -> PyResult<u32> {
-        let (retries, memory_mb, timeout_s, name): (u32, Option<u32>, Option<f64>, Option<String>) = opts.extract()?;
-        let k = (retries, memory_mb, timeout_s.map(f64::to_bits), name.clone());
+        let (retries, memory_mb, timeout_s, name): (u32, Option<u32>, Option<f64>, Option<String>) =
+            opts.extract()?;
+        let k = (
+            retries,
+            memory_mb,
+            timeout_s.map(f64::to_bits),
+            name.clone(),
+        );
         if let Some(&i) = self.opt_index.get(&k) {
             return Ok(i);
         }
         let i = self.options.len() as u32;
-        self.options.push(TaskOptions { retries, memory_mb, timeout_s, name });
+        self.options.push(TaskOptions {
+            retries,
+            memory_mb,
+            timeout_s,
+            name,
+        });
         self.opt_index.insert(k, i);
         Ok(i)
     }
@@ -353,7 +404,10 @@ impl<'py> Freezer<'py> {
                 "cannot serialize argument {} of task '{}' (a {}): {}",
                 site.path.join(""),
                 site.task,
-                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 e
             ));
             err.set_cause(self.py, Some(e));

@@ -1,0 +1,239 @@
+"""The decorator API of DESIGN §2: tasks, nodes, options, compute, errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import shoal
+from reference import evaluate
+
+
+@shoal.task
+def add(x, y):
+    return x + y
+
+
+@shoal.task(retries=3, memory_mb=1024, timeout_s=60)
+def load(path):
+    return f"loaded {path}"
+
+
+@shoal.task
+def boom(x):
+    raise ValueError(f"bad value {x}")
+
+
+def test_calling_a_task_is_lazy():
+    calls = []
+
+    @shoal.task
+    def record(x):
+        calls.append(x)
+        return x
+
+    n = record(1)
+    assert isinstance(n, shoal.Node)
+    assert calls == []
+    assert n.compute(scheduler="sync") == 1
+    assert calls == [1]
+
+
+def test_design_example(scheduler):
+    n = add(add(1, 2), add(3, 4))
+    assert n.compute(scheduler=scheduler) == 10 == evaluate(n)[0]
+
+
+def test_decorator_with_options_records_them():
+    assert load.opts == shoal.TaskOptions(retries=3, memory_mb=1024, timeout_s=60)
+    assert load("a").compute(scheduler="sync") == "loaded a"
+
+
+def test_options_returns_a_new_factory_and_leaves_the_original():
+    faster = add.options(retries=5, name="plus")
+    assert faster is not add
+    assert faster.opts.retries == 5 and add.opts.retries == 0
+    node = faster(1, 2)
+    assert node.name == "plus"
+    assert node.compute(scheduler="sync") == 3
+
+
+def test_compute_several_outputs_share_one_graph(scheduler):
+    calls = []
+
+    @shoal.task
+    def once(x):
+        calls.append(x)
+        return x * 10
+
+    shared = once(1)
+    a, b = add(shared, 1), add(shared, 2)
+    assert shoal.compute(a, b, scheduler=scheduler) == (11, 12)
+    assert calls == [1]
+
+
+def test_same_node_twice_as_output(scheduler):
+    n = add(1, 2)
+    assert shoal.compute(n, n, add(n, n), scheduler=scheduler) == (3, 3, 6)
+
+
+def test_compute_with_no_nodes_returns_empty_tuple():
+    assert shoal.compute(scheduler="sync") == ()
+
+
+def test_reprs_are_useful():
+    assert repr(add) == "<shoal.task add>"
+    assert "retries=3" in repr(load) and "memory_mb=1024" in repr(load)
+    assert repr(add(1, add(2, 3))) == "<shoal.Node add(1, <add>)>"
+    assert "..." in repr(add("x" * 100, 1))
+
+
+def test_computing_something_that_is_not_a_node():
+    with pytest.raises(TypeError, match="expects Nodes.*got int"):
+        shoal.compute(3, scheduler="sync")
+
+
+def test_unknown_option_is_a_clear_error():
+    with pytest.raises(shoal.ShoalError, match="unknown task option.*'retry'.*valid options"):
+        add.options(retry=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"retries": -1}, "retries must be an integer >= 0"),
+        ({"retries": "3"}, "retries must be an integer"),
+        ({"memory_mb": 0}, "memory_mb must be an integer >= 1"),
+        ({"timeout_s": 0}, "timeout_s must be a positive number"),
+        ({"timeout_s": float("nan")}, "timeout_s must be a positive number"),
+        ({"name": ""}, "name must be a non-empty string"),
+    ],
+)
+def test_bad_option_values(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        shoal.task(**kwargs)(lambda: 1)
+
+
+def test_task_needs_a_callable():
+    with pytest.raises(TypeError, match="needs a callable"):
+        shoal.task("not a function")  # type: ignore[call-overload]
+
+
+def test_unknown_scheduler():
+    with pytest.raises(shoal.ConfigError, match="unknown scheduler 'fast'"):
+        add(1, 2).compute(scheduler="fast")
+
+
+def test_session_and_scheduler_together_is_an_error():
+    with shoal.Session() as s, pytest.raises(shoal.ConfigError, match="either"):
+        shoal.compute(add(1, 2), scheduler="sync", session=s)
+
+
+def test_bad_timeout():
+    with pytest.raises(TypeError, match="timeout must be a positive number"):
+        add(1, 2).compute(scheduler="sync", timeout=-1)
+
+
+def test_a_node_has_no_truth_value_and_cannot_be_iterated():
+    n = add(1, 2)
+    with pytest.raises(shoal.ShoalError, match="truth value"):
+        bool(n)
+    with pytest.raises(shoal.ShoalError, match="cannot be iterated"):
+        list(n)
+
+
+def test_node_inside_an_unsupported_container_is_a_clear_error():
+    class Box:
+        def __init__(self, inner):
+            self.inner = inner
+
+    @shoal.task
+    def unbox(b):
+        return b.inner
+
+    with pytest.raises(shoal.ShoalError, match="argument args\\[0\\] of task 'unbox'") as info:
+        unbox(Box(add(1, 2))).compute(scheduler="sync")
+    assert "cannot be pickled" in str(info.value.__cause__)
+
+
+def test_unpicklable_argument_names_task_and_argument():
+    import threading
+
+    @shoal.task
+    def use(d):
+        return 1
+
+    with pytest.raises(shoal.ShoalError, match=r"argument args\[0\]\['lock'\] of task 'use'"):
+        use({"lock": threading.Lock()}).compute(scheduler="sync")
+
+
+def test_task_error_carries_the_remote_failure(scheduler):
+    with pytest.raises(shoal.TaskError) as info:
+        add(boom(7), 1).compute(scheduler=scheduler)
+    err = info.value
+    assert err.task == "boom"
+    assert err.exc_type == "ValueError"
+    assert err.message == "bad value 7"
+    assert "raise ValueError" in err.traceback
+    text = str(err)
+    assert "task 'boom' failed: ValueError: bad value 7" in text
+    assert "Remote traceback" in text and "raise ValueError" in text
+
+
+def test_task_error_pickles():
+    err = shoal.TaskError("t", "KeyError", "k", "tb", attempts=3, worker="w1")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.task, back.exc_type, back.message, back.traceback, back.attempts, back.worker) == (
+        "t", "KeyError", "k", "tb", 3, "w1"
+    )
+    assert "after 3 attempts" in str(back)
+
+
+def test_retries_recover_a_flaky_task(scheduler):
+    attempts = []
+
+    @shoal.task(retries=2)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    assert flaky().compute(scheduler=scheduler) == "ok"
+    assert len(attempts) == 3
+
+
+def test_retries_exhausted_reports_attempts():
+    @shoal.task(retries=1)
+    def always():
+        raise RuntimeError("never")
+
+    with pytest.raises(shoal.TaskError, match="after 2 attempts") as info:
+        always().compute(scheduler="sync")
+    assert info.value.attempts == 2
+
+
+def test_session_is_reusable_and_closes():
+    with shoal.Session() as s:
+        assert s.compute(add(1, 2)) == (3,)
+        assert s.compute(add(3, 4), add(5, 6)) == (7, 11)
+    with pytest.raises(shoal.ConfigError, match="closed"):
+        s.compute(add(1, 2))
+
+
+def test_compute_inside_a_running_event_loop():
+    import asyncio
+
+    async def main():
+        return add(1, 2).compute(scheduler="sync")
+
+    assert asyncio.run(main()) == 3
+
+
+def test_public_api_is_explicit():
+    assert set(shoal.__all__) <= set(dir(shoal))
+    for name in ("task", "Node", "compute", "Session", "ShoalError", "TaskError", "RunTimeout",
+                 "PayloadError", "ConfigError"):
+        assert name in shoal.__all__
+    assert issubclass(shoal.TaskError, shoal.ShoalError)

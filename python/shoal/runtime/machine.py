@@ -123,17 +123,10 @@ class WorkerMachine:
         self.done: set[int] = set()
         self.attempts: dict[int, int] = {}
         self.outputs = set(graph.outputs)
-        self.mine_left = 0
-        if worker is not None:
-            self.mine_left = sum(1 for t in graph.task_ids() if graph.worker(t) == worker)
+        self.mine_left = 0 if worker is None else len(graph.tasks_of(worker))
         self.exited = False
         #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
         self._encoded: dict[int, bytes] = {}
-        #: Upstream id -> the tasks of this subDAG that consume it (for releasing values).
-        self._consumers: dict[int, list[int]] = {}
-        for t in graph.task_ids():
-            for d in graph.deps(t):
-                self._consumers.setdefault(d, []).append(t)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -246,5 +239,5 @@ class WorkerMachine:
     def _release_inputs(self, task: int) -> None:
         """Drops upstream values whose consumers in this subDAG all finished here."""
         for d in self.graph.deps(task):
-            if d in self.values and all(c in self.done for c in self._consumers[d]):
+            if d in self.values and all(c in self.done for c in self.graph.consumers(d)):
                 del self.values[d]

@@ -76,6 +76,9 @@ pub struct Graph {
     pos: HashMap<TaskId, usize>,
     /// Per task position: positions (tasks or stubs) of its downstream tasks in this graph.
     children: Vec<Vec<usize>>,
+    /// Boundary inputs (ids not held as tasks) -> positions of the held tasks that consume them;
+    /// built on first use, since most cuts are never asked.
+    outside: std::sync::OnceLock<HashMap<TaskId, Vec<usize>>>,
 }
 
 /// One downstream edge as the completion logic needs it.
@@ -86,6 +89,17 @@ pub struct Downstream {
     pub worker: Option<WorkerId>,
     /// Whether this graph holds the task's full spec (it may run here).
     pub held: bool,
+}
+
+/// The first dependency that is the task itself or listed twice (linear time: fan-ins of
+/// thousands are common).
+fn first_repeat(id: TaskId, deps: &[TaskId]) -> Option<TaskId> {
+    if deps.len() <= 16 {
+        let repeat = |&(k, &d): &(usize, &TaskId)| d == id || deps[..k].contains(&d);
+        return deps.iter().enumerate().find(repeat).map(|(_, &d)| d);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(deps.len());
+    deps.iter().copied().find(|&d| d == id || !seen.insert(d))
 }
 
 impl Graph {
@@ -135,10 +149,10 @@ impl Graph {
             if let Some(e) = problem {
                 return Err(e);
             }
-            for (k, &d) in t.deps.iter().enumerate() {
-                if d == t.id || t.deps[..k].contains(&d) {
-                    return Err(GraphError::BadDependency { task: t.id, dep: d });
-                }
+            if let Some(d) = first_repeat(t.id, &t.deps) {
+                return Err(GraphError::BadDependency { task: t.id, dep: d });
+            }
+            for &d in &t.deps {
                 // A dependency on a stub (a task held elsewhere) is a boundary input, like one
                 // outside the graph: it is fetched, and it adds no edge here.
                 if let Some(&p) = pos.get(&d) {
@@ -149,10 +163,10 @@ impl Graph {
             }
         }
         for (i, s) in data.stubs.iter().enumerate() {
-            for (k, &d) in s.deps.iter().enumerate() {
-                if d == s.id || s.deps[..k].contains(&d) {
-                    return Err(GraphError::BadDependency { task: s.id, dep: d });
-                }
+            if let Some(d) = first_repeat(s.id, &s.deps) {
+                return Err(GraphError::BadDependency { task: s.id, dep: d });
+            }
+            for &d in &s.deps {
                 if let Some(&p) = pos.get(&d) {
                     if p < n {
                         children[p].push(n + i);
@@ -174,6 +188,7 @@ impl Graph {
             data,
             pos,
             children,
+            outside: std::sync::OnceLock::new(),
         };
         g.topo_order()?;
         Ok(g)
@@ -254,6 +269,45 @@ impl Graph {
                 held: false,
             }
         }
+    }
+
+    /// The held tasks that consume `id`'s output, whether `id` is held here or a boundary input.
+    pub fn consumers(&self, id: TaskId) -> Vec<TaskId> {
+        let n = self.data.tasks.len();
+        let positions: &[usize] = match self.pos.get(&id) {
+            Some(&p) if p < n => &self.children[p],
+            _ => self.outside().get(&id).map_or(&[], |v| v.as_slice()),
+        };
+        positions
+            .iter()
+            .filter(|&&p| p < n)
+            .map(|&p| self.data.tasks[p].id)
+            .collect()
+    }
+
+    fn outside(&self) -> &HashMap<TaskId, Vec<usize>> {
+        self.outside.get_or_init(|| {
+            let n = self.data.tasks.len();
+            let mut map: HashMap<TaskId, Vec<usize>> = HashMap::new();
+            for (i, t) in self.data.tasks.iter().enumerate() {
+                for d in &t.deps {
+                    if !matches!(self.pos.get(d), Some(&p) if p < n) {
+                        map.entry(*d).or_default().push(i);
+                    }
+                }
+            }
+            map
+        })
+    }
+
+    /// Ids of the tasks pinned to `worker`.
+    pub fn tasks_of(&self, worker: WorkerId) -> Vec<TaskId> {
+        self.data
+            .tasks
+            .iter()
+            .filter(|t| t.worker == Some(worker))
+            .map(|t| t.id)
+            .collect()
     }
 
     /// Errors unless every dependency of every task is inside the graph (a whole run's graph).

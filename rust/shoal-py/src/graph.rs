@@ -130,6 +130,15 @@ impl PyGraph {
             .collect())
     }
 
+    /// The held tasks that consume `id`'s output (`id` may be a boundary input).
+    fn consumers(&self, id: TaskId) -> Vec<TaskId> {
+        self.inner.consumers(id)
+    }
+
+    fn tasks_of(&self, worker: WorkerId) -> Vec<TaskId> {
+        self.inner.tasks_of(worker)
+    }
+
     fn fn_hash<'py>(&self, py: Python<'py>, id: TaskId) -> PyResult<Bound<'py, PyBytes>> {
         Ok(PyBytes::new(py, &self.inner.fn_of(self.task(id)?).hash.0))
     }

@@ -185,7 +185,12 @@ def test_task_error_pickles():
     err = shoal.TaskError("t", "KeyError", "k", "tb", attempts=3, worker="w1")
     back = pickle.loads(pickle.dumps(err))
     assert (back.task, back.exc_type, back.message, back.traceback, back.attempts, back.worker) == (
-        "t", "KeyError", "k", "tb", 3, "w1"
+        "t",
+        "KeyError",
+        "k",
+        "tb",
+        3,
+        "w1",
     )
     assert "after 3 attempts" in str(back)
 
@@ -233,7 +238,16 @@ def test_compute_inside_a_running_event_loop():
 
 def test_public_api_is_explicit():
     assert set(shoal.__all__) <= set(dir(shoal))
-    for name in ("task", "Node", "compute", "Session", "ShoalError", "TaskError", "RunTimeout",
-                 "PayloadError", "ConfigError"):
+    for name in (
+        "task",
+        "Node",
+        "compute",
+        "Session",
+        "ShoalError",
+        "TaskError",
+        "RunTimeout",
+        "PayloadError",
+        "ConfigError",
+    ):
         assert name in shoal.__all__
     assert issubclass(shoal.TaskError, shoal.ShoalError)

@@ -67,9 +67,31 @@ def test_node_as_a_dict_key():
 
 
 def test_plain_values_survive_exactly():
-    values = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**100, 1.5, float("inf"),
-              "", "é", b"", b"\x00\xff", [], (), {}, set(), frozenset(), complex(1, 2),
-              range(3), bytearray(b"ab")]
+    values = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**64 - 1,
+        2**100,
+        1.5,
+        float("inf"),
+        "",
+        "é",
+        b"",
+        b"\x00\xff",
+        [],
+        (),
+        {},
+        set(),
+        frozenset(),
+        complex(1, 2),
+        range(3),
+        bytearray(b"ab"),
+    ]
     out = ident(values).compute(scheduler="sync")
     assert out == values
     assert [type(v) for v in out] == [type(v) for v in values]
@@ -97,11 +119,17 @@ def test_large_constants_are_stored_once_and_arrive_intact(scheduler):
 
 
 leaves = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
     | st.binary(max_size=5),
-    lambda children: st.lists(children, max_size=3)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
     max_leaves=12,
 )
 

@@ -28,7 +28,9 @@ def dags(draw, max_tasks=40):
     for i in range(n):
         ups = draw(st.lists(st.integers(0, i - 1), max_size=4)) if i else []
         kw = draw(st.lists(st.integers(0, i - 1), max_size=2)) if i else []
-        nodes.append(mix(i, *[nodes[u] for u in ups], **{f"k{j}": nodes[u] for j, u in enumerate(kw)}))
+        nodes.append(
+            mix(i, *[nodes[u] for u in ups], **{f"k{j}": nodes[u] for j, u in enumerate(kw)})
+        )
     outs = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=4))
     return [nodes[o] for o in outs]
 
@@ -46,14 +48,12 @@ def test_random_dag_threads(outs):
 
 @given(dags(), st.data())
 def test_random_dag_with_random_pinning(outs, data):
-    """Any assignment of tasks to workers (inbox path, mixed pinned/flexible) gives the same result."""
+    """Any assignment of tasks to workers (inbox path, mixed pinned/flexible): same result."""
     from shoal.graph import freeze
 
     n = len(freeze(outs).graph)
     workers = data.draw(st.integers(1, 4))
-    assignment = {
-        t: w for t in range(n) if (w := data.draw(st.integers(-1, workers - 1))) >= 0
-    }
+    assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, workers - 1))) >= 0}
     assert shoal.compute(*outs, scheduler="sync", assignment=assignment) == evaluate(*outs)
 
 

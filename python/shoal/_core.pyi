@@ -1,10 +1,13 @@
 """Type stubs of the private native module ``shoal._core`` (checked against the build)."""
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, final
+
+__all__ = ["FORMAT_VERSION", "Graph", "decode_constant", "freeze", "hash16"]
 
 FORMAT_VERSION: int
 
+@final
 class Graph:
     """A frozen graph or a subDAG cut for one worker."""
 
@@ -12,7 +15,7 @@ class Graph:
     def decode(data: bytes) -> Graph: ...
     def encode(self) -> bytes: ...
     def __len__(self) -> int: ...
-    def __contains__(self, id: int) -> bool: ...
+    def __contains__(self, key: int, /) -> bool: ...
     @property
     def outputs(self) -> list[int]: ...
     def task_ids(self) -> list[int]: ...

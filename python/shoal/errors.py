@@ -8,7 +8,7 @@ class ShoalError(Exception):
 
 
 class GraphError(ShoalError, ValueError):
-    """The graph itself is wrong: a cycle, a node from outside the graph, a duplicate output."""
+    """The graph itself is wrong: a cycle, a node from outside the graph, a bad assignment."""
 
 
 class ConfigError(ShoalError, ValueError):
@@ -16,7 +16,7 @@ class ConfigError(ShoalError, ValueError):
 
 
 class PayloadError(ShoalError):
-    """A payload could not be decoded: truncated, corrupt, an unknown version, or a bad signature."""
+    """A payload could not be decoded: truncated, corrupt, unknown version, or badly signed."""
 
 
 class RunTimeout(ShoalError, TimeoutError):
@@ -57,7 +57,10 @@ class TaskError(ShoalError):
 
     def __reduce__(self) -> tuple[object, ...]:
         kwargs = {"attempts": self.attempts, "worker": self.worker}
-        return (_rebuild_task_error, (self.task, self.exc_type, self.message, self.traceback, kwargs))
+        return (
+            _rebuild_task_error,
+            (self.task, self.exc_type, self.message, self.traceback, kwargs),
+        )
 
 
 def _rebuild_task_error(

@@ -28,7 +28,7 @@ _decompressor = zstandard.ZstdDecompressor()
 def dumps_value(value: Any) -> bytes:
     """Encodes one task output (or inline input)."""
     try:
-        body = msgpack.packb(value, use_bin_type=True, strict_types=True)
+        body: bytes = msgpack.packb(value, use_bin_type=True, strict_types=True)
         kind = _MSGPACK
     except (TypeError, ValueError, OverflowError):
         body = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -63,7 +63,8 @@ def loads_value(data: bytes) -> Any:
 
 def dumps_leaf(obj: Any) -> bytes:
     """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work)."""
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    blob: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return blob
 
 
 def loads_leaf(blob: bytes) -> Any:

@@ -7,8 +7,9 @@ in-memory store; ``scheduler="threads"`` does the same with task functions in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -108,6 +109,22 @@ class Session:
         return f"<shoal.Session backend={self.backend!r} storage={type(self.storage).__name__}>"
 
 
+_default: dict[str, str] = {"scheduler": "sync"}
+
+
+@contextlib.contextmanager
+def default_scheduler(scheduler: str) -> Iterator[None]:
+    """Makes ``scheduler`` the default of ``compute()`` calls within the block (``shoal run``)."""
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    old = _default["scheduler"]
+    _default["scheduler"] = scheduler
+    try:
+        yield
+    finally:
+        _default["scheduler"] = old
+
+
 def compute(
     *nodes: Node,
     scheduler: str | None = None,
@@ -125,7 +142,7 @@ def compute(
         raise ConfigError("pass either scheduler= or session=, not both")
     if session is not None:
         return session.compute(*nodes, assignment=assignment, timeout=timeout)
-    with Session.for_scheduler(scheduler or "sync") as s:
+    with Session.for_scheduler(scheduler or _default["scheduler"]) as s:
         return s.compute(*nodes, assignment=assignment, timeout=timeout)
 
 

@@ -38,7 +38,9 @@ class TaskOptions:
         if self.timeout_s is not None:
             ok = isinstance(self.timeout_s, int | float) and not isinstance(self.timeout_s, bool)
             if not ok or not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
-                raise TypeError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+                raise TypeError(
+                    f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}"
+                )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty string, got {self.name!r}")
 
@@ -151,10 +153,10 @@ class TaskFunction(Generic[P, R]):
             raise TypeError(f"@shoal.task needs a callable, got {type(func).__name__}")
         if isinstance(func, TaskFunction):
             func = func.func
-        self.func = func
+        self.func: Callable[P, R] = func
         self.opts = opts
-        self.name = opts.name or getattr(func, "__name__", type(func).__name__)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        self.name: str = opts.name or getattr(func, "__name__", None) or type(func).__name__
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Node:
         return Node(self.func, self.name, self.opts, args, dict(kwargs))

@@ -86,12 +86,15 @@ async def submit(
         events_ttl_s=EVENTS_TTL_S,
     )
     now = time.time()
-    await storage.submit(spec, {
-        "type": "RUN_SUBMITTED",
-        "tasks": str(len(graph)),
-        "outputs": str(len(outputs)),
-        "time": repr(now),
-    })
+    await storage.submit(
+        spec,
+        {
+            "type": "RUN_SUBMITTED",
+            "tasks": str(len(graph)),
+            "outputs": str(len(outputs)),
+            "time": repr(now),
+        },
+    )
     for inv in invocations:
         await backend.invoke(inv.encode(), resources=None)
     extra = [keys.inbox(run_id, w) for w in workers]

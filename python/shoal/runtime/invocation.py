@@ -31,9 +31,16 @@ class Invocation:
     inputs: dict[int, bytes] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        body = [self.run_id, self.worker, list(self.start), self.subdag, self.subdag_name,
-                self.inputs]
-        return _MAGIC + bytes([_VERSION]) + msgpack.packb(body, use_bin_type=True)
+        body = [
+            self.run_id,
+            self.worker,
+            list(self.start),
+            self.subdag,
+            self.subdag_name,
+            self.inputs,
+        ]
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return _MAGIC + bytes([_VERSION]) + packed
 
     @staticmethod
     def decode(data: bytes) -> Invocation:

@@ -199,8 +199,10 @@ class WorkerMachine:
         if task not in self.graph:
             raise ValueError(f"task {task} is not in this worker's subDAG")
         if self.graph.worker(task) != self.worker:
-            raise ValueError(f"task {task} is pinned to worker {self.graph.worker(task)}, "
-                             f"not to this worker ({self.worker})")
+            raise ValueError(
+                f"task {task} is pinned to worker {self.graph.worker(task)}, "
+                f"not to this worker ({self.worker})"
+            )
 
     def _next(self) -> list[Instruction]:
         while self.ready:
@@ -223,7 +225,9 @@ class WorkerMachine:
         is_output = task in self.outputs
         # The common chain case: the one consumer needs nothing else and will run right here.
         stays_here = (
-            len(down) == 1 and down[0].ndeps == 1 and down[0].worker == self.worker
+            len(down) == 1
+            and down[0].ndeps == 1
+            and down[0].worker == self.worker
             and down[0].task in self.graph
         )
         if not is_output and (stays_here or not down):
@@ -231,7 +235,9 @@ class WorkerMachine:
         output = self.cfg.encode(value)
         self._encoded[task] = output
         pinned_elsewhere = any(d.worker is not None and d.worker != self.worker for d in down)
-        goes_out = len(down) > 1 or (self.worker is not None and any(d.worker is None for d in down))
+        goes_out = len(down) > 1 or (
+            self.worker is not None and any(d.worker is None for d in down)
+        )
         too_big = len(output) > self.cfg.inline_output_limit
         must_store = is_output or pinned_elsewhere or (goes_out and too_big)
         return Completion(task, output, must_store, down, is_output, self.worker)

@@ -12,6 +12,7 @@ both the fetch and the unpickling); large constants are cached per run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -100,10 +101,8 @@ async def run_worker(
             worker=worker_name,
             time=time.time(),
         )
-        try:
+        with contextlib.suppress(Exception):
             await storage.fail(run_id, record)
-        except Exception:
-            pass
 
 
 class _Shell:
@@ -152,14 +151,17 @@ class _Shell:
                 tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
                 queue.extend(machine.on_inbox(tasks) if tasks else [ins])
             elif isinstance(ins, Retry):
-                await self.storage.append_event(self.run_id, {
-                    "type": "TASK_RETRY",
-                    "task": str(ins.task),
-                    "attempt": str(ins.attempt),
-                    "exc_type": ins.error.exc_type,
-                    "message": ins.error.message,
-                    "worker": self.worker_name,
-                })
+                await self.storage.append_event(
+                    self.run_id,
+                    {
+                        "type": "TASK_RETRY",
+                        "task": str(ins.task),
+                        "attempt": str(ins.attempt),
+                        "exc_type": ins.error.exc_type,
+                        "message": ins.error.message,
+                        "worker": self.worker_name,
+                    },
+                )
                 await asyncio.sleep(ins.delay_s)
                 queue.extend(machine.on_retry_due(ins.task))
             elif isinstance(ins, Fail):
@@ -184,8 +186,9 @@ class _Shell:
         task = ins.task
         fn_hash = g.fn_hash(task)
         func = self.caches.functions.get(fn_hash)
-        const_hashes = [h for h in g.const_hashes(task)
-                        if (self.run_id, h) not in self.caches.constants]
+        const_hashes = [
+            h for h in g.const_hashes(task) if (self.run_id, h) not in self.caches.constants
+        ]
         t_fetch = time.time()
         fetched_values: dict[int, Any] = {}
         input_bytes = 0
@@ -196,15 +199,18 @@ class _Shell:
             for d in ins.missing:
                 blob = got.outputs.get(d)
                 if blob is None:
-                    raise ShoalError(f"the output of task {d}, needed by task "
-                                     f"'{g.name(task)}', is not in storage")
+                    raise ShoalError(
+                        f"the output of task {d}, needed by task "
+                        f"'{g.name(task)}', is not in storage"
+                    )
                 input_bytes += len(blob)
                 fetched_values[d] = loads_value(blob)
             if func is None:
                 blob = got.functions.get(fn_hash)
                 if blob is None:
-                    raise ShoalError(f"the function of task '{g.name(task)}' "
-                                     f"({fn_hash.hex()}) is not in storage")
+                    raise ShoalError(
+                        f"the function of task '{g.name(task)}' ({fn_hash.hex()}) is not in storage"
+                    )
                 func = loads_function(blob)
                 self.caches.functions[fn_hash] = func
             for h in const_hashes:
@@ -226,18 +232,20 @@ class _Shell:
         out = machine.on_executed(task, value, fetched_values)
         completion = out[0].completion if isinstance(out[0], Complete) else None
         if completion is not None:
-            completion.event.update({
-                "type": "TASK_COMPLETED",
-                "task": str(task),
-                "name": g.name(task),
-                "worker": self.worker_name,
-                "attempt": str(ins.attempt),
-                "start": repr(start),
-                "end": repr(end),
-                "input_bytes": str(input_bytes),
-                "fetch_s": repr(fetch_s),
-                "output_bytes": str(len(completion.output or b"")),
-            })
+            completion.event.update(
+                {
+                    "type": "TASK_COMPLETED",
+                    "task": str(task),
+                    "name": g.name(task),
+                    "worker": self.worker_name,
+                    "attempt": str(ins.attempt),
+                    "start": repr(start),
+                    "end": repr(end),
+                    "input_bytes": str(input_bytes),
+                    "fetch_s": repr(fetch_s),
+                    "output_bytes": str(len(completion.output or b"")),
+                }
+            )
         return out
 
     async def _invoke(self, ins: Invoke) -> None:

@@ -10,6 +10,7 @@ to a list or stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -196,10 +197,8 @@ class MemoryStorage:
             if remaining <= 0:
                 return []
             async with cond:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def pop_inbox(self, run_id: str, worker: int, block_s: float) -> list[int]:
         deadline = time.monotonic() + block_s
@@ -214,10 +213,8 @@ class MemoryStorage:
             if remaining <= 0:
                 return []
             async with cond:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
         return (await self.fetch(run_id, tasks)).outputs

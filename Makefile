@@ -1,0 +1,47 @@
+# The one command surface for people and CI. `make help` lists the targets.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install build demo lint test test-rust test-python bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python  ## create .venv, install shoal (release build of the Rust core) with dev deps
+	$(BIN)/pip install -q "maturin>=1.7,<2"
+	$(BIN)/pip install -q -e ".[dev]"  # maturin builds the Rust extension (release profile)
+
+build:  ## rebuild the Rust extension in place (release)
+	$(BIN)/maturin develop --release -q
+
+demo: install  ## set up and run the example workflow end to end
+	$(BIN)/shoal run examples/tree_reduction.py
+
+lint:  ## ruff, mypy, clippy -D warnings, rustfmt --check, .pyi check
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest shoal._core --allowlist .stubtest-allowlist
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --all -- --check
+
+test: test-rust test-python  ## cargo tests + pytest
+
+test-rust:
+	cargo test --workspace -q
+
+test-python:
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench:  ## benchmarks (pytest-benchmark), JSON kept in bench-results/
+	mkdir -p bench-results
+	$(BIN)/pytest benches -q -s --benchmark-json=bench-results/latest.json
+
+clean:
+	rm -rf target dist .pytest_cache .mypy_cache .ruff_cache bench-results

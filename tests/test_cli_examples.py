@@ -28,11 +28,7 @@ def test_tree_reduction_example(scheduler):
 def test_run_a_script_that_fails_shows_the_task_error(tmp_path):
     script = tmp_path / "bad.py"
     script.write_text(
-        "import shoal\n"
-        "@shoal.task\n"
-        "def div(x):\n"
-        "    return 1 / x\n"
-        "div(0).compute()\n"
+        "import shoal\n@shoal.task\ndef div(x):\n    return 1 / x\ndiv(0).compute()\n"
     )
     out = run("run", str(script))
     assert out.returncode != 0

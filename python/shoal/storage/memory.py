@@ -154,7 +154,7 @@ class MemoryStorage:
                 ready.append(d.task)
         if c.output is not None and (c.must_store or someone_waits):
             self._hash(keys.outputs(run_id)).setdefault(str(c.task), c.output)
-        self._xadd(keys.events(run_id), c.event)
+        self._xadd(keys.events(run_id), {"type": "TASK_COMPLETED", "task": str(c.task), **c.event})
         finished = False
         if c.is_output:
             meta = self._hash(keys.meta(run_id))

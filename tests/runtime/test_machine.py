@@ -1,0 +1,169 @@
+"""The worker state machine without any I/O: feed events, check the instructions."""
+
+from __future__ import annotations
+
+import pytest
+
+import shoal
+from shoal.graph import freeze
+from shoal.runtime.machine import (
+    Complete,
+    Execute,
+    Exit,
+    Fail,
+    Invoke,
+    MachineConfig,
+    Retry,
+    TaskFailure,
+    WaitInbox,
+    WorkerMachine,
+)
+from shoal.serialize import dumps_value
+from shoal.storage.base import CompletionResult
+
+
+@shoal.task
+def f(*xs):
+    return sum(xs)
+
+
+def config(inline=64 * 1024):
+    return MachineConfig("w-test", inline, 0.1, dumps_value, lambda: 0.5)
+
+
+def done(ready=(), invoke=(), first=True):
+    return CompletionResult(first, list(ready), list(invoke), False)
+
+
+def test_chain_stays_on_one_worker_and_never_encodes():
+    a = f(1)
+    b = f(a)
+    c = f(b)
+    g = freeze([c]).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config())
+    [ex] = m.start([0], {})
+    assert ex == Execute(0, 1, {}, [])
+    [comp] = m.on_executed(0, 1, {})
+    assert isinstance(comp, Complete)
+    assert comp.completion.output is None  # its one consumer runs right here
+    [ex] = m.on_completed(0, done([1]))
+    assert ex == Execute(1, 1, {0: 1}, [])
+    m.on_executed(1, 1, {})
+    [ex] = m.on_completed(1, done([2]))
+    [comp] = m.on_executed(2, 1, {})
+    assert comp.completion.is_output and comp.completion.must_store
+    assert comp.completion.output == dumps_value(1)
+    assert m.on_completed(2, done()) == [Exit("no more work")]
+
+
+def test_fan_out_keeps_one_and_invokes_the_rest_with_inline_input():
+    src = f(1)
+    outs = [f(src, i) for i in range(3)]
+    g = freeze(outs).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config())
+    m.start([0], {})
+    [comp] = m.on_executed(0, 1, {})
+    c = comp.completion
+    assert c.output is not None and not c.must_store  # small: travels inline
+    ins = m.on_completed(0, done([1, 2, 3]))
+    invokes = [i for i in ins if isinstance(i, Invoke)]
+    assert [i.start for i in invokes] == [[2], [3]]
+    assert all(i.inputs == {0: c.output} for i in invokes)
+    assert all(i.subdag is not None and i.subdag.task_ids() == i.start for i in invokes)
+    assert isinstance(ins[-1], Execute) and ins[-1].task == 1
+
+
+def test_large_fan_out_output_is_stored_not_inlined():
+    src = f(1)
+    outs = [f(src, i) for i in range(2)]
+    g = freeze(outs).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config(inline=4))
+    m.start([0], {})
+    [comp] = m.on_executed(0, list(range(100)), {})
+    assert comp.completion.must_store
+    invokes = [i for i in m.on_completed(0, done([1, 2])) if isinstance(i, Invoke)]
+    assert invokes and all(i.inputs == {} for i in invokes)
+
+
+def test_fan_in_output_is_sent_for_conditional_storage():
+    a, b = f(1), f(2)
+    g = freeze([f(a, b)]).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config())
+    m.start([0], {})
+    [comp] = m.on_executed(0, 1, {})
+    # The consumer waits for another input: the store keeps the value if it is not ready.
+    assert comp.completion.output is not None and not comp.completion.must_store
+    assert m.on_completed(0, done([])) == [Exit("no more work")]
+
+
+def test_missing_inputs_are_fetched():
+    a, b = f(1), f(2)
+    g = freeze([f(a, b)]).graph
+    m = WorkerMachine(g.subdag_for(None, [1]), None, config())
+    m.start([1], {})
+    m.on_executed(1, 2, {})
+    [ex] = m.on_completed(1, done([2]))
+    assert ex.task == 2 and ex.local == {1: 2} and ex.missing == [0]
+
+
+def test_pinned_worker_waits_on_its_inbox_until_its_tasks_are_done():
+    a = f(1)
+    b = f(a)
+    g = freeze([b]).graph.with_assignment([(0, 0), (1, 7)])
+    sub = g.subdag_for(7, [])
+    m = WorkerMachine(sub, 7, config())
+    assert m.start([], {}) == [WaitInbox(7)]
+    [ex] = m.on_inbox([1])
+    assert ex.task == 1 and ex.missing == [0]
+    m.on_executed(1, 2, {0: 1})
+    assert m.on_completed(1, done()) == [Exit("no more work")]
+
+
+def test_pinned_consumer_elsewhere_forces_storage_and_invocation():
+    a = f(1)
+    b = f(a)
+    g = freeze([b]).graph.with_assignment([(0, 0), (1, 7)])
+    m = WorkerMachine(g.subdag_for(0, []), 0, config())
+    m.start([0], {})
+    [comp] = m.on_executed(0, 1, {})
+    assert comp.completion.must_store
+    ins = m.on_completed(0, CompletionResult(True, [], [7], False))
+    assert ins[0] == Invoke(7, [], None)
+
+
+def test_retries_then_failure_record():
+    g = freeze([f.options(retries=2)(1)]).graph
+    m = WorkerMachine(g, None, config())
+    m.start([0], {})
+    boom = TaskFailure("ValueError", "boom", "Traceback...", 123.0)
+    [r1] = m.on_failed(0, boom)
+    assert isinstance(r1, Retry) and r1.attempt == 1
+    assert m.on_retry_due(0)[0].attempt == 2
+    [r2] = m.on_failed(0, boom)
+    assert isinstance(r2, Retry) and r2.delay_s > r1.delay_s
+    fail, ex = m.on_failed(0, boom)
+    assert isinstance(fail, Fail) and isinstance(ex, Exit)
+    rec = fail.record
+    assert (rec.task, rec.name, rec.attempt, rec.exc_type, rec.message, rec.worker) == (
+        0,
+        "f",
+        3,
+        "ValueError",
+        "boom",
+        "w-test",
+    )
+
+
+def test_duplicate_completion_changes_nothing_here():
+    a = f(1)
+    g = freeze([f(a)]).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config())
+    m.start([0], {})
+    m.on_executed(0, 1, {})
+    assert m.on_completed(0, done(first=False)) == [Exit("no more work")]
+
+
+def test_starting_a_task_of_another_worker_is_refused():
+    g = freeze([f(f(1))]).graph.with_assignment([(0, 3)])
+    with pytest.raises(ValueError, match="pinned to worker 3"):
+        WorkerMachine(g, None, config()).start([0], {})

@@ -1,0 +1,142 @@
+"""The storage contract: every implementation must pass these unchanged (Redis joins in the
+runtime issue; today the in-memory store, used by ``scheduler="sync"``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shoal.storage import keys
+from shoal.storage.base import Completion, Downstream, ErrorRecord, RunSpec
+from shoal.storage.memory import MemoryStorage
+
+
+@pytest.fixture(params=["memory"])
+def store(request):
+    return MemoryStorage()
+
+
+def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
+    return RunSpec(
+        run_id=run,
+        functions={b"h" * 16: b"fn-blob"},
+        constants=constants or {b"c" * 16: b"const-blob"},
+        subdags=subdags or {"w1": b"sub"},
+        outputs=list(outputs),
+        started_workers=list(workers),
+        ttl_s=60,
+        events_ttl_s=30,
+    )
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_submit_then_fetch_functions_constants_subdags(store):
+    async def go():
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        got = await store.fetch("r1", [], [b"h" * 16, b"x" * 16], [b"c" * 16])
+        assert got.functions == {b"h" * 16: b"fn-blob"}
+        assert got.constants == {b"c" * 16: b"const-blob"}
+        assert await store.get_subdag("r1", "w1") == b"sub"
+        assert await store.get_subdag("r1", "nope") is None
+        [(_, ev)] = await store.read_events("r1")
+        assert ev == {"type": "RUN_SUBMITTED"}
+
+    run(go())
+
+
+def test_completion_counts_down_and_returns_ready_once(store):
+    async def go():
+        await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
+        down = [Downstream(3, 2, None)]
+        r1 = await store.complete("r1", Completion(1, b"one", False, down, False, None))
+        assert r1.first and r1.ready == [] and not r1.run_finished
+        again = await store.complete("r1", Completion(1, b"other", False, down, False, None))
+        assert not again.first and again.ready == []
+        r2 = await store.complete("r1", Completion(2, b"two", False, down, False, None))
+        assert r2.ready == [3]
+        # Task 1's consumer was not ready when it completed: its output was stored, first wins.
+        got = await store.fetch("r1", [1, 2])
+        assert got.outputs == {1: b"one"}
+        r3 = await store.complete("r1", Completion(3, b"three", True, [], True, None))
+        assert r3.run_finished
+        assert (await store.results("r1", [3])) == {3: b"three"}
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert types.count("RUN_COMPLETED") == 1 and types[-1] == "RUN_COMPLETED"
+
+    run(go())
+
+
+def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store):
+    async def go():
+        await store.submit(spec(outputs=[5], workers=[0]), {"type": "RUN_SUBMITTED"})
+        down = [Downstream(5, 1, 7), Downstream(6, 1, 7), Downstream(8, 1, 0)]
+        r = await store.complete("r1", Completion(1, b"v", True, down, False, 0))
+        assert r.ready == [8]  # pinned to the completing worker itself
+        assert r.invoke_workers == [7]
+        assert await store.pop_inbox("r1", 7, 0.1) == [5, 6]
+        assert await store.pop_inbox("r1", 7, 0.05) == []
+        r = await store.complete("r1", Completion(2, b"v", True, [Downstream(9, 1, 7)], False, 0))
+        assert r.invoke_workers == []  # worker 7 was started already
+        assert await store.pop_inbox("r1", 7, 0.1) == [9]
+
+    run(go())
+
+
+def test_blocking_reads_wake_on_writes(store):
+    async def go():
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        first = (await store.read_events("r1"))[-1][0]
+
+        async def later():
+            await asyncio.sleep(0.05)
+            await store.append_event("r1", {"type": "PING"})
+
+        task = asyncio.create_task(later())
+        got = await store.read_events("r1", first, block_s=5)
+        await task
+        assert [e["type"] for _, e in got] == ["PING"]
+        assert await store.read_events("r1", got[-1][0], block_s=0.05) == []
+
+    run(go())
+
+
+def test_failure_is_recorded_once(store):
+    async def go():
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        rec = ErrorRecord(4, "t", 2, "KeyError", "k", "tb", "w", 1.0)
+        assert await store.fail("r1", rec)
+        assert not await store.fail("r1", rec)
+        assert list(await store.errors("r1")) == [4]
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert types[-2:] == ["TASK_FAILED", "RUN_FAILED"]
+
+    run(go())
+
+
+def test_cleanup_leaves_only_the_event_stream(store):
+    async def go():
+        await store.submit(spec(outputs=[1], workers=[2]), {"type": "RUN_SUBMITTED"})
+        await store.complete("r1", Completion(1, b"v", True, [Downstream(3, 1, 2)], True, None))
+        await store.put_subdag("r1", "t5", b"big")
+        await store.submit(spec(run="other"), {"type": "RUN_SUBMITTED"})
+        assert len(await store.run_keys("r1")) > 3
+        await store.cleanup("r1", [keys.inbox("r1", 2)])
+        assert await store.run_keys("r1") == [keys.events("r1")]
+        assert len(await store.run_keys("other")) > 1  # another run is untouched
+
+    run(go())
+
+
+def test_every_run_key_carries_the_hash_tag():
+    for key in [
+        *keys.fixed_run_keys("abc"),
+        keys.inbox("abc", 1),
+        keys.lease("abc", 2),
+        keys.events("abc"),
+    ]:
+        assert "{abc}" in key
+    assert "{" not in keys.function(b"h" * 16)

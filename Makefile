@@ -24,8 +24,8 @@ demo: install  ## set up and run the example workflow end to end
 	$(BIN)/shoal run examples/tree_reduction.py
 
 lint:  ## ruff, mypy, clippy -D warnings, rustfmt --check, .pyi check
-	$(BIN)/ruff check python tests benches examples
-	$(BIN)/ruff format --check python tests benches examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m mypy.stubtest shoal._core --allowlist .stubtest-allowlist
 	cargo clippy --workspace --all-targets -- -D warnings

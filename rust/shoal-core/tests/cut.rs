@@ -47,18 +47,6 @@ fn worker_closure(d: &GraphData, w: u32) -> BTreeSet<TaskId> {
     held
 }
 
-/// Whether a correct cut holding `held` would make a held task or a stub depend on a stub,
-/// which `Graph::new` rejects (see `cut_where_held_task_depends_on_stub` and
-/// `cut_where_stub_depends_on_stub`).
-fn hits_stub_dependency_bug(d: &GraphData, held: &BTreeSet<TaskId>) -> bool {
-    let stubs = expected_stubs(d, held);
-    let on_stub = |deps: &[TaskId]| deps.iter().any(|x| stubs.contains_key(x));
-    d.tasks
-        .iter()
-        .any(|t| held.contains(&t.id) && on_stub(&t.deps))
-        || stubs.values().any(|(deps, _)| on_stub(deps))
-}
-
 /// Constant hashes a template refers to, in order, resolved through `consts`.
 fn const_hashes(tpls: &[&Template], consts: &[Hash16]) -> Vec<Hash16> {
     let mut out = vec![];
@@ -187,13 +175,8 @@ fn check_cut(g: &Graph, sub: &Graph, held: &BTreeSet<TaskId>) -> Result<(), Test
     Ok(())
 }
 
-/// The `subdag_for(None, starts)` property; `skip_bug` skips graphs that hit the known
-/// stub-dependency bug so the rest of the property is still checked.
-fn subdag_flexible_property(
-    d: GraphData,
-    picks: Vec<Index>,
-    skip_bug: bool,
-) -> Result<(), TestCaseError> {
+/// The `subdag_for(None, starts)` property.
+fn subdag_flexible_property(d: GraphData, picks: Vec<Index>) -> Result<(), TestCaseError> {
     let g = Graph::new(d.clone()).unwrap();
     let flex: Vec<TaskId> = d
         .tasks
@@ -203,9 +186,6 @@ fn subdag_flexible_property(
         .collect();
     let starts = pick(&flex, &picks);
     let held = flexible_closure(&d, &starts);
-    if skip_bug && hits_stub_dependency_bug(&d, &held) {
-        return Ok(());
-    }
     let sub = g
         .subdag_for(None, &starts)
         .map_err(|e| TestCaseError::fail(format!("subdag_for(None, {starts:?}) failed: {e:?}")))?;
@@ -228,12 +208,9 @@ fn subdag_flexible_property(
 }
 
 /// The `subdag_for(Some(w), [])` property, as above.
-fn subdag_worker_property(d: GraphData, w: u32, skip_bug: bool) -> Result<(), TestCaseError> {
+fn subdag_worker_property(d: GraphData, w: u32) -> Result<(), TestCaseError> {
     let g = Graph::new(d.clone()).unwrap();
     let held = worker_closure(&d, w);
-    if skip_bug && hits_stub_dependency_bug(&d, &held) {
-        return Ok(());
-    }
     let sub = g
         .subdag_for(Some(w), &[])
         .map_err(|e| TestCaseError::fail(format!("subdag_for(Some({w}), []) failed: {e:?}")))?;
@@ -248,9 +225,6 @@ fn subdag_worker_property(d: GraphData, w: u32, skip_bug: bool) -> Result<(), Te
         .map(|t| t.id)
         .collect();
     if let Some(&s) = flex_held.first() {
-        if skip_bug && hits_stub_dependency_bug(&d, &flexible_closure(&d, &[s])) {
-            return Ok(());
-        }
         let from_sub = sub.subdag_for(None, &[s]).unwrap();
         let from_whole = g.subdag_for(None, &[s]).unwrap();
         prop_assert_eq!(ids(from_sub.tasks()), ids(from_whole.tasks()));
@@ -320,14 +294,14 @@ proptest! {
     }
 
     /// `subdag_for(None, starts)` holds exactly the flexible closure, with correct stubs,
-    /// pruned tables, downstream info and a codec round trip. (Graphs hitting the known
-    /// stub-dependency bug are skipped; see the ignored `..._including_bug` variant.)
+    /// pruned tables, downstream info and a codec round trip; held tasks and stubs may depend
+    /// on other stubs (boundary inputs).
     #[test]
     fn subdag_flexible(
         d in arb_dag(40, 3),
         picks in prop::collection::vec(any::<Index>(), 0..4),
     ) {
-        subdag_flexible_property(d, picks, true)?;
+        subdag_flexible_property(d, picks)?;
     }
 
     /// The same property on graphs with no pinned task: there can be no stubs at all.
@@ -336,34 +310,14 @@ proptest! {
         d in arb_dag(40, 0),
         picks in prop::collection::vec(any::<Index>(), 0..4),
     ) {
-        subdag_flexible_property(d, picks, false)?;
+        subdag_flexible_property(d, picks)?;
     }
 
     /// `subdag_for(Some(w), [])` holds w's tasks plus the flexible closure below them, with
-    /// the same checks as above (bug cases skipped).
+    /// the same checks as above.
     #[test]
     fn subdag_worker(d in arb_dag(40, 3), w in 0u32..4) {
-        subdag_worker_property(d, w, true)?;
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
-
-    /// `subdag_for(None, _)` on all random graphs, including those where a held task or a stub
-    /// depends on another stub.
-    #[test]
-    fn subdag_flexible_including_bug(
-        d in arb_dag(40, 3),
-        picks in prop::collection::vec(any::<Index>(), 0..4),
-    ) {
-        subdag_flexible_property(d, picks, false)?;
-    }
-
-    /// `subdag_for(Some(w), [])` on all random graphs, including the bug cases.
-    #[test]
-    fn subdag_worker_including_bug(d in arb_dag(40, 3), w in 0u32..4) {
-        subdag_worker_property(d, w, false)?;
+        subdag_worker_property(d, w)?;
     }
 }
 

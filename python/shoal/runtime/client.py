@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from ..backends.base import Backend
 from ..config import Settings
 from ..errors import RunTimeout, TaskError
@@ -161,10 +159,6 @@ def _task_error(ev: Event) -> TaskError:
         attempts=int(ev.get("attempt", "1")),
         worker=ev.get("worker"),
     )
-
-
-def decode_error_record(blob: bytes) -> TaskError:
-    return _task_error(msgpack.unpackb(blob, raw=False))
 
 
 async def run_to_end(

@@ -81,7 +81,6 @@ async def run_worker(
     """Runs one invocation to its end. Failures are reported to the run, never raised."""
     worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
     run_id = ""
-    current = -1
     try:
         inv = Invocation.decode(invocation)
         run_id = inv.run_id
@@ -92,7 +91,7 @@ async def run_worker(
         if not run_id:
             return
         record = ErrorRecord(
-            task=current,
+            task=-1,  # not tied to one task: the worker itself could not go on
             name="<worker>",
             attempt=1,
             exc_type=type(e).__name__,

@@ -175,6 +175,15 @@ fn check_cut(g: &Graph, sub: &Graph, held: &BTreeSet<TaskId>) -> Result<(), Test
     Ok(())
 }
 
+/// A cut's stubs as a comparable set.
+fn stub_set(g: &Graph) -> BTreeSet<(TaskId, Vec<TaskId>, Option<u32>)> {
+    g.data()
+        .stubs
+        .iter()
+        .map(|s| (s.id, s.deps.clone(), s.worker))
+        .collect()
+}
+
 /// The `subdag_for(None, starts)` property.
 fn subdag_flexible_property(d: GraphData, picks: Vec<Index>) -> Result<(), TestCaseError> {
     let g = Graph::new(d.clone()).unwrap();
@@ -195,14 +204,7 @@ fn subdag_flexible_property(d: GraphData, picks: Vec<Index>) -> Result<(), TestC
     if !starts.is_empty() {
         let again = sub.subdag_for(None, &starts).unwrap();
         prop_assert_eq!(ids(again.tasks()), held);
-        let stubs = |x: &Graph| {
-            x.data()
-                .stubs
-                .iter()
-                .map(|s| (s.id, s.deps.clone(), s.worker))
-                .collect::<BTreeSet<_>>()
-        };
-        prop_assert_eq!(stubs(&again), stubs(&sub));
+        prop_assert_eq!(stub_set(&again), stub_set(&sub));
     }
     Ok(())
 }
@@ -228,14 +230,7 @@ fn subdag_worker_property(d: GraphData, w: u32) -> Result<(), TestCaseError> {
         let from_sub = sub.subdag_for(None, &[s]).unwrap();
         let from_whole = g.subdag_for(None, &[s]).unwrap();
         prop_assert_eq!(ids(from_sub.tasks()), ids(from_whole.tasks()));
-        let stubs = |x: &Graph| {
-            x.data()
-                .stubs
-                .iter()
-                .map(|s| (s.id, s.deps.clone(), s.worker))
-                .collect::<BTreeSet<_>>()
-        };
-        prop_assert_eq!(stubs(&from_sub), stubs(&from_whole));
+        prop_assert_eq!(stub_set(&from_sub), stub_set(&from_whole));
     }
     Ok(())
 }

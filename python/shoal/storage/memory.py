@@ -34,6 +34,7 @@ class MemoryStorage:
         self._stream_seq = 0
         self._last_ms = 0
         self._cond: asyncio.Condition | None = None
+        self._runs: dict[str, float] = {}
 
     # -- key space -------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class MemoryStorage:
             self._expire(keys.started(rid), spec.ttl_s)
         self._xadd(keys.events(rid), event)
         self._expire(keys.events(rid), spec.ttl_s)
+        self._runs[rid] = time.time()
         await self._notify()
 
     async def fetch(
@@ -111,7 +113,10 @@ class MemoryStorage:
         outputs: Sequence[int],
         functions: Sequence[bytes] = (),
         constants: Sequence[bytes] = (),
+        event: Event | None = None,
     ) -> Fetched:
+        if event is not None:
+            await self.append_event(run_id, event)
         outs = self._get(keys.outputs(run_id)) or {}
         consts = self._get(keys.constants(run_id)) or {}
         return Fetched(
@@ -128,6 +133,8 @@ class MemoryStorage:
 
     async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
         c = completion
+        if self._get(keys.meta(run_id)) is None:  # cleaned up: a straggler changes nothing
+            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
         done = self._set(keys.done(run_id))
         if str(c.task) in done:
             return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
@@ -161,24 +168,27 @@ class MemoryStorage:
             left = int(meta.get("outputs_left", b"0")) - 1
             meta["outputs_left"] = str(left).encode()
             if left == 0:
+                meta["ended"] = b"completed"
                 self._xadd(keys.events(run_id), {"type": "RUN_COMPLETED"})
                 finished = True
         await self._notify()
         return CompletionResult(True, ready, invoke, finished)
 
     async def fail(self, run_id: str, record: ErrorRecord) -> bool:
-        meta = self._hash(keys.meta(run_id))
-        if meta.get("failed") or meta.get("outputs_left") == b"0":
+        meta = self._get(keys.meta(run_id))
+        if meta is None or meta.get("ended"):
             return False
-        meta["failed"] = b"1"
+        meta["ended"] = b"failed"
         event = record.as_event()
-        self._hash(keys.errors(run_id))[str(record.task)] = _record_blob(record)
+        self._hash(keys.errors(run_id))[str(record.task)] = record.to_blob()
         self._xadd(keys.events(run_id), event)
         self._xadd(keys.events(run_id), {"type": "RUN_FAILED", "task": str(record.task)})
         await self._notify()
         return True
 
     async def append_event(self, run_id: str, event: Event) -> str:
+        if self._get(keys.events(run_id)) is None:  # like XADD NOMKSTREAM
+            return ""
         entry_id = self._xadd(keys.events(run_id), event)
         await self._notify()
         return entry_id
@@ -216,6 +226,17 @@ class MemoryStorage:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), remaining)
 
+    async def events_range(self, run_id: str, count: int | None = None) -> list[tuple[str, Event]]:
+        stream = self._get(keys.events(run_id)) or []
+        return [(i, dict(e)) for i, e in stream[:count]]
+
+    async def recent_runs(self, limit: int = 20) -> list[tuple[str, float]]:
+        live = [(r, t) for r, t in self._runs.items() if self._get(keys.events(r)) is not None]
+        return sorted(live, key=lambda rt: -rt[1])[:limit]
+
+    async def server_time(self) -> float:
+        return time.time()
+
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
         return (await self.fetch(run_id, tasks)).outputs
 
@@ -244,9 +265,3 @@ def _after(entry_id: str, after: str) -> bool:
         return int(ms), int(seq or 0)
 
     return parts(entry_id) > parts(after)
-
-
-def _record_blob(record: ErrorRecord) -> bytes:
-    import msgpack
-
-    return msgpack.packb(record.as_event(), use_bin_type=True)  # type: ignore[no-any-return]

@@ -1,0 +1,242 @@
+"""Redis (or Valkey) storage: the production implementation of the storage protocol.
+
+Every operation is one round trip: plain reads and writes go in one pipeline, state changes that
+must be atomic run as Lua scripts (:mod:`.scripts`, sent by EVALSHA). Blocking reads (the event
+stream, inboxes) use the server's blocking commands on a connection without a socket timeout,
+so nothing polls and no wake-up depends on pub/sub.
+
+Keys a run creates later than its submission (inboxes) get their TTL when written; the hashes a
+run writes to are created at submission with a placeholder field and the TTL, and since Redis
+keeps a key's TTL across HSET/HINCRBY they never live without one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import keys, scripts
+from .base import (
+    Completion,
+    CompletionResult,
+    ErrorRecord,
+    Event,
+    Fetched,
+    RunSpec,
+)
+
+#: Placeholder field that keeps a run's hashes alive (and under their TTL) while empty.
+_PLACEHOLDER = "_"
+#: Largest number of inbox entries taken in one blocking pop.
+_INBOX_BATCH = 4096
+
+
+class RedisStorage:
+    def __init__(self, url: str, *, client: aioredis.Redis | None = None) -> None:
+        self.url = url
+        # socket_timeout=None: blocking reads may wait as long as they ask to.
+        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
+            url, decode_responses=False, socket_timeout=None, health_check_interval=0
+        )
+        self._complete = self._r.register_script(scripts.COMPLETE)
+        self._fail = self._r.register_script(scripts.FAIL)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._r
+
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    async def server_time(self) -> float:
+        secs, micros = await self._r.time()
+        return float(secs) + micros / 1e6
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    async def submit(self, spec: RunSpec, event: Event) -> None:
+        rid, ttl = spec.run_id, spec.ttl_s
+        p = self._r.pipeline(transaction=False)
+        for h, blob in spec.functions.items():
+            # Shared across runs, content-addressed: rewriting only refreshes the TTL.
+            p.set(keys.function(h), blob, ex=max(ttl, keys.FUNCTION_TTL_S))
+        hashes: dict[str, dict[Any, Any]] = {
+            keys.constants(rid): {h.hex(): b for h, b in spec.constants.items()},
+            keys.subdags(rid): dict(spec.subdags),
+            keys.outputs(rid): {},
+            keys.pending(rid): {},
+            keys.meta(rid): {
+                "outputs_left": len(spec.outputs),
+                "events_ttl": spec.events_ttl_s,
+                "submitted": repr(time.time()),
+            },
+        }
+        for key, mapping in hashes.items():
+            p.hset(key, mapping={_PLACEHOLDER: b"", **mapping})
+            p.expire(key, ttl)
+        p.sadd(keys.started(rid), _PLACEHOLDER, *[str(w) for w in spec.started_workers])
+        p.expire(keys.started(rid), ttl)
+        p.xadd(keys.events(rid), dict(event))  # type: ignore[arg-type]
+        p.expire(keys.events(rid), ttl)
+        now = time.time()
+        p.zadd(keys.RUNS_INDEX, {rid: now})
+        p.zremrangebyscore(keys.RUNS_INDEX, "-inf", now - spec.events_ttl_s)
+        await p.execute()
+
+    async def fetch(
+        self,
+        run_id: str,
+        outputs: Sequence[int],
+        functions: Sequence[bytes] = (),
+        constants: Sequence[bytes] = (),
+        event: Event | None = None,
+    ) -> Fetched:
+        p = self._r.pipeline(transaction=False)
+        if event is not None:
+            _xadd_existing(p, keys.events(run_id), event)
+        if outputs:
+            p.hmget(keys.outputs(run_id), [str(t) for t in outputs])
+        if functions:
+            p.mget([keys.function(h) for h in functions])
+        if constants:
+            p.hmget(keys.constants(run_id), [h.hex() for h in constants])
+        replies = list(await p.execute())
+        if event is not None:
+            replies.pop(0)
+        outs = dict(zip(outputs, replies.pop(0), strict=True)) if outputs else {}
+        fns = dict(zip(functions, replies.pop(0), strict=True)) if functions else {}
+        consts = dict(zip(constants, replies.pop(0), strict=True)) if constants else {}
+        return Fetched(
+            outputs={t: b for t, b in outs.items() if b},
+            functions={h: b for h, b in fns.items() if b is not None},
+            constants={h: b for h, b in consts.items() if b is not None},
+        )
+
+    async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
+        # The hash exists since submission (placeholder + TTL); HSET keeps that TTL.
+        await self._r.hset(keys.subdags(run_id), name, blob)
+
+    async def get_subdag(self, run_id: str, name: str) -> bytes | None:
+        blob: bytes | None = await self._r.hget(keys.subdags(run_id), name)
+        return blob
+
+    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+        c = completion
+        own = "" if c.worker is None else str(c.worker)
+        inbox_keys: list[str] = []
+        inbox_index: dict[int, int] = {}
+        args: list[Any] = [
+            c.task,
+            c.output or b"",
+            int(c.must_store),
+            int(c.is_output),
+            own,
+            keys.RUN_TTL_S,
+            len(c.downstream),
+        ]
+        for d in c.downstream:
+            idx = 0
+            if d.worker is not None and d.worker != c.worker:
+                if d.worker not in inbox_index:
+                    inbox_keys.append(keys.inbox(run_id, d.worker))
+                    inbox_index[d.worker] = len(inbox_keys)
+                idx = inbox_index[d.worker]
+            args += [d.task, d.ndeps, "" if d.worker is None else d.worker, idx]
+        for k, v in c.event.items():
+            if k not in ("type", "task"):
+                args += [k, v]
+        run_keys = [
+            keys.outputs(run_id),
+            keys.pending(run_id),
+            keys.started(run_id),
+            keys.meta(run_id),
+            keys.events(run_id),
+        ]
+        reply = await self._complete(keys=run_keys + inbox_keys, args=args)
+        if reply[0] != 1:
+            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
+        _, ready, invoke, finished = reply
+        return CompletionResult(
+            first=True,
+            ready=[int(t) for t in ready],
+            invoke_workers=[int(w) for w in invoke],
+            run_finished=bool(finished),
+        )
+
+    async def fail(self, run_id: str, record: ErrorRecord) -> bool:
+        args: list[Any] = [record.task, record.to_blob()]
+        for k, v in record.as_event().items():
+            args += [k, v]
+        ok = await self._fail(
+            keys=[keys.meta(run_id), keys.errors(run_id), keys.events(run_id)], args=args
+        )
+        return bool(ok)
+
+    async def append_event(self, run_id: str, event: Event) -> str:
+        p = self._r.pipeline(transaction=False)
+        _xadd_existing(p, keys.events(run_id), event)
+        [entry_id] = await p.execute()
+        return "" if entry_id is None else entry_id.decode()
+
+    async def read_events(
+        self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
+    ) -> list[tuple[str, Event]]:
+        block = None if block_s is None else max(1, int(block_s * 1000))
+        reply = await self._r.xread({keys.events(run_id): after}, count=count, block=block)
+        if not reply:
+            return []
+        [(_key, entries)] = reply
+        return [(i.decode(), _decode_event(fields)) for i, fields in entries]
+
+    async def events_range(self, run_id: str, count: int | None = None) -> list[tuple[str, Event]]:
+        entries = await self._r.xrange(keys.events(run_id), count=count)
+        return [(i.decode(), _decode_event(fields)) for i, fields in entries]
+
+    async def pop_inbox(self, run_id: str, worker: int, block_s: float) -> list[int]:
+        reply = await self._r.execute_command(
+            "BLMPOP", block_s, 1, keys.inbox(run_id, worker), "LEFT", "COUNT", _INBOX_BATCH
+        )
+        if not reply:
+            return []
+        return [int(t) for t in reply[1]]
+
+    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
+        return (await self.fetch(run_id, tasks)).outputs
+
+    async def errors(self, run_id: str) -> dict[int, bytes]:
+        raw = await self._r.hgetall(keys.errors(run_id))
+        return {int(k): v for k, v in raw.items()}
+
+    async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
+        events_ttl = await self._r.hget(keys.meta(run_id), "events_ttl")
+        p = self._r.pipeline(transaction=False)
+        p.delete(*keys.fixed_run_keys(run_id), *extra_keys)
+        p.expire(keys.events(run_id), int(events_ttl or keys.EVENTS_TTL_S))
+        await p.execute()
+
+    async def run_keys(self, run_id: str) -> list[str]:
+        found = [k.decode() async for k in self._r.scan_iter(match=keys.run(run_id, "*"))]
+        return sorted(found)
+
+    async def recent_runs(self, limit: int = 20) -> list[tuple[str, float]]:
+        """Run ids submitted to this server, newest first, while their event streams live."""
+        raw = await self._r.zrevrange(keys.RUNS_INDEX, 0, limit - 1, withscores=True)
+        return [(rid.decode(), float(score)) for rid, score in raw]
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+
+def _xadd_existing(p: Any, key: str, event: Event) -> None:
+    # NOMKSTREAM: an event for a run whose stream is gone must not re-create it without a TTL.
+    fields: list[Any] = []
+    for k, v in event.items():
+        fields += [k, v]
+    p.execute_command("XADD", key, "NOMKSTREAM", "*", *fields)
+
+
+def _decode_event(fields: dict[bytes, bytes]) -> Event:
+    return {k.decode(): v.decode() for k, v in fields.items()}

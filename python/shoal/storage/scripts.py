@@ -1,0 +1,77 @@
+"""The Lua scripts that make a run's state changes atomic on the server (one round trip each).
+
+Both scripts refuse to touch a run whose ``meta`` hash is gone (cleaned up or expired): a
+straggler worker must never re-create keys of a finished run, which would then live without a
+TTL. Every key they name arrives in KEYS and carries the run's hash tag, so they also run on a
+Redis Cluster.
+
+``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
+
+    KEYS: out, pending, started, meta, events, inbox_1 .. inbox_k
+    ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker ('' = flexible),
+          ttl_s, n_down, then n_down times (task, ndeps, worker or '', inbox index or 0),
+          then the TASK_COMPLETED event's field/value pairs
+    ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
+
+The task's field in ``out`` is its done marker: '' when the output stayed on its worker, the
+encoded value when it was stored. HSETNX on it makes a repeated completion a no-op and writes
+outputs first-wins. A downstream task with one dependency is ready at once, with no counter.
+
+``FAIL``::
+
+    KEYS: meta, errors, events
+    ARGV: task, error record blob, then the TASK_FAILED event's field/value pairs
+    ->    1, or 0 when the run had already ended (completed, failed or gone)
+"""
+
+from __future__ import annotations
+
+COMPLETE = """
+if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
+local task = ARGV[1]
+if redis.call('HSETNX', KEYS[1], task, '') == 0 then return {0} end
+local own, ttl = ARGV[5], tonumber(ARGV[6])
+local ready, invoke = {}, {}
+local waits = false
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
+  local d, ndeps, w, inbox = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  local count = ndeps
+  if ndeps > 1 then count = redis.call('HINCRBY', KEYS[2], d, 1) end
+  if count < ndeps then
+    waits = true
+  elseif w ~= '' and w ~= own then
+    local key = KEYS[5 + inbox]
+    redis.call('RPUSH', key, d)
+    redis.call('EXPIRE', key, ttl)
+    if redis.call('SADD', KEYS[3], w) == 1 then invoke[#invoke + 1] = w end
+  else
+    ready[#ready + 1] = d
+  end
+end
+if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
+  redis.call('HSET', KEYS[1], task, ARGV[2])
+end
+local event = {'type', 'TASK_COMPLETED', 'task', task}
+for j = i, #ARGV do event[#event + 1] = ARGV[j] end
+redis.call('XADD', KEYS[5], '*', unpack(event))
+local finished = 0
+if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 then
+  redis.call('HSET', KEYS[4], 'ended', 'completed')
+  redis.call('XADD', KEYS[5], '*', 'type', 'RUN_COMPLETED')
+  finished = 1
+end
+return {1, ready, invoke, finished}
+"""
+
+FAIL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'ended', 'failed') == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local event = {}
+for j = 3, #ARGV do event[#event + 1] = ARGV[j] end
+redis.call('XADD', KEYS[3], '*', unpack(event))
+redis.call('XADD', KEYS[3], '*', 'type', 'RUN_FAILED', 'task', ARGV[1])
+return 1
+"""

@@ -36,7 +36,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-
 def test_submit_then_fetch_functions_constants_subdags(store):
     async def go():
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
@@ -161,7 +160,9 @@ def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store):
 def test_fetch_appends_the_started_event_in_the_same_call(store):
     async def go():
         await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
-        await store.complete("r1", Completion(1, b"one", True, [Downstream(2, 1, None)], False, None))
+        await store.complete(
+            "r1", Completion(1, b"one", True, [Downstream(2, 1, None)], False, None)
+        )
         got = await store.fetch("r1", [1], event={"type": "TASK_STARTED", "task": "2"})
         assert got.outputs == {1: b"one"}
         types = [e["type"] for _, e in await store.read_events("r1")]
@@ -173,7 +174,9 @@ def test_fetch_appends_the_started_event_in_the_same_call(store):
 def test_outputs_that_stayed_on_their_worker_are_not_results(store):
     async def go():
         await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
-        await store.complete("r1", Completion(1, None, False, [Downstream(2, 1, None)], False, None))
+        await store.complete(
+            "r1", Completion(1, None, False, [Downstream(2, 1, None)], False, None)
+        )
         assert await store.results("r1", [1]) == {}
         assert (await store.fetch("r1", [1])).outputs == {}
 

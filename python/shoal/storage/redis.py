@@ -37,8 +37,9 @@ _INBOX_BATCH = 4096
 class RedisStorage:
     def __init__(self, url: str, *, client: aioredis.Redis | None = None) -> None:
         self.url = url
-        # socket_timeout=None: blocking reads may wait as long as they ask to.
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
+        # socket_timeout=None: blocking reads may wait as long as they ask to. Typed Any:
+        # redis-py's reply types are unions of every RESP shape, too loose to check against.
+        self._r: Any = client or aioredis.Redis.from_url(
             url, decode_responses=False, socket_timeout=None, health_check_interval=0
         )
         self._complete = self._r.register_script(scripts.COMPLETE)
@@ -46,14 +47,15 @@ class RedisStorage:
 
     @property
     def client(self) -> aioredis.Redis:
-        return self._r
+        client: aioredis.Redis = self._r
+        return client
 
     async def ping(self) -> None:
         await self._r.ping()
 
     async def server_time(self) -> float:
         secs, micros = await self._r.time()
-        return float(secs) + micros / 1e6
+        return float(secs) + float(micros) / 1e6
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class RedisStorage:
             p.expire(key, ttl)
         p.sadd(keys.started(rid), _PLACEHOLDER, *[str(w) for w in spec.started_workers])
         p.expire(keys.started(rid), ttl)
-        p.xadd(keys.events(rid), dict(event))  # type: ignore[arg-type]
+        p.xadd(keys.events(rid), dict(event))
         p.expire(keys.events(rid), ttl)
         now = time.time()
         p.zadd(keys.RUNS_INDEX, {rid: now})

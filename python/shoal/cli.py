@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import runpy
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from . import __version__
-from .session import SCHEDULERS, default_scheduler
+from .session import SCHEDULERS, defaults
 
 console = Console(stderr=True)
+out = Console()
 
 
 @click.group()
@@ -28,28 +33,167 @@ def main() -> None:
 @click.option(
     "--scheduler",
     type=click.Choice(SCHEDULERS),
-    default="sync",
+    default="processes",
     show_default=True,
-    help="Where compute() calls without an explicit scheduler or session run.",
+    help="processes: Redis + worker processes; sync/threads: in-process, in-memory.",
 )
-def run(script: Path, args: tuple[str, ...], scheduler: str) -> None:
-    """Run SCRIPT (a Python file) with its compute() calls on the chosen scheduler.
+@click.option(
+    "--redis",
+    "redis_url",
+    envvar="SHOAL_REDIS_URL",
+    default=None,
+    help="Redis/Valkey URL [env SHOAL_REDIS_URL; default: an embedded server for this run].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most worker processes at once [default: number of cores].",
+)
+def run(
+    script: Path, args: tuple[str, ...], scheduler: str, redis_url: str | None, workers: int | None
+) -> None:
+    """Run SCRIPT (a Python file) with its compute() calls on these settings.
 
     Arguments after the script name are passed to it in sys.argv.
     """
     old_argv = sys.argv
     sys.argv = [str(script), *args]
-    sys.path.insert(0, str(script.resolve().parent))
+    folder = str(script.resolve().parent)
+    sys.path.insert(0, folder)
     start = time.perf_counter()
     try:
-        with default_scheduler(scheduler):
+        with defaults(scheduler=scheduler, redis_url=redis_url, workers=workers):
             runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = old_argv
-        sys.path.remove(str(script.resolve().parent))
+        sys.path.remove(folder)
     elapsed = time.perf_counter() - start
-    console.print(f"[green]ran[/] {script} on scheduler [bold]{scheduler}[/] in {elapsed:.2f} s")
+    where = scheduler if scheduler != "processes" else "worker processes"
+    console.print(f"[green]ran[/] {script} on {where} in {elapsed:.2f} s")
+
+
+def _server_url(redis_url: str | None) -> str:
+    if not redis_url:
+        raise click.UsageError(
+            "this command reads a server: pass --redis URL or set SHOAL_REDIS_URL "
+            "(an embedded server lives only as long as the script that started it)"
+        )
+    return redis_url
+
+
+_redis_option = click.option(
+    "--redis", "redis_url", envvar="SHOAL_REDIS_URL", default=None, help="Redis/Valkey URL."
+)
+
+
+def _with_storage(redis_url: str, work: Any) -> Any:
+    from .storage.redis import RedisStorage
+
+    async def go() -> Any:
+        storage = RedisStorage(redis_url)
+        try:
+            return await work(storage)
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(go())
+    except OSError as e:
+        raise click.ClickException(f"cannot reach {redis_url}: {e}") from None
+
+
+@main.command()
+@_redis_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def runs(redis_url: str | None, limit: int) -> None:
+    """List recent runs on a server (while their event streams are kept, one day)."""
+    url = _server_url(redis_url)
+
+    async def work(storage: Any) -> list[tuple[str, float, list[tuple[str, dict[str, str]]]]]:
+        found = []
+        for rid, submitted in await storage.recent_runs(limit):
+            found.append((rid, submitted, await storage.events_range(rid)))
+        return found
+
+    table = Table("run", "submitted", "tasks", "outputs", "state", "duration")
+    for rid, submitted, events in _with_storage(url, work):
+        info = _summary(events)
+        table.add_row(
+            rid,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(submitted)),
+            info["tasks"],
+            info["names"],
+            info["state"],
+            info["duration"],
+        )
+    out.print(table)
+
+
+@main.command()
+@click.argument("run_id")
+@_redis_option
+def show(run_id: str, redis_url: str | None) -> None:
+    """Print a run's tasks and timings."""
+    url = _server_url(redis_url)
+
+    async def work(storage: Any) -> list[tuple[str, dict[str, str]]]:
+        events: list[tuple[str, dict[str, str]]] = await storage.events_range(run_id)
+        return events
+
+    events = _with_storage(url, work)
+    if not events:
+        raise click.ClickException(f"no events for run {run_id!r} (unknown, or expired)")
+    info = _summary(events)
+    out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
+    t0 = float(events[0][1].get("time", "0") or 0)
+    table = Table("task", "name", "worker", "start", "run (ms)", "in (B)", "out (B)", "start kind")
+    for _, ev in events:
+        if ev.get("type") != "TASK_COMPLETED":
+            continue
+        start, end = float(ev.get("start", 0)), float(ev.get("end", 0))
+        table.add_row(
+            ev.get("task", "?"),
+            ev.get("name", "?"),
+            ev.get("worker", "?"),
+            f"+{start - t0:.3f} s",
+            f"{(end - start) * 1000:.2f}",
+            ev.get("input_bytes", ""),
+            ev.get("output_bytes", ""),
+            ev.get("start_kind", ""),
+        )
+    out.print(table)
+    for _, ev in events:
+        if ev.get("type") == "TASK_FAILED":
+            out.print(
+                f"[red]failed:[/] {ev.get('name')}: {ev.get('exc_type')}: {ev.get('message')}"
+            )
+            out.print(ev.get("traceback", ""))
+
+
+def _summary(events: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
+    first = events[0][1] if events else {}
+    kinds = [e.get("type") for _, e in events]
+    state = (
+        "completed"
+        if "RUN_COMPLETED" in kinds
+        else "failed"
+        if "RUN_FAILED" in kinds
+        else "running"
+    )
+    duration = "-"
+    if len(events) > 1 and state != "running":
+        # Stream ids are server milliseconds: the last minus the first is the run's duration.
+        ms = int(events[-1][0].split("-")[0]) - int(events[0][0].split("-")[0])
+        duration = f"{ms / 1000:.3f} s"
+    return {
+        "tasks": first.get("tasks", "?"),
+        "names": first.get("names", ""),
+        "state": state,
+        "duration": duration,
+    }
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

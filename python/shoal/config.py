@@ -42,6 +42,10 @@ class Settings:
         settings.check()
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``SHOAL_*`` variables, for worker processes started by a backend."""
+        return {f"SHOAL_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
     def check(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

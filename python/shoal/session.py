@@ -1,61 +1,107 @@
 """Sessions: where runs go (storage + backend + settings), and the ``compute`` entry points.
 
-``scheduler="sync"`` runs in-process, one task at a time, through the same worker code on the
-in-memory store; ``scheduler="threads"`` does the same with task functions in threads.
+- ``Session()`` is distributed: Redis storage (``redis_url``, else ``SHOAL_REDIS_URL``, else an
+  embedded server started for the session) and worker processes (``LocalProcesses``).
+- ``scheduler="sync"`` runs in-process, one task at a time, through the same worker code on the
+  in-memory store; ``scheduler="threads"`` does the same with task functions in threads.
+- ``compute()`` with no scheduler and no session uses one shared default session, created on
+  first use and closed when the interpreter exits (``shoal run`` configures it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import os
 import threading
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .backends.base import Backend
 from .backends.inprocess import InProcess
+from .backends.local import LocalProcesses
 from .config import Settings
 from .errors import ConfigError
-from .graph import freeze
+from .graph import FrozenGraph, freeze
 from .progress import RunProgress
 from .runtime import client
-from .storage.base import Storage
+from .server import EmbeddedServer
+from .storage.base import Event, Storage
 from .storage.memory import MemoryStorage
 from .task import Node
 
-Scheduler = Literal["sync", "threads"]
-SCHEDULERS: tuple[str, ...] = ("sync", "threads")
+SCHEDULERS: tuple[str, ...] = ("processes", "sync", "threads")
 T = TypeVar("T")
 
 
 class Session:
-    """Where runs go. Use as a context manager, or call :meth:`close`."""
+    """Where runs go. Use as a context manager, or call :meth:`close`.
+
+    ``redis_url``: the server (default ``SHOAL_REDIS_URL``, else an embedded one for the life of
+    the session). ``backend``: how workers start (default ``LocalProcesses()``). ``storage``: an
+    explicit store (e.g. ``MemoryStorage()`` with ``InProcess``). ``progress``: show a progress
+    bar (default: on a terminal, for runs longer than a second).
+    """
 
     def __init__(
         self,
         *,
-        storage: Storage | None = None,
+        redis_url: str | None = None,
         backend: Backend | None = None,
+        storage: Storage | None = None,
         settings: Settings | None = None,
         progress: bool | None = None,
     ) -> None:
-        self.storage: Storage = storage if storage is not None else MemoryStorage()
-        self.backend: Backend = backend if backend is not None else InProcess(threads=False)
+        if storage is not None and redis_url is not None:
+            raise ConfigError("pass either redis_url= or storage=, not both")
         self.settings = settings or Settings.from_env()
         self.progress = progress
+        self.backend: Backend = backend if backend is not None else LocalProcesses()
+        in_process = isinstance(self.backend, InProcess) and redis_url is None
+        self._redis_url = redis_url or (None if in_process else os.environ.get("SHOAL_REDIS_URL"))
+        self._storage = (
+            storage if storage is not None else (MemoryStorage() if in_process else None)
+        )
+        self._server: EmbeddedServer | None = None
         self._started = False
         self._closed = False
+        self._runs: dict[str, client.Submitted] = {}
         # One loop for the session's life: storage and backend state is bound to it.
         self._loop = asyncio.new_event_loop()
 
     @classmethod
     def for_scheduler(cls, scheduler: str) -> Session:
-        if scheduler not in SCHEDULERS:
+        """An in-process session: ``"sync"`` (one task at a time) or ``"threads"``."""
+        if scheduler not in ("sync", "threads"):
             raise ConfigError(
-                f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}"
+                f"unknown in-process scheduler {scheduler!r}; choose 'sync' or 'threads'"
             )
-        return cls(backend=InProcess(threads=scheduler == "threads"))
+        return cls(backend=InProcess(threads=scheduler == "threads"), storage=MemoryStorage())
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._start_storage()
+        assert self._storage is not None
+        return self._storage
+
+    @property
+    def redis_url(self) -> str | None:
+        """The server this session uses (None for an in-memory session)."""
+        self.storage  # noqa: B018  (starts the embedded server if needed)
+        return self._redis_url
+
+    def _start_storage(self) -> None:
+        from .storage.redis import RedisStorage
+
+        if self._redis_url is None:
+            self._server = EmbeddedServer()
+            self._redis_url = self._server.start()
+        self._storage = RedisStorage(self._redis_url)
+
+    # -- running -------------------------------------------------------------------------------
 
     def compute(
         self,
@@ -64,38 +110,73 @@ class Session:
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """Runs the graph ending in ``nodes``; returns their values as a tuple."""
-        if self._closed:
-            raise ConfigError("this Session is closed")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-            raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        frozen = freeze(nodes, self.settings).with_assignment(assignment)
+        _check_timeout(timeout)
+        frozen = self._freeze(nodes, assignment)
         if not nodes:
             return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
-        if isinstance(self.backend, InProcess):
-            self.backend.share_functions(frozen.live_functions)
 
         async def go() -> list[Any]:
-            if not self._started:
-                await self.backend.start(self.storage, self.settings)
-                self._started = True
+            await self._ensure_started(frozen)
             return await client.run_to_end(
                 frozen, self.storage, self.backend, self.settings, timeout, progress
             )
 
         with progress:
-            return tuple(_run_coroutine(self._loop, go()))
+            return tuple(self._run(go()))
+
+    def submit(self, *nodes: Node, assignment: dict[int, int] | None = None) -> Run:
+        """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""
+        frozen = self._freeze(nodes, assignment)
+        if not nodes:
+            raise ConfigError("submit() needs at least one node")
+
+        async def go() -> client.Submitted:
+            await self._ensure_started(frozen)
+            return await client.submit(frozen, self.storage, self.backend, self.settings)
+
+        sub = self._run(go())
+        self._runs[sub.run_id] = sub
+        return Run(self, sub)
+
+    def _freeze(self, nodes: tuple[Node, ...], assignment: dict[int, int] | None) -> FrozenGraph:
+        if self._closed:
+            raise ConfigError("this Session is closed")
+        return freeze(nodes, self.settings).with_assignment(assignment)
+
+    async def _ensure_started(self, frozen: FrozenGraph) -> None:
+        if not self._started:
+            await self.backend.start(self.storage, self.settings)
+            self._started = True
+        if isinstance(self.backend, InProcess):
+            self.backend.share_functions(frozen.live_functions)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return _run_coroutine(self._loop, coro)
+
+    # -- lifetime ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._started:
-                _run_coroutine(self._loop, self._aclose())
+        """Stops the workers and the embedded server; cleans up runs never waited for."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._started or self._storage is not None:
+                self._run(self._aclose())
+        finally:
             self._loop.close()
+            if self._server is not None:
+                self._server.stop()
 
     async def _aclose(self) -> None:
+        for sub in list(self._runs.values()):
+            with contextlib.suppress(Exception):
+                await self.storage.cleanup(sub.run_id, sub.extra_keys)
+        self._runs.clear()
         await self.backend.close()
-        await self.storage.close()
+        if self._storage is not None:
+            await self._storage.close()
 
     def __enter__(self) -> Session:
         return self
@@ -106,23 +187,123 @@ class Session:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<shoal.Session backend={self.backend!r} storage={type(self.storage).__name__}>"
+        where = type(self._storage).__name__ if self._storage is not None else "Redis (not started)"
+        return f"<shoal.Session backend={self.backend!r} storage={where}>"
 
 
-_default: dict[str, str] = {"scheduler": "sync"}
+class Run:
+    """A submitted run: ``id``, ``result(timeout=)``, ``events()``."""
+
+    def __init__(self, session: Session, submitted: client.Submitted) -> None:
+        self.session = session
+        self._sub = submitted
+        self._outcome: tuple[Any, ...] | BaseException | None = None
+
+    @property
+    def id(self) -> str:
+        return self._sub.run_id
+
+    def result(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """Waits for the run; returns the requested values as a tuple (raises ``TaskError`` if
+        a task failed, ``RunTimeout`` after ``timeout`` seconds). Keys are cleaned up once."""
+        _check_timeout(timeout)
+        if self._outcome is None:
+            s = self.session
+            progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
+            try:
+                with progress:
+                    values = s._run(client.wait(self._sub, s.storage, s.backend, timeout, progress))
+                self._outcome = tuple(values)
+            except BaseException as e:
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                self._outcome = e
+            finally:
+                s._runs.pop(self.id, None)
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
+
+    def events(self) -> Iterator[Event]:
+        """The run's events in order, from the start; follows a live run until it ends."""
+        s = self.session
+        after = "0"
+        while True:
+            batch = s._run(s.storage.read_events(self.id, after, block_s=1.0))
+            for entry_id, ev in batch:
+                after = entry_id
+                yield ev
+                if ev.get("type") in ("RUN_COMPLETED", "RUN_FAILED"):
+                    return
+            if not batch and self._outcome is not None:
+                return
+
+    def __repr__(self) -> str:
+        state = "pending" if self._outcome is None else "done"
+        return f"<shoal.Run {self.id} {state}>"
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+# -- the default session -----------------------------------------------------------------------
+
+_defaults: dict[str, Any] = {"scheduler": "processes", "redis_url": None, "workers": None}
+_default_session: Session | None = None
+_default_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def default_scheduler(scheduler: str) -> Iterator[None]:
-    """Makes ``scheduler`` the default of ``compute()`` calls within the block (``shoal run``)."""
-    if scheduler not in SCHEDULERS:
+def defaults(
+    scheduler: str | None = None, redis_url: str | None = None, workers: int | None = None
+) -> Iterator[None]:
+    """Within the block, ``compute()`` calls without a scheduler or session use these settings
+    (what ``shoal run --scheduler/--redis/--workers`` does). The default session made for the
+    block is closed at its end."""
+    if scheduler is not None and scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    old = _default["scheduler"]
-    _default["scheduler"] = scheduler
+    old = dict(_defaults)
+    _defaults.update(
+        {
+            "scheduler": scheduler or old["scheduler"],
+            "redis_url": redis_url or old["redis_url"],
+            "workers": workers or old["workers"],
+        }
+    )
+    _close_default_session()
     try:
         yield
     finally:
-        _default["scheduler"] = old
+        _close_default_session()
+        _defaults.clear()
+        _defaults.update(old)
+
+
+def default_session() -> Session:
+    """The shared distributed session (created on first use, closed at interpreter exit)."""
+    global _default_session
+    with _default_lock:
+        if _default_session is None or _default_session._closed:
+            _default_session = Session(
+                redis_url=_defaults["redis_url"],
+                backend=LocalProcesses(max_workers=_defaults["workers"]),
+            )
+        return _default_session
+
+
+def _close_default_session() -> None:
+    global _default_session
+    with _default_lock:
+        s, _default_session = _default_session, None
+    if s is not None:
+        s.close()
+
+
+atexit.register(_close_default_session)
 
 
 def compute(
@@ -134,15 +315,21 @@ def compute(
 ) -> tuple[Any, ...]:
     """Computes several nodes over one shared graph; returns a tuple of their values.
 
-    ``scheduler``: ``"sync"`` (in-process, one task at a time) or ``"threads"``. ``session``: an
-    explicit :class:`Session`. ``assignment``: ``{task_id: worker_id}`` pins tasks to workers (as
-    a planner would). ``timeout``: seconds before :class:`~shoal.RunTimeout`.
+    ``scheduler``: ``"processes"`` (the default session: Redis + worker processes), ``"sync"``
+    (in-process, one task at a time) or ``"threads"``. ``session``: an explicit
+    :class:`Session`. ``assignment``: ``{task_id: worker_id}`` pins tasks to workers (as a
+    planner would). ``timeout``: seconds before :class:`~shoal.RunTimeout`.
     """
     if session is not None and scheduler is not None:
         raise ConfigError("pass either scheduler= or session=, not both")
     if session is not None:
         return session.compute(*nodes, assignment=assignment, timeout=timeout)
-    with Session.for_scheduler(scheduler or _default["scheduler"]) as s:
+    scheduler = scheduler or _defaults["scheduler"]
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if scheduler == "processes":
+        return default_session().compute(*nodes, assignment=assignment, timeout=timeout)
+    with Session.for_scheduler(scheduler) as s:
         return s.compute(*nodes, assignment=assignment, timeout=timeout)
 
 

@@ -3,6 +3,7 @@ entry point; dependencies point one way (runtime -> backends)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,6 +36,9 @@ class Backend(Protocol):
 
     async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
         """Starts (or hands to a warm worker) one invocation; returns without waiting for it."""
+
+    async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
+        """Several invocations at once (one round trip where the platform allows it)."""
 
     async def drain(self) -> None:
         """Waits until every invocation this backend started has finished."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .base import Capabilities, Resources
@@ -58,6 +59,10 @@ class InProcess:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
+        for invocation, resources in items:
+            await self.invoke(invocation, resources)
 
     async def drain(self) -> None:
         while self._tasks:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import Backend
+from ..backends.base import Backend, Resources
 from ..config import Settings
 from ..errors import RunTimeout, TaskError
 from ..graph import FrozenGraph
@@ -25,10 +25,8 @@ from ..serialize import loads_value
 from ..storage import keys
 from ..storage.base import Event, RunSpec, Storage
 from .invocation import Invocation
+from .worker import resources_for
 
-#: Safety-net TTL of every key of a run, and how long its event stream outlives it.
-RUN_TTL_S = 7 * 24 * 3600
-EVENTS_TTL_S = 24 * 3600
 #: How often the waiting client wakes up to check the run timeout (it is woken by events too).
 WAIT_SLICE_S = 1.0
 
@@ -58,21 +56,23 @@ async def submit(
     outputs = list(dict.fromkeys(frozen.output_ids))
     workers = sorted({w for w, _ in graph.partition() if w is not None})
     subdags = {f"w{w}": graph.subdag_for(w, []).encode() for w in workers}
-    invocations: list[Invocation] = []
+    invocations: list[tuple[Invocation, Resources | None]] = []
     pinned_roots: dict[int, list[int]] = {}
     for root in graph.roots():
         w = graph.worker(root)
         if w is None:
             blob = graph.subdag_for(None, [root]).encode()
+            res = resources_for(graph, [root])
             if len(blob) <= settings.inline_subdag_limit:
-                invocations.append(Invocation(run_id, None, (root,), blob, None))
+                invocations.append((Invocation(run_id, None, (root,), blob, None), res))
             else:
                 subdags[f"t{root}"] = blob
-                invocations.append(Invocation(run_id, None, (root,), None, f"t{root}"))
+                invocations.append((Invocation(run_id, None, (root,), None, f"t{root}"), res))
         else:
             pinned_roots.setdefault(w, []).append(root)
     for w, roots in pinned_roots.items():
-        invocations.append(Invocation(run_id, w, tuple(roots), None, f"w{w}"))
+        res = resources_for(graph, graph.tasks_of(w))
+        invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))
     spec = RunSpec(
         run_id=run_id,
         functions=frozen.functions,
@@ -80,21 +80,21 @@ async def submit(
         subdags=subdags,
         outputs=outputs,
         started_workers=list(pinned_roots),
-        ttl_s=RUN_TTL_S,
-        events_ttl_s=EVENTS_TTL_S,
+        ttl_s=keys.RUN_TTL_S,
+        events_ttl_s=keys.EVENTS_TTL_S,
     )
-    now = time.time()
+    now = await storage.server_time()  # one clock for every event of the run
     await storage.submit(
         spec,
         {
             "type": "RUN_SUBMITTED",
             "tasks": str(len(graph)),
             "outputs": str(len(outputs)),
+            "names": ", ".join(dict.fromkeys(graph.name(t) for t in outputs))[:200],
             "time": repr(now),
         },
     )
-    for inv in invocations:
-        await backend.invoke(inv.encode(), resources=None)
+    await backend.invoke_many([(inv.encode(), res) for inv, res in invocations])
     extra = [keys.inbox(run_id, w) for w in workers]
     return Submitted(run_id, frozen, outputs, extra, now)
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
+from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError, ShoalError
 from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
-from ..storage.base import ErrorRecord, Storage
+from ..storage.base import ErrorRecord, Event, Storage
 from .invocation import Invocation
 from .machine import (
     Complete,
@@ -54,6 +55,11 @@ class WorkerCaches:
 
     functions: dict[bytes, Callable[..., Any]] = field(default_factory=dict)
     constants: dict[tuple[str, bytes], Any] = field(default_factory=dict)
+    #: Seconds to add to this host's clock to get the store's (events use one clock).
+    clock_offset: float = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
 
 
 #: Runs a task function: inline (sync scheduler) or in a thread so the loop stays responsive.
@@ -77,14 +83,18 @@ async def run_worker(
     caches: WorkerCaches,
     runner: Runner = run_in_thread,
     name: str | None = None,
+    start_info: dict[str, str] | None = None,
 ) -> None:
-    """Runs one invocation to its end. Failures are reported to the run, never raised."""
+    """Runs one invocation to its end. Failures are reported to the run, never raised.
+
+    ``start_info`` (cold/warm start, start latency) goes into the first TASK_STARTED event."""
     worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
     run_id = ""
     try:
         inv = Invocation.decode(invocation)
         run_id = inv.run_id
         shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
+        shell.start_info = dict(start_info or {"start_kind": "warm"})
         await shell.run()
     except Exception as e:
         # Infrastructure trouble (corrupt payload, storage error): fail the run clearly.
@@ -98,7 +108,7 @@ async def run_worker(
             message=str(e),
             traceback=traceback.format_exc(),
             worker=worker_name,
-            time=time.time(),
+            time=caches.now(),
         )
         with contextlib.suppress(Exception):
             await storage.fail(run_id, record)
@@ -123,6 +133,7 @@ class _Shell:
         self.caches = caches
         self.runner = runner
         self.worker_name = worker_name
+        self.start_info: dict[str, str] = {}
 
     async def run(self) -> None:
         graph = await self._load_subdag()
@@ -145,7 +156,10 @@ class _Shell:
                 result = await self.storage.complete(self.run_id, ins.completion)
                 queue.extend(machine.on_completed(ins.completion.task, result))
             elif isinstance(ins, Invoke):
-                await self._invoke(ins)
+                batch = [ins]
+                while queue and isinstance(queue[0], Invoke):
+                    batch.append(queue.popleft())  # type: ignore[arg-type]
+                await self._invoke(batch)
             elif isinstance(ins, WaitInbox):
                 tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
                 queue.extend(machine.on_inbox(tasks) if tasks else [ins])
@@ -188,12 +202,28 @@ class _Shell:
         const_hashes = [
             h for h in g.const_hashes(task) if (self.run_id, h) not in self.caches.constants
         ]
-        t_fetch = time.time()
+        started: Event = {
+            "type": "TASK_STARTED",
+            "task": str(task),
+            "name": g.name(task),
+            "worker": self.worker_name,
+            "attempt": str(ins.attempt),
+            "time": repr(self.caches.now()),
+            **self.start_info,
+        }
+        self.start_info = {}
+        t_fetch = time.perf_counter()
         fetched_values: dict[int, Any] = {}
         input_bytes = 0
+        announce: asyncio.Task[str] | None = None
         if ins.missing or func is None or const_hashes:
+            # TASK_STARTED travels in the fetch's round trip.
             got = await self.storage.fetch(
-                self.run_id, ins.missing, [] if func is not None else [fn_hash], const_hashes
+                self.run_id,
+                ins.missing,
+                [] if func is not None else [fn_hash],
+                const_hashes,
+                event=started,
             )
             for d in ins.missing:
                 blob = got.outputs.get(d)
@@ -217,17 +247,26 @@ class _Shell:
                 if blob is None:
                     raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
                 self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
-        fetch_s = time.time() - t_fetch
+        else:
+            # Nothing to fetch: announce the start while the function runs.
+            announce = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
+        fetch_s = time.perf_counter() - t_fetch
         values = {**ins.local, **fetched_values}
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
         args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
-        start = time.time()
+        start = self.caches.now()
         try:
             value = await self.runner(lambda: func(*args, **kwargs))
         except Exception as e:
-            failure = TaskFailure(type(e).__name__, str(e), traceback.format_exc(), time.time())
+            failure = TaskFailure(
+                type(e).__name__, str(e), traceback.format_exc(), self.caches.now()
+            )
             return machine.on_failed(task, failure)
-        end = time.time()
+        finally:
+            if announce is not None:
+                await announce  # TASK_STARTED must precede the task's next event
+        end = self.caches.now()
+        t_encode = time.perf_counter()
         out = machine.on_executed(task, value, fetched_values)
         completion = out[0].completion if isinstance(out[0], Complete) else None
         if completion is not None:
@@ -241,16 +280,20 @@ class _Shell:
                     "start": repr(start),
                     "end": repr(end),
                     "input_bytes": str(input_bytes),
-                    "fetch_s": repr(fetch_s),
+                    "fetch_s": f"{fetch_s:.6f}",
                     "output_bytes": str(len(completion.output or b"")),
+                    "encode_s": f"{time.perf_counter() - t_encode:.6f}",
                 }
             )
         return out
 
-    async def _invoke(self, ins: Invoke) -> None:
-        if ins.subdag is None:
-            inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
-        else:
+    async def _invoke(self, batch: list[Invoke]) -> None:
+        items: list[tuple[bytes, Resources | None]] = []
+        for ins in batch:
+            if ins.subdag is None:
+                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
+                items.append((inv.encode(), None))
+                continue
             blob = ins.subdag.encode()
             if len(blob) <= self.settings.inline_subdag_limit:
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, None, ins.inputs)
@@ -258,4 +301,11 @@ class _Shell:
                 name = f"t{ins.start[0]}"
                 await self.storage.put_subdag(self.run_id, name, blob)
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
-        await self.backend.invoke(inv.encode(), resources=None)
+            items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
+        await self.backend.invoke_many(items)
+
+
+def resources_for(graph: _core.Graph, tasks: list[int] | tuple[int, ...]) -> Resources | None:
+    """The largest ``memory_mb`` among ``tasks`` (None when none asks for a limit)."""
+    sizes = [mb for t in tasks if (mb := graph.options(t)[1]) is not None]
+    return Resources(memory_mb=max(sizes)) if sizes else None

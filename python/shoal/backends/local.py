@@ -1,0 +1,336 @@
+"""LocalProcesses: a function platform on this machine, the default backend.
+
+Invoking a worker pushes a frame onto the pool's Redis list, from the client or from any worker
+(they all share the server). One pool manager, a thread in the session's process, takes frames
+off the list only as fast as it can place them (``BLMPOP ... COUNT free``) and gives each to an
+idle warm process or starts a new one (a cold start), up to ``max_workers`` processes. A process
+runs one invocation at a time and tells the manager on a pipe when it is done; a process idle
+for ``keep_warm_s`` is told to exit (the manager decides, so no frame can go to a process that
+is leaving).
+
+Each process starts with the memory limit of its first invocation (``memory_mb`` of the task,
+enforced as RLIMIT_AS) and only serves invocations with the same limit; when every slot holds a
+process of another size, an idle one is retired for a new one.
+
+Frames are ``enqueue time (f64) | memory_mb (u32, 0 = none) | invocation``: a worker measures its
+start latency (queue wait, plus the process start when cold) against the enqueue time.
+
+The backend never imports the runtime: processes run ``python -m shoal.runtime.process``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..storage import keys
+from .base import Capabilities, Resources
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..storage.base import Storage
+
+_FRAME_HEADER = struct.Struct(">dI")
+#: How often the manager wakes without work, to retire idle processes and notice a stop.
+_TICK_S = 0.5
+
+
+def encode_frame(invocation: bytes, resources: Resources | None) -> bytes:
+    mb = (resources.memory_mb if resources else None) or 0
+    return _FRAME_HEADER.pack(time.time(), mb) + invocation
+
+
+def decode_frame(frame: bytes) -> tuple[float, int | None, bytes]:
+    enqueued, mb = _FRAME_HEADER.unpack_from(frame)
+    return enqueued, (mb or None), frame[_FRAME_HEADER.size :]
+
+
+class QueueInvoker:
+    """Invokes workers by pushing frames onto a pool's list (used by worker processes)."""
+
+    name = "local-queue"
+    capabilities = Capabilities(max_payload=None, warm_reuse=True)
+
+    def __init__(self, client: Any, pool_id: str) -> None:
+        self._r = client
+        self.queue = keys.pool_queue(pool_id)
+
+    async def start(self, storage: Storage, settings: Settings) -> None:
+        return None
+
+    async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
+        await self._r.rpush(self.queue, encode_frame(invocation, resources))
+
+    async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
+        if items:
+            await self._r.rpush(self.queue, *[encode_frame(i, r) for i, r in items])
+
+    async def drain(self) -> None:
+        return None
+
+    async def cancel(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class PoolStats:
+    cold_starts: int = 0
+    invocations: int = 0
+    retired_idle: int = 0
+    died: int = 0
+
+
+class LocalProcesses:
+    """Worker processes on this machine, fed through a Redis list (see the module docstring)."""
+
+    name = "local"
+    capabilities = Capabilities(max_payload=None, warm_reuse=True)
+
+    def __init__(self, max_workers: int | None = None, keep_warm_s: float = 10.0) -> None:
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
+        if not isinstance(keep_warm_s, int | float) or keep_warm_s < 0:
+            raise ConfigError(f"keep_warm_s must be >= 0 seconds, got {keep_warm_s!r}")
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self.keep_warm_s = float(keep_warm_s)
+        self.pool_id = uuid.uuid4().hex[:12]
+        self._invoker: QueueInvoker | None = None
+        self._pool: _Pool | None = None
+
+    @property
+    def stats(self) -> PoolStats:
+        return self._pool.stats if self._pool else PoolStats()
+
+    async def start(self, storage: Storage, settings: Settings) -> None:
+        url = getattr(storage, "url", None)
+        client = getattr(storage, "client", None)
+        if url is None or client is None:
+            raise ConfigError("the LocalProcesses backend needs a Redis storage (redis_url)")
+        self._invoker = QueueInvoker(client, self.pool_id)
+        env = {**os.environ, **settings.to_env()}
+        self._pool = _Pool(url, self.pool_id, self.max_workers, self.keep_warm_s, env)
+        self._pool.start()
+
+    def _need_invoker(self) -> QueueInvoker:
+        if self._invoker is None:
+            raise RuntimeError("LocalProcesses backend used before start()")
+        return self._invoker
+
+    async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
+        await self._need_invoker().invoke(invocation, resources)
+
+    async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
+        await self._need_invoker().invoke_many(items)
+
+    async def drain(self) -> None:
+        """Runs are independent on a shared pool: a run's end does not wait for the pool."""
+        return None
+
+    async def cancel(self) -> None:
+        """Other runs may share the pool, so nothing is killed; workers of a failed run find it
+        ended and change nothing (the storage refuses writes to an ended run)."""
+        return None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+
+    def __repr__(self) -> str:
+        return f"LocalProcesses(max_workers={self.max_workers}, keep_warm_s={self.keep_warm_s})"
+
+
+@dataclass(eq=False)
+class _Proc:
+    popen: subprocess.Popen[bytes]
+    cmd_w: int
+    memory_mb: int | None
+    busy: bool = True
+    idle_since: float = field(default_factory=time.monotonic)
+    alive: bool = True
+
+
+class _Pool(threading.Thread):
+    def __init__(
+        self, url: str, pool_id: str, max_workers: int, keep_warm_s: float, env: dict[str, str]
+    ) -> None:
+        super().__init__(name=f"shoal-pool-{pool_id}", daemon=True)
+        self.url = url
+        self.pool_id = pool_id
+        self.queue = keys.pool_queue(pool_id)
+        self.max_workers = max_workers
+        self.keep_warm_s = keep_warm_s
+        self.env = env
+        self.stats = PoolStats()
+        self._procs: list[_Proc] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+
+    # -- manager loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        import redis
+
+        r: Any = redis.Redis.from_url(self.url, socket_timeout=None)
+        try:
+            while not self._stopping:
+                free = self._wait_for_free_slot()
+                if free == 0:
+                    continue
+                reply = r.execute_command("BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", free)
+                for frame in reply[1] if reply else []:
+                    if frame:  # b"" is the stop sentinel
+                        self._dispatch(frame)
+                self._retire_idle()
+        except Exception as e:  # the server went away: say so, the run's wait will time out
+            if not self._stopping:
+                print(f"shoal: local worker pool stopped: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            r.close()
+
+    def _wait_for_free_slot(self) -> int:
+        with self._cond:
+            free = self._free_slots()
+            if free == 0:
+                self._cond.wait(_TICK_S)
+                free = self._free_slots()
+            return free
+
+    def _free_slots(self) -> int:
+        live = [p for p in self._procs if p.alive]
+        return sum(not p.busy for p in live) + self.max_workers - len(live)
+
+    def _dispatch(self, frame: bytes) -> None:
+        _, memory_mb, _ = decode_frame(frame)
+        with self._cond:
+            live = [p for p in self._procs if p.alive]
+            proc = next((p for p in live if not p.busy and p.memory_mb == memory_mb), None)
+            if proc is None and len(live) >= self.max_workers:
+                other = next((p for p in live if not p.busy), None)
+                if other is not None:
+                    self._retire(other)
+            if proc is not None:
+                proc.busy = True
+        self.stats.invocations += 1
+        if proc is None:
+            proc = self._spawn(memory_mb)
+        try:
+            os.write(proc.cmd_w, struct.pack(">I", len(frame)) + frame)
+        except OSError:  # it died between its last ack and now: give the frame to a new one
+            self._mark_dead(proc)
+            proc = self._spawn(memory_mb)
+            os.write(proc.cmd_w, struct.pack(">I", len(frame)) + frame)
+
+    def _spawn(self, memory_mb: int | None) -> _Proc:
+        cmd_r, cmd_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        args = [
+            sys.executable, "-m", "shoal.runtime.process",
+            "--redis", self.url,
+            "--pool", self.pool_id,
+            "--cmd-fd", str(cmd_r),
+            "--ack-fd", str(ack_w),
+            "--spawned-at", repr(time.time()),
+        ]  # fmt: skip
+        if memory_mb:
+            args += ["--memory-mb", str(memory_mb)]
+        popen = subprocess.Popen(args, pass_fds=(cmd_r, ack_w), env=self.env, close_fds=True)
+        os.close(cmd_r)
+        os.close(ack_w)
+        proc = _Proc(popen, cmd_w, memory_mb)
+        with self._cond:
+            self._procs.append(proc)
+        self.stats.cold_starts += 1
+        threading.Thread(
+            target=self._read_acks, args=(proc, ack_r), name="shoal-pool-acks", daemon=True
+        ).start()
+        return proc
+
+    def _read_acks(self, proc: _Proc, ack_r: int) -> None:
+        try:
+            while True:
+                data = os.read(ack_r, 64)
+                if not data:
+                    break
+                with self._cond:
+                    proc.busy = False
+                    proc.idle_since = time.monotonic()
+                    self._cond.notify_all()
+        finally:
+            os.close(ack_r)
+            proc.popen.wait()
+            if proc.alive and not self._stopping:
+                self.stats.died += 1
+                print(
+                    f"shoal: worker process {proc.popen.pid} exited with code "
+                    f"{proc.popen.returncode}",
+                    file=sys.stderr,
+                )
+            self._mark_dead(proc)
+
+    def _mark_dead(self, proc: _Proc) -> None:
+        with self._cond:
+            if proc.alive:
+                proc.alive = False
+                with contextlib.suppress(OSError):
+                    os.close(proc.cmd_w)
+            if proc in self._procs:
+                self._procs.remove(proc)
+            self._cond.notify_all()
+
+    def _retire(self, proc: _Proc) -> None:
+        """Closes an idle process's command pipe: it exits when it reads the end of it."""
+        if proc.alive:
+            proc.alive = False
+            with contextlib.suppress(OSError):
+                os.close(proc.cmd_w)
+            if proc in self._procs:
+                self._procs.remove(proc)
+
+    def _retire_idle(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            for p in list(self._procs):
+                if p.alive and not p.busy and now - p.idle_since >= self.keep_warm_s:
+                    self.stats.retired_idle += 1
+                    self._retire(p)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        import redis
+
+        self._stopping = True
+        with contextlib.suppress(Exception):
+            r = redis.Redis.from_url(self.url, socket_timeout=2)
+            r.rpush(self.queue, b"")  # wake the manager now rather than at its next tick
+            r.close()
+        self.join(grace_s)
+        with self._cond:
+            procs = list(self._procs)
+            for p in procs:
+                self._retire(p)
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            try:
+                p.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait()
+        with contextlib.suppress(Exception):
+            r = redis.Redis.from_url(self.url, socket_timeout=2)
+            r.delete(self.queue)
+            r.close()

@@ -1,0 +1,88 @@
+"""A LocalProcesses worker process: ``python -m shoal.runtime.process``.
+
+Started by the pool manager (:mod:`shoal.backends.local`) with two pipe descriptors: it reads
+length-prefixed invocation frames from ``--cmd-fd`` and writes one byte to ``--ack-fd`` after
+each, so the manager knows it is idle again. It exits when the command pipe closes. User code may
+print freely: stdout and stderr are the terminal's, the protocol has its own pipes.
+
+The process keeps a warm state across invocations (function cache, one Redis connection pool,
+the clock offset to the server) and stamps events on the server's clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import struct
+import time
+
+from ..backends.local import QueueInvoker, decode_frame
+from ..config import Settings
+from ..storage.redis import RedisStorage
+from .worker import WorkerCaches, run_in_thread, run_worker
+
+
+def _limit_memory(memory_mb: int) -> None:
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    storage = RedisStorage(args.redis)
+    backend = QueueInvoker(storage.client, args.pool)
+    settings = Settings.from_env()
+    caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(args.cmd_fd, "rb", buffering=0)
+    )
+    first = True
+    try:
+        while True:
+            try:
+                (size,) = struct.unpack(">I", await reader.readexactly(4))
+                frame = await reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                return  # the manager closed the pipe: retire
+            enqueued, _, invocation = decode_frame(frame)
+            now = time.time()
+            info = {
+                "start_kind": "cold" if first else "warm",
+                "start_latency_s": f"{now - enqueued:.6f}",
+            }
+            if first:
+                info["process_start_s"] = f"{now - args.spawned_at:.6f}"
+            first = False
+            await run_worker(
+                invocation,
+                storage,
+                backend,
+                settings=settings,
+                caches=caches,
+                runner=run_in_thread,
+                start_info=info,
+            )
+            os.write(args.ack_fd, b"\x01")
+    finally:
+        await storage.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shoal.runtime.process")
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--pool", required=True)
+    parser.add_argument("--cmd-fd", type=int, required=True)
+    parser.add_argument("--ack-fd", type=int, required=True)
+    parser.add_argument("--memory-mb", type=int, default=None)
+    parser.add_argument("--spawned-at", type=float, default=time.time())
+    args = parser.parse_args(argv)
+    if args.memory_mb:
+        _limit_memory(args.memory_mb)
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,6 @@
-"""Shared fixtures. Runtime tests run on every scheduler shoal offers in-process."""
+"""Shared fixtures. Runtime tests run on every scheduler: in-process (sync, threads) and worker
+processes on a real server started for the test session; after each test on the server, no key
+of any run may be left except event streams."""
 
 from __future__ import annotations
 
@@ -20,9 +22,30 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
-@pytest.fixture(params=["sync", "threads"])
-def scheduler(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["sync", "threads", "processes"])
+def scheduler(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "processes":
+        request.getfixturevalue("processes_defaults")
+        yield "processes"
+        assert_no_leaks(request.getfixturevalue("redis_url"))
+    else:
+        yield str(request.param)
+
+
+def leaked_keys(url: str) -> list[str]:
+    """Keys of runs that are not event streams (the only per-run key a finished run keeps)."""
+    import redis
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return sorted(k for k in r.scan_iter("shoal:{*") if not k.endswith(":events"))
+    finally:
+        r.close()
+
+
+def assert_no_leaks(url: str) -> None:
+    left = leaked_keys(url)
+    assert left == [], f"keys left behind by runs: {left[:10]}"
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +56,15 @@ def redis_url() -> Iterator[str]:
 
     with EmbeddedServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def processes_defaults(redis_url: str) -> Iterator[None]:
+    """``compute(scheduler="processes")`` goes to the test server with two worker processes."""
+    from shoal.session import defaults
+
+    with defaults(redis_url=redis_url, workers=2):
+        yield
 
 
 @pytest.fixture

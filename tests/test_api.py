@@ -70,7 +70,9 @@ def test_compute_several_outputs_share_one_graph(scheduler):
     shared = once(1)
     a, b = add(shared, 1), add(shared, 2)
     assert shoal.compute(a, b, scheduler=scheduler) == (11, 12)
-    assert calls == [1]
+    # Worker processes run a copy of the function: the in-process list stays empty there
+    # (test_distributed counts the executions from the run's events instead).
+    assert calls == ([] if scheduler == "processes" else [1])
 
 
 def test_same_node_twice_as_output(scheduler):
@@ -206,7 +208,8 @@ def test_retries_recover_a_flaky_task(scheduler):
         return "ok"
 
     assert flaky().compute(scheduler=scheduler) == "ok"
-    assert len(attempts) == 3
+    # In worker processes, the retries happen on the worker's copy of the closure.
+    assert len(attempts) == (0 if scheduler == "processes" else 3)
 
 
 def test_retries_exhausted_reports_attempts():

@@ -9,6 +9,7 @@ saves space. Anything else in the header byte is a :class:`~shoal.errors.Payload
 from __future__ import annotations
 
 import pickle
+import types
 from typing import Any
 
 import cloudpickle
@@ -62,9 +63,30 @@ def loads_value(data: bytes) -> Any:
 
 
 def dumps_leaf(obj: Any) -> bytes:
-    """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work)."""
+    """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work).
+
+    cloudpickle replaces a by-value function's file name with ``<dynamic-code>``; a function
+    travels with its real one, so remote tracebacks point at the user's file and line."""
+    if isinstance(obj, types.FunctionType):
+        obj = _WithFilename(obj, obj.__code__.co_filename)
     blob: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return blob
+
+
+class _WithFilename:
+    def __init__(self, func: types.FunctionType, filename: str) -> None:
+        self.func = func
+        self.filename = filename
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_filename, (self.func, self.filename))
+
+
+def _restore_filename(func: Any, filename: str) -> Any:
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_filename != filename:
+        func.__code__ = code.replace(co_filename=filename)
+    return func
 
 
 def loads_leaf(blob: bytes) -> Any:

@@ -12,6 +12,7 @@ both the fetch and the unpickling); large constants are cached per run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import random
@@ -258,9 +259,7 @@ class _Shell:
         try:
             value = await self.runner(lambda: func(*args, **kwargs))
         except Exception as e:
-            failure = TaskFailure(
-                type(e).__name__, str(e), traceback.format_exc(), self.caches.now()
-            )
+            failure = TaskFailure(type(e).__name__, str(e), user_traceback(e), self.caches.now())
             return machine.on_failed(task, failure)
         finally:
             if announce is not None:
@@ -303,6 +302,21 @@ class _Shell:
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         await self.backend.invoke_many(items)
+
+
+_INTERNAL = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the shoal package
+    os.path.dirname(asyncio.__file__),
+    os.path.dirname(concurrent.futures.__file__),
+)
+
+
+def user_traceback(e: BaseException) -> str:
+    """The traceback from the user's function down: shoal's and asyncio's frames dropped."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
 
 
 def resources_for(graph: _core.Graph, tasks: list[int] | tuple[int, ...]) -> Resources | None:

@@ -8,7 +8,12 @@ saves space. Anything else in the header byte is a :class:`~shoal.errors.Payload
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import site
+import sys
+import sysconfig
 import types
 from typing import Any
 
@@ -68,9 +73,38 @@ def dumps_leaf(obj: Any) -> bytes:
     cloudpickle replaces a by-value function's file name with ``<dynamic-code>``; a function
     travels with its real one, so remote tracebacks point at the user's file and line."""
     if isinstance(obj, types.FunctionType):
+        _by_value_if_users(obj)
         obj = _WithFilename(obj, obj.__code__.co_filename)
     blob: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return blob
+
+
+def _installed_roots() -> tuple[str, ...]:
+    paths = {
+        p
+        for name in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_paths().get(name))
+    }
+    with contextlib.suppress(Exception):
+        paths.update(site.getsitepackages())
+        paths.add(site.getusersitepackages())
+    return tuple(os.path.realpath(p) + os.sep for p in paths)
+
+
+_INSTALLED = _installed_roots()
+
+
+def _by_value_if_users(func: types.FunctionType) -> None:
+    """Makes the module tree of a function defined in the user's own files (not the standard
+    library, not an installed package) travel by value: its helpers and classes then reach
+    workers that cannot import the user's files."""
+    top = (func.__module__ or "").partition(".")[0]
+    module = sys.modules.get(top)
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or top in ("__main__", "shoal"):
+        return  # __main__ is pickled by value anyway
+    if not os.path.realpath(path).startswith(_INSTALLED):
+        cloudpickle.register_pickle_by_value(module)
 
 
 class _WithFilename:

@@ -8,6 +8,11 @@ runs one invocation at a time and tells the manager on a pipe when it is done; a
 for ``keep_warm_s`` is told to exit (the manager decides, so no frame can go to a process that
 is leaving).
 
+A pinned worker waits on its inbox until its last task is done. While it waits with nothing to
+run it is *parked*: it keeps its process but not its slot, so ``max_workers`` bounds the
+processes that compute. Otherwise two pinned workers waiting for a flexible task that feeds
+them would hold both slots of a two-slot pool forever.
+
 Each process starts with the memory limit of its first invocation (``memory_mb`` of the task,
 enforced as RLIMIT_AS) and only serves invocations with the same limit; when every slot holds a
 process of another size, an idle one is retired for a new one.
@@ -159,6 +164,7 @@ class _Proc:
     cmd_w: int
     memory_mb: int | None
     busy: bool = True
+    parked: bool = False
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
 
@@ -210,18 +216,18 @@ class _Pool(threading.Thread):
             return free
 
     def _free_slots(self) -> int:
-        live = [p for p in self._procs if p.alive]
-        return sum(not p.busy for p in live) + self.max_workers - len(live)
+        computing = sum(p.busy and not p.parked for p in self._procs if p.alive)
+        return max(0, self.max_workers - computing)
 
     def _dispatch(self, frame: bytes) -> None:
         _, memory_mb, _ = decode_frame(frame)
         with self._cond:
             live = [p for p in self._procs if p.alive]
             proc = next((p for p in live if not p.busy and p.memory_mb == memory_mb), None)
-            if proc is None and len(live) >= self.max_workers:
-                other = next((p for p in live if not p.busy), None)
-                if other is not None:
-                    self._retire(other)
+            idle = [p for p in live if not p.busy]
+            computing = sum(p.busy and not p.parked for p in live)
+            if proc is None and idle and computing + len(idle) >= self.max_workers:
+                self._retire(idle[0])  # a slot held by an idle process of another size
             if proc is not None:
                 proc.busy = True
         self.stats.invocations += 1
@@ -266,8 +272,14 @@ class _Pool(threading.Thread):
                 if not data:
                     break
                 with self._cond:
-                    proc.busy = False
-                    proc.idle_since = time.monotonic()
+                    for byte in data:
+                        if byte == ord("P"):
+                            proc.parked = True
+                        elif byte == ord("R"):
+                            proc.parked = False
+                        else:
+                            proc.busy = proc.parked = False
+                            proc.idle_since = time.monotonic()
                     self._cond.notify_all()
         finally:
             os.close(ack_r)

@@ -2,8 +2,10 @@
 
 Started by the pool manager (:mod:`shoal.backends.local`) with two pipe descriptors: it reads
 length-prefixed invocation frames from ``--cmd-fd`` and writes one byte to ``--ack-fd`` after
-each, so the manager knows it is idle again. It exits when the command pipe closes. User code may
-print freely: stdout and stderr are the terminal's, the protocol has its own pipes.
+each (``\x01``), so the manager knows it is idle again; ``P``/``R`` say that the invocation is
+parked on its inbox with nothing to run, or running again. It exits when the command pipe
+closes. User code may print freely: stdout and stderr are the terminal's, the protocol has its
+own pipes.
 
 The process keeps a warm state across invocations (function cache, one Redis connection pool,
 the clock offset to the server) and stamps events on the server's clock.
@@ -22,6 +24,10 @@ from ..backends.local import QueueInvoker, decode_frame
 from ..config import Settings
 from ..storage.redis import RedisStorage
 from .worker import WorkerCaches, run_in_thread, run_worker
+
+
+def _tell(fd: int, byte: bytes) -> None:
+    os.write(fd, byte)
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -64,8 +70,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 caches=caches,
                 runner=run_in_thread,
                 start_info=info,
+                on_park=lambda parked: _tell(args.ack_fd, b"P" if parked else b"R"),
             )
-            os.write(args.ack_fd, b"\x01")
+            _tell(args.ack_fd, b"\x01")
     finally:
         await storage.close()
 

@@ -85,10 +85,13 @@ async def run_worker(
     runner: Runner = run_in_thread,
     name: str | None = None,
     start_info: dict[str, str] | None = None,
+    on_park: Callable[[bool], None] | None = None,
 ) -> None:
     """Runs one invocation to its end. Failures are reported to the run, never raised.
 
-    ``start_info`` (cold/warm start, start latency) goes into the first TASK_STARTED event."""
+    ``start_info`` (cold/warm start, start latency) goes into the first TASK_STARTED event.
+    ``on_park(True)`` is called when the worker starts waiting on its inbox with nothing to run,
+    ``on_park(False)`` when it has work again (a pool need not count a parked worker as busy)."""
     worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
     run_id = ""
     try:
@@ -96,6 +99,7 @@ async def run_worker(
         run_id = inv.run_id
         shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
         shell.start_info = dict(start_info or {"start_kind": "warm"})
+        shell.on_park = on_park
         await shell.run()
     except Exception as e:
         # Infrastructure trouble (corrupt payload, storage error): fail the run clearly.
@@ -135,6 +139,7 @@ class _Shell:
         self.runner = runner
         self.worker_name = worker_name
         self.start_info: dict[str, str] = {}
+        self.on_park: Callable[[bool], None] | None = None
 
     async def run(self) -> None:
         graph = await self._load_subdag()
@@ -162,8 +167,14 @@ class _Shell:
                     batch.append(queue.popleft())  # type: ignore[arg-type]
                 await self._invoke(batch)
             elif isinstance(ins, WaitInbox):
+                if self.on_park is not None:
+                    self.on_park(True)
                 tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
-                queue.extend(machine.on_inbox(tasks) if tasks else [ins])
+                while not tasks:
+                    tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
+                if self.on_park is not None:
+                    self.on_park(False)
+                queue.extend(machine.on_inbox(tasks))
             elif isinstance(ins, Retry):
                 await self.storage.append_event(
                     self.run_id,

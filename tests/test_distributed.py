@@ -1,0 +1,225 @@
+"""End to end on a real server with worker processes: the shapes of the runtime issue, each
+checked against the reference evaluator, and after each run nothing left but its event stream."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shoal
+from conftest import assert_no_leaks
+from reference import evaluate
+from shoal.backends.local import LocalProcesses
+from shoal.graph import freeze
+from test_random_dags import dags
+
+
+@shoal.task
+def leaf(i):
+    return (i * 7919) % 1000
+
+
+@shoal.task
+def add(x, y):
+    return x + y
+
+
+@shoal.task
+def total(xs):
+    return sum(xs)
+
+
+@shoal.task
+def scale(x, k):
+    return x * k
+
+
+def tree(xs):
+    while len(xs) > 1:
+        xs = [add(xs[i], xs[i + 1]) for i in range(0, len(xs), 2)]
+    return xs[0]
+
+
+@pytest.fixture(scope="module")
+def session(redis_url):
+    with shoal.Session(
+        redis_url=redis_url, backend=LocalProcesses(max_workers=2), progress=False
+    ) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(redis_url):
+    yield
+    assert_no_leaks(redis_url)
+
+
+def check(session, *nodes, **kw):
+    assert session.compute(*nodes, **kw) == evaluate(*nodes)
+
+
+def test_tree_reduction_of_1024_leaves(session):
+    check(session, tree([leaf(i) for i in range(1024)]))
+
+
+def test_fan_out_fan_in_1000(session):
+    root = leaf(3)
+    check(session, total([scale(root, k) for k in range(1000)]))
+
+
+def test_diamond(session):
+    top = leaf(1)
+    check(session, add(scale(top, 2), scale(top, 3)))
+
+
+def test_several_outputs_and_a_repeated_one(session):
+    a = leaf(5)
+    b = add(a, leaf(6))
+    check(session, a, b, scale(b, 2), b)
+
+
+def test_every_nesting_form(session):
+    xs = [leaf(i) for i in range(6)]
+
+    @shoal.task
+    def unpack(d, t, s, fs, *, kw):
+        return (
+            sum(sum(row) for row in d["rows"]),
+            d["one"],
+            sum(t),
+            sorted(s),
+            sorted(fs),
+            kw["deep"][0][0],
+        )
+
+    node = unpack(
+        {"rows": [[xs[0], xs[1]], [xs[2]]], "one": xs[3]},
+        (xs[4], xs[4]),
+        {xs[5], 7},
+        frozenset([xs[1], 8]),
+        kw={"deep": [[xs[2]]]},
+    )
+    check(session, node)
+
+
+def test_an_explicit_pinned_assignment_uses_the_inboxes(session):
+    """Alternate levels of a tree between two pinned workers, leave some tasks flexible."""
+    out = tree([leaf(i) for i in range(32)])
+    n = len(freeze([out]).graph)
+    assignment = {t: t % 2 for t in range(n) if t % 3}
+    assert session.compute(out, assignment=assignment) == evaluate(out)
+
+
+@settings(max_examples=20)
+@given(dags(max_tasks=25), st.data())
+def test_random_dags_with_random_pinning(session, outs, data):
+    n = len(freeze(outs).graph)
+    assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, 2))) >= 0}
+    assert session.compute(*outs, assignment=assignment) == evaluate(*outs)
+
+
+def test_ten_runs_submitted_concurrently_do_not_interfere(session):
+    graphs = [total([scale(leaf(r), k) for k in range(40)]) for r in range(10)]
+    runs = [session.submit(g) for g in graphs]
+    assert len({r.id for r in runs}) == 10
+    for run, g in zip(reversed(runs), reversed(graphs), strict=True):
+        assert run.result(timeout=60) == evaluate(g)
+
+
+def test_ten_sessions_in_threads_on_one_server(redis_url):
+    """Ten clients at once (each with its own pool), one server."""
+    results: dict[int, object] = {}
+
+    def client(r):
+        node = tree([scale(leaf(i), r) for i in range(16)])
+        with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
+            results[r] = (s.compute(node)[0], evaluate(node)[0])
+
+    threads = [threading.Thread(target=client, args=(r,)) for r in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 10
+    assert all(got == want for got, want in results.values())
+
+
+def test_run_events_carry_timings_and_start_kinds(session):
+    node = tree([leaf(i) for i in range(8)])
+    run = session.submit(node)
+    assert run.result(timeout=60) == evaluate(node)
+    events = list(run.events())
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["RUN_SUBMITTED"] == 1 and kinds["RUN_COMPLETED"] == 1
+    assert kinds["TASK_STARTED"] == kinds["TASK_COMPLETED"] == 15
+    done = [e for e in events if e["type"] == "TASK_COMPLETED"]
+    for e in done:
+        assert float(e["end"]) >= float(e["start"]) > 0
+        assert int(e["input_bytes"]) >= 0 and float(e["fetch_s"]) >= 0
+        assert e["worker"] and e["name"] in ("leaf", "add")
+    # Every task started before it completed, on the stream's order.
+    order = [(e["type"], e["task"]) for e in events if e["type"].startswith("TASK_")]
+    for task in {t for _, t in order}:
+        assert order.index(("TASK_STARTED", task)) < order.index(("TASK_COMPLETED", task))
+    starts = [e for e in events if e["type"] == "TASK_STARTED" and "start_kind" in e]
+    assert starts and {e["start_kind"] for e in starts} <= {"cold", "warm"}
+    assert all(float(e["start_latency_s"]) >= 0 for e in starts)
+
+
+def test_each_shared_task_runs_once(session):
+    shared = leaf(1)
+    a, b = add(shared, 1), add(shared, 2)
+    run = session.submit(a, b)
+    assert run.result(timeout=60) == evaluate(a, b)
+    ran = Counter(e["name"] for e in run.events() if e["type"] == "TASK_COMPLETED")
+    assert ran == {"leaf": 1, "add": 2}
+
+
+def test_a_failing_task_raises_with_the_remote_traceback(session):
+    @shoal.task
+    def boom(x):
+        raise KeyError(f"no {x}")
+
+    with pytest.raises(shoal.TaskError) as info:
+        session.compute(add(boom(3), leaf(1)))
+    assert info.value.exc_type == "KeyError"
+    assert "raise KeyError" in info.value.traceback
+    assert "test_distributed.py" in info.value.traceback
+
+
+def test_memory_limit_is_enforced(session):
+    @shoal.task(memory_mb=400)
+    def hog():
+        return len(bytearray(800 * 1024 * 1024))
+
+    with pytest.raises(shoal.TaskError) as info:
+        session.compute(hog())
+    assert info.value.exc_type == "MemoryError"
+
+
+def test_functions_from_the_users_script_travel_by_value(session, tmp_path):
+    """A task defined in a file the workers cannot import, using a helper function and a class
+    from that file, still runs there."""
+    import importlib.util
+
+    path = tmp_path / "my_private_module.py"
+    path.write_text(
+        "import shoal\n"
+        "def helper(x):\n    return 3 * x\n"
+        "class Box:\n    def __init__(self, v):\n        self.v = v\n"
+        "@shoal.task\ndef triple(x):\n    return Box(helper(x)).v\n"
+    )
+    spec = importlib.util.spec_from_file_location("my_private_module", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import sys
+
+    sys.modules["my_private_module"] = mod
+    try:
+        assert session.compute(mod.triple(leaf(1))) == (3 * 919,)
+    finally:
+        del sys.modules["my_private_module"]

@@ -17,6 +17,8 @@ import pytest
 
 #: Figures by graph name, filled in by the benchmarks (insertion order = table order).
 RESULTS: dict[str, dict[str, Any]] = {}
+#: End-to-end runtime figures (``test_runtime_vs_dask.py``).
+RUNTIME: dict[str, dict[str, Any]] = {}
 
 # Acceptance targets (checked in the summary, never asserted).
 LEAF_SUBDAG_MAX_BYTES = 512
@@ -175,8 +177,13 @@ def summary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
-    if not RESULTS:
-        return
-    terminalreporter.section("shoal graph encoding vs cloudpickle")
-    for line in summary_lines(RESULTS):
-        terminalreporter.write_line(line)
+    if RESULTS:
+        terminalreporter.section("shoal graph encoding vs cloudpickle")
+        for line in summary_lines(RESULTS):
+            terminalreporter.write_line(line)
+    if RUNTIME:
+        from test_runtime_vs_dask import runtime_summary_lines
+
+        terminalreporter.section("shoal end to end vs Dask distributed (2 workers x 1 thread)")
+        for line in runtime_summary_lines():
+            terminalreporter.write_line(line)

@@ -68,11 +68,13 @@ def processes_defaults(redis_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def clean_redis(redis_url: str) -> str:
-    """The session's server, emptied first (for tests that reuse fixed run ids)."""
+def clean_redis(redis_url: str) -> Iterator[str]:
+    """The session's server, emptied before and after (for tests that reuse fixed run ids and
+    leave runs half done on purpose)."""
     import redis
 
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
+    yield redis_url
+    r.flushdb()
     r.close()
-    return redis_url

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 
 from . import keys, scripts
@@ -44,6 +45,7 @@ class RedisStorage:
         )
         self._complete = self._r.register_script(scripts.COMPLETE)
         self._fail = self._r.register_script(scripts.FAIL)
+        self._start = self._r.register_script(scripts.START)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -96,25 +98,20 @@ class RedisStorage:
         constants: Sequence[bytes] = (),
         event: Event | None = None,
     ) -> Fetched:
-        p = self._r.pipeline(transaction=False)
-        if event is not None:
-            _xadd_existing(p, keys.events(run_id), event)
-        if outputs:
-            p.hmget(keys.outputs(run_id), [str(t) for t in outputs])
-        if functions:
+        run_keys = [keys.events(run_id), keys.outputs(run_id), keys.constants(run_id)]
+        args = [_pack_event(event or {}), _pack(list(outputs)), _pack([h.hex() for h in constants])]
+        if functions:  # cross-run keys: not in the script (another cluster slot); rare
+            p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
-        if constants:
-            p.hmget(keys.constants(run_id), [h.hex() for h in constants])
-        replies = list(await p.execute())
-        if event is not None:
-            replies.pop(0)
-        outs = dict(zip(outputs, replies.pop(0), strict=True)) if outputs else {}
-        fns = dict(zip(functions, replies.pop(0), strict=True)) if functions else {}
-        consts = dict(zip(constants, replies.pop(0), strict=True)) if constants else {}
+            await self._start(keys=run_keys, args=args, client=p)
+            fn_blobs, (outs, consts) = await p.execute()
+        else:
+            fn_blobs = []
+            outs, consts = await self._start(keys=run_keys, args=args)
         return Fetched(
-            outputs={t: b for t, b in outs.items() if b},
-            functions={h: b for h, b in fns.items() if b is not None},
-            constants={h: b for h, b in consts.items() if b is not None},
+            outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
+            functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
+            constants={h: b for h, b in zip(constants, consts, strict=True) if b},
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -127,18 +124,9 @@ class RedisStorage:
 
     async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
         c = completion
-        own = "" if c.worker is None else str(c.worker)
         inbox_keys: list[str] = []
         inbox_index: dict[int, int] = {}
-        args: list[Any] = [
-            c.task,
-            c.output or b"",
-            int(c.must_store),
-            int(c.is_output),
-            own,
-            keys.RUN_TTL_S,
-            len(c.downstream),
-        ]
+        down = []
         for d in c.downstream:
             idx = 0
             if d.worker is not None and d.worker != c.worker:
@@ -146,10 +134,18 @@ class RedisStorage:
                     inbox_keys.append(keys.inbox(run_id, d.worker))
                     inbox_index[d.worker] = len(inbox_keys)
                 idx = inbox_index[d.worker]
-            args += [d.task, d.ndeps, "" if d.worker is None else d.worker, idx]
-        for k, v in c.event.items():
-            if k not in ("type", "task"):
-                args += [k, v]
+            down.append((d.task, d.ndeps, -1 if d.worker is None else d.worker, idx))
+        event = {k: v for k, v in c.event.items() if k not in ("type", "task")}
+        args: list[Any] = [
+            c.task,
+            c.output or b"",
+            int(c.must_store),
+            int(c.is_output),
+            -1 if c.worker is None else c.worker,
+            keys.RUN_TTL_S,
+            _pack(down),
+            _pack_event(event),
+        ]
         run_keys = [
             keys.outputs(run_id),
             keys.pending(run_id),
@@ -178,9 +174,13 @@ class RedisStorage:
         return bool(ok)
 
     async def append_event(self, run_id: str, event: Event) -> str:
-        p = self._r.pipeline(transaction=False)
-        _xadd_existing(p, keys.events(run_id), event)
-        [entry_id] = await p.execute()
+        # NOMKSTREAM: an event for a run whose stream is gone must not re-create it (no TTL).
+        fields: list[Any] = []
+        for k, v in event.items():
+            fields += [k, v]
+        entry_id = await self._r.execute_command(
+            "XADD", keys.events(run_id), "NOMKSTREAM", "*", *fields
+        )
         return "" if entry_id is None else entry_id.decode()
 
     async def read_events(
@@ -232,12 +232,16 @@ class RedisStorage:
         await self._r.aclose()
 
 
-def _xadd_existing(p: Any, key: str, event: Event) -> None:
-    # NOMKSTREAM: an event for a run whose stream is gone must not re-create it without a TTL.
-    fields: list[Any] = []
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _pack_event(event: Event) -> bytes:
+    """An event as one msgpack array of alternating fields and values (for the scripts)."""
+    flat: list[str] = []
     for k, v in event.items():
-        fields += [k, v]
-    p.execute_command("XADD", key, "NOMKSTREAM", "*", *fields)
+        flat += [k, v]
+    return _pack(flat)
 
 
 def _decode_event(fields: dict[bytes, bytes]) -> Event:

@@ -8,14 +8,25 @@ Redis Cluster.
 ``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
 
     KEYS: out, pending, started, meta, events, inbox_1 .. inbox_k
-    ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker ('' = flexible),
-          ttl_s, n_down, then n_down times (task, ndeps, worker or '', inbox index or 0),
-          then the TASK_COMPLETED event's field/value pairs
+    ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker (-1 = flexible),
+          ttl_s, msgpack [[task, ndeps, worker or -1, inbox index or 0], ...],
+          msgpack [field, value, ...] of the TASK_COMPLETED event
     ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
+
+Lists travel as one msgpack argument each (unpacked by the server's ``cmsgpack``): a client
+library encodes every argument separately, and a fan-out's thousand downstream tasks as four
+thousand arguments cost more client time than the script itself.
 
 The task's field in ``out`` is its done marker: '' when the output stayed on its worker, the
 encoded value when it was stored. HSETNX on it makes a repeated completion a no-op and writes
 outputs first-wins. A downstream task with one dependency is ready at once, with no counter.
+
+``START`` (a task starts: announce it, fetch its inputs, one round trip)::
+
+    KEYS: events, out, const
+    ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
+          msgpack [constant hashes (hex)]
+    ->    {outputs in order ('' or false when absent), constants in order}
 
 ``FAIL``::
 
@@ -30,18 +41,16 @@ COMPLETE = """
 if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
 local task = ARGV[1]
 if redis.call('HSETNX', KEYS[1], task, '') == 0 then return {0} end
-local own, ttl = ARGV[5], tonumber(ARGV[6])
+local own, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ready, invoke = {}, {}
 local waits = false
-local i = 8
-for _ = 1, tonumber(ARGV[7]) do
-  local d, ndeps, w, inbox = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+for _, down in ipairs(cmsgpack.unpack(ARGV[7])) do
+  local d, ndeps, w, inbox = down[1], down[2], down[3], down[4]
   local count = ndeps
   if ndeps > 1 then count = redis.call('HINCRBY', KEYS[2], d, 1) end
   if count < ndeps then
     waits = true
-  elseif w ~= '' and w ~= own then
+  elseif w >= 0 and w ~= own then
     local key = KEYS[5 + inbox]
     redis.call('RPUSH', key, d)
     redis.call('EXPIRE', key, ttl)
@@ -53,9 +62,8 @@ end
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
 end
-local event = {'type', 'TASK_COMPLETED', 'task', task}
-for j = i, #ARGV do event[#event + 1] = ARGV[j] end
-redis.call('XADD', KEYS[5], '*', unpack(event))
+redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', task,
+  unpack(cmsgpack.unpack(ARGV[8])))
 local finished = 0
 if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 then
   redis.call('HSET', KEYS[4], 'ended', 'completed')
@@ -63,6 +71,17 @@ if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 th
   finished = 1
 end
 return {1, ready, invoke, finished}
+"""
+
+START = """
+local outs, consts = {}, {}
+local event = cmsgpack.unpack(ARGV[1])
+if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
+local ids = cmsgpack.unpack(ARGV[2])
+if #ids > 0 then outs = redis.call('HMGET', KEYS[2], unpack(ids)) end
+local hashes = cmsgpack.unpack(ARGV[3])
+if #hashes > 0 then consts = redis.call('HMGET', KEYS[3], unpack(hashes)) end
+return {outs, consts}
 """
 
 FAIL = """

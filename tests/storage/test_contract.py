@@ -212,3 +212,20 @@ def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
     assert len(run_keys) >= 6
     assert all(r.ttl(k) > 0 for k in run_keys), {k: r.ttl(k) for k in run_keys}
     r.close()
+
+
+def test_a_late_started_event_is_appended_just_before_its_completion(store):
+    async def go():
+        await store.submit(spec(outputs=[1]), {"type": "RUN_SUBMITTED"})
+        c = Completion(1, b"v", True, [], True, None, {"name": "t"}, {"type": "TASK_STARTED"})
+        assert (await store.complete("r1", c)).run_finished
+        events = [e for _, e in await store.read_events("r1")]
+        assert [e["type"] for e in events] == [
+            "RUN_SUBMITTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "RUN_COMPLETED",
+        ]
+        assert events[2]["name"] == "t" and events[2]["task"] == "1"
+
+    run(go())

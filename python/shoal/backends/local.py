@@ -2,8 +2,9 @@
 
 Invoking a worker pushes a frame onto the pool's Redis list, from the client or from any worker
 (they all share the server). One pool manager, a thread in the session's process, takes frames
-off the list only as fast as it can place them (``BLMPOP ... COUNT free``) and gives each to an
-idle warm process or starts a new one (a cold start), up to ``max_workers`` processes. A process
+off the list in batches (``BLMPOP ... COUNT``; it takes more only when it has placed the last
+batch) and gives each to an idle warm process or starts a new one (a cold start), up to
+``max_workers`` processes. A process
 runs one invocation at a time and tells the manager on a pipe when it is done; a process idle
 for ``keep_warm_s`` is told to exit (the manager decides, so no frame can go to a process that
 is leaving).
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 _FRAME_HEADER = struct.Struct(">dI")
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
+#: Frames taken off the list in one command when there is a backlog (held until a slot frees).
+_TAKE_AT_ONCE = 64
 
 
 def encode_frame(invocation: bytes, resources: Resources | None) -> bytes:
@@ -191,15 +195,17 @@ class _Pool(threading.Thread):
         import redis
 
         r: Any = redis.Redis.from_url(self.url, socket_timeout=None)
+        backlog: deque[bytes] = deque()
         try:
             while not self._stopping:
-                free = self._wait_for_free_slot()
-                if free == 0:
-                    continue
-                reply = r.execute_command("BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", free)
-                for frame in reply[1] if reply else []:
-                    if frame:  # b"" is the stop sentinel
-                        self._dispatch(frame)
+                while backlog and self._wait_for_free_slot():
+                    self._dispatch(backlog.popleft())
+                if backlog:
+                    continue  # every slot busy: wait for one before taking more
+                reply = r.execute_command(
+                    "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", _TAKE_AT_ONCE
+                )
+                backlog.extend(f for f in (reply[1] if reply else []) if f)  # b"": stop
                 self._retire_idle()
         except Exception as e:  # the server went away: say so, the run's wait will time out
             if not self._stopping:

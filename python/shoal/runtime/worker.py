@@ -46,6 +46,9 @@ from .machine import (
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
+#: A task with nothing to fetch is announced (TASK_STARTED) on its own after running this long;
+#: a shorter one's announcement rides in its completion.
+ANNOUNCE_AFTER_S = 0.05
 #: How long a pinned worker blocks on its inbox per call (it loops until its tasks are done).
 INBOX_BLOCK_S = 5.0
 
@@ -227,7 +230,8 @@ class _Shell:
         t_fetch = time.perf_counter()
         fetched_values: dict[int, Any] = {}
         input_bytes = 0
-        announce: asyncio.Task[str] | None = None
+        announced: asyncio.Future[str] | None = None
+        timer: asyncio.TimerHandle | None = None
         if ins.missing or func is None or const_hashes:
             # TASK_STARTED travels in the fetch's round trip.
             got = await self.storage.fetch(
@@ -260,8 +264,14 @@ class _Shell:
                     raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
                 self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
         else:
-            # Nothing to fetch: announce the start while the function runs.
-            announce = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
+            # Nothing to fetch: a task that ends within ANNOUNCE_AFTER_S has its TASK_STARTED
+            # appended by its completion (same script, no extra command); a longer one is
+            # announced while it runs, so watchers see it running.
+            def announce() -> None:
+                nonlocal announced
+                announced = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
+
+            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_S, announce)
         fetch_s = time.perf_counter() - t_fetch
         values = {**ins.local, **fetched_values}
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
@@ -271,10 +281,15 @@ class _Shell:
             value = await self.runner(lambda: func(*args, **kwargs))
         except Exception as e:
             failure = TaskFailure(type(e).__name__, str(e), user_traceback(e), self.caches.now())
+            if timer is not None and announced is None:
+                timer.cancel()
+                announced = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
             return machine.on_failed(task, failure)
         finally:
-            if announce is not None:
-                await announce  # TASK_STARTED must precede the task's next event
+            if timer is not None:
+                timer.cancel()
+            if announced is not None:
+                await announced  # TASK_STARTED must precede the task's next event
         end = self.caches.now()
         t_encode = time.perf_counter()
         out = machine.on_executed(task, value, fetched_values)
@@ -295,6 +310,8 @@ class _Shell:
                     "encode_s": f"{time.perf_counter() - t_encode:.6f}",
                 }
             )
+            if timer is not None and announced is None:
+                completion.started_event.update(started)
         return out
 
     async def _invoke(self, batch: list[Invoke]) -> None:

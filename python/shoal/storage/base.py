@@ -42,6 +42,8 @@ class Completion:
     #: The completing worker's id (None = flexible): ready tasks pinned to it come back here.
     worker: int | None
     event: Event = field(default_factory=dict)
+    #: TASK_STARTED, when it was not appended at the start: appended just before TASK_COMPLETED.
+    started_event: Event = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

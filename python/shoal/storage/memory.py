@@ -161,6 +161,8 @@ class MemoryStorage:
                 ready.append(d.task)
         if c.output is not None and (c.must_store or someone_waits):
             self._hash(keys.outputs(run_id)).setdefault(str(c.task), c.output)
+        if c.started_event:
+            self._xadd(keys.events(run_id), c.started_event)
         self._xadd(keys.events(run_id), {"type": "TASK_COMPLETED", "task": str(c.task), **c.event})
         finished = False
         if c.is_output:

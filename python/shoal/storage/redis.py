@@ -145,6 +145,7 @@ class RedisStorage:
             keys.RUN_TTL_S,
             _pack(down),
             _pack_event(event),
+            _pack_event(c.started_event),
         ]
         run_keys = [
             keys.outputs(run_id),

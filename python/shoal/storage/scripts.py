@@ -10,7 +10,8 @@ Redis Cluster.
     KEYS: out, pending, started, meta, events, inbox_1 .. inbox_k
     ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker (-1 = flexible),
           ttl_s, msgpack [[task, ndeps, worker or -1, inbox index or 0], ...],
-          msgpack [field, value, ...] of the TASK_COMPLETED event
+          msgpack [field, value, ...] of the TASK_COMPLETED event, and of a TASK_STARTED event
+          to append first (empty when the task was announced when it started)
     ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
 
 Lists travel as one msgpack argument each (unpacked by the server's ``cmsgpack``): a client
@@ -62,6 +63,8 @@ end
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
 end
+local started = cmsgpack.unpack(ARGV[9])
+if #started > 0 then redis.call('XADD', KEYS[5], '*', unpack(started)) end
 redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', task,
   unpack(cmsgpack.unpack(ARGV[8])))
 local finished = 0

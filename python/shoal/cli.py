@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .config import redact_url
 from .session import SCHEDULERS, defaults
 
 console = Console(stderr=True)
@@ -70,7 +71,7 @@ def run(
         sys.path.remove(folder)
     elapsed = time.perf_counter() - start
     where = scheduler if scheduler != "processes" else "worker processes"
-    console.print(f"[green]ran[/] {script} on {where} in {elapsed:.2f} s")
+    console.print(f"[green]ran[/] {script} on {where} in {elapsed:.2f} s", soft_wrap=True)
 
 
 def _server_url(redis_url: str | None) -> str:
@@ -97,10 +98,12 @@ def _with_storage(redis_url: str, work: Any) -> Any:
         finally:
             await storage.close()
 
+    import redis.exceptions
+
     try:
         return asyncio.run(go())
-    except OSError as e:
-        raise click.ClickException(f"cannot reach {redis_url}: {e}") from None
+    except (OSError, redis.exceptions.ConnectionError) as e:
+        raise click.ClickException(f"cannot reach {redact_url(redis_url)}: {e}") from None
 
 
 @main.command()

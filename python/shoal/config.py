@@ -60,3 +60,19 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         raise ConfigError(
             f"environment variable SHOAL_{name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
-from .config import Settings
+from .config import Settings, redact_url
 from .errors import ConfigError
 from .graph import FrozenGraph, freeze
 from .progress import RunProgress
@@ -146,6 +146,16 @@ class Session:
 
     async def _ensure_started(self, frozen: FrozenGraph) -> None:
         if not self._started:
+            ping = getattr(self.storage, "ping", None)
+            if ping is not None:
+                try:
+                    await ping()
+                except Exception as e:
+                    url = redact_url(self._redis_url or "")
+                    raise ConfigError(
+                        f"cannot reach the Redis server at {url} (redis_url / SHOAL_REDIS_URL): "
+                        f"{type(e).__name__}: {e}"
+                    ) from None
             await self.backend.start(self.storage, self.settings)
             self._started = True
         if isinstance(self.backend, InProcess):

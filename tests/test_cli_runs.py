@@ -1,0 +1,82 @@
+"""``shoal runs`` and ``shoal show`` against a real server, after runs made with ``shoal run``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOAL = [sys.executable, "-m", "shoal.cli"]
+
+SCRIPT = """
+import shoal
+
+@shoal.task
+def double(x):
+    return 2 * x
+
+@shoal.task
+def total(xs):
+    return sum(xs)
+
+print("result", total([double(i) for i in range(10)]).compute())
+"""
+
+
+def shoal_cli(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_REDIS_URL"}
+    if env_url:
+        env["SHOAL_REDIS_URL"] = env_url
+    return subprocess.run(
+        [*SHOAL, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env
+    )
+
+
+def test_run_then_list_and_show_the_run(redis_url, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    out = shoal_cli("run", "--redis", redis_url, "--workers", "2", str(script))
+    assert out.returncode == 0, out.stderr
+    assert "result 90" in out.stdout
+    assert "on worker processes in" in out.stderr
+
+    listed = shoal_cli("runs", "--redis", redis_url, "--limit", "50")
+    assert listed.returncode == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if "total" in ln)
+    run_id = line.split()[1] if line.startswith("│") else line.split()[0]
+    assert "completed" in line and " 11 " in line
+
+    shown = shoal_cli("show", run_id, env_url=redis_url)  # the URL from SHOAL_REDIS_URL
+    assert shown.returncode == 0, shown.stderr
+    assert f"run {run_id}: completed, 11 tasks" in shown.stdout
+    assert shown.stdout.count("double") == 10 and "total" in shown.stdout
+
+
+def test_runs_without_a_server_is_a_clear_error():
+    out = shoal_cli("runs")
+    assert out.returncode == 2
+    assert "pass --redis URL or set SHOAL_REDIS_URL" in out.stderr
+
+
+def test_show_an_unknown_run(redis_url):
+    out = shoal_cli("show", "nosuchrun", "--redis", redis_url)
+    assert out.returncode == 1
+    assert "no events for run 'nosuchrun'" in out.stderr
+
+
+def test_unreachable_server_is_a_clear_error():
+    out = shoal_cli("runs", "--redis", "redis://127.0.0.1:1/0")
+    assert out.returncode == 1
+    assert "cannot reach redis://127.0.0.1:1/0" in out.stderr
+
+
+def test_a_script_against_an_unreachable_server_fails_clearly(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    out = shoal_cli("run", "--redis", "redis://:hunter2@127.0.0.1:1/0", str(script))
+    assert out.returncode != 0
+    assert "cannot reach the Redis server at redis://:***@127.0.0.1:1/0" in out.stderr
+    assert "hunter2" not in out.stderr + out.stdout

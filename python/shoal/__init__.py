@@ -11,7 +11,7 @@
 from . import backends
 from .config import Settings
 from .errors import ConfigError, GraphError, PayloadError, RunTimeout, ShoalError, TaskError
-from .session import Session, compute
+from .session import Run, Session, compute
 from .task import Node, TaskFunction, TaskOptions, task
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ __all__ = [
     "GraphError",
     "Node",
     "PayloadError",
+    "Run",
     "RunTimeout",
     "Session",
     "Settings",

@@ -2,5 +2,6 @@
 
 from .base import Backend, Capabilities, Resources
 from .inprocess import InProcess
+from .local import LocalProcesses
 
-__all__ = ["Backend", "Capabilities", "InProcess", "Resources"]
+__all__ = ["Backend", "Capabilities", "InProcess", "LocalProcesses", "Resources"]

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..storage.base import Storage
 
 _FRAME_HEADER = struct.Struct(">dI")
+_ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
 #: Frames taken off the list in one command when there is a backlog (held until a slot frees).
@@ -129,7 +130,9 @@ class LocalProcesses:
         if url is None or client is None:
             raise ConfigError("the LocalProcesses backend needs a Redis storage (redis_url)")
         self._invoker = QueueInvoker(client, self.pool_id)
-        env = {**os.environ, **settings.to_env()}
+        # One BLAS/OpenMP thread per process unless the user says otherwise (as Dask does):
+        # processes are the parallelism, and N processes x N BLAS threads thrash the cores.
+        env = {**{v: "1" for v in _ONE_THREAD_VARS}, **os.environ, **settings.to_env()}
         self._pool = _Pool(url, self.pool_id, self.max_workers, self.keep_warm_s, env)
         self._pool.start()
 

@@ -1,0 +1,115 @@
+"""Sessions, run handles and the default session: settings, lifetimes and clear errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import shoal
+from conftest import assert_no_leaks, leaked_keys
+from shoal.backends import InProcess, LocalProcesses
+from shoal.storage.memory import MemoryStorage
+
+
+@shoal.task
+def add(x, y):
+    return x + y
+
+
+@shoal.task
+def nap(s):
+    time.sleep(s)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_workers": 0}, "max_workers must be a positive integer"),
+        ({"max_workers": 1.5}, "max_workers must be a positive integer"),
+        ({"keep_warm_s": -1}, "keep_warm_s must be >= 0"),
+    ],
+)
+def test_bad_pool_settings_are_named(kwargs, message):
+    with pytest.raises(shoal.ConfigError, match=message):
+        LocalProcesses(**kwargs)
+
+
+def test_redis_url_and_storage_together_is_an_error():
+    with pytest.raises(shoal.ConfigError, match="either redis_url= or storage="):
+        shoal.Session(redis_url="redis://127.0.0.1:1/0", storage=MemoryStorage())
+
+
+def test_local_processes_need_a_redis_storage():
+    with (
+        shoal.Session(backend=LocalProcesses(1), storage=MemoryStorage()) as s,
+        pytest.raises(shoal.ConfigError, match="needs a Redis storage"),
+    ):
+        s.compute(add(1, 2))
+
+
+def test_an_unreachable_server_is_named_without_its_password():
+    with (
+        shoal.Session(redis_url="redis://:s3cret@127.0.0.1:1/0", progress=False) as s,
+        pytest.raises(shoal.ConfigError) as info,
+    ):
+        s.compute(add(1, 2))
+    assert "redis://:***@127.0.0.1:1/0" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_in_memory_session_with_explicit_parts():
+    with shoal.Session(backend=InProcess(threads=True), storage=MemoryStorage()) as s:
+        assert s.compute(add(1, 2), add(3, 4)) == (3, 7)
+        assert s.redis_url is None
+        run = s.submit(add(5, 6))
+        assert run.result() == (11,)
+
+
+def test_run_handle(redis_url):
+    with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
+        with pytest.raises(shoal.ConfigError, match="at least one node"):
+            s.submit()
+        run = s.submit(add(add(1, 2), 3))
+        assert "pending" in repr(run) and run.id in repr(run)
+        with pytest.raises(TypeError, match="positive number of seconds"):
+            run.result(timeout=0)
+        assert run.result(timeout=30) == (6,)
+        assert run.result() == (6,)  # the outcome is kept; keys were cleaned up once
+        types = [e["type"] for e in run.events()]
+        assert types[0] == "RUN_SUBMITTED" and types[-1] == "RUN_COMPLETED"
+    assert_no_leaks(redis_url)
+
+
+def test_run_timeout_then_nothing_leaks_even_when_the_task_finishes_later(redis_url):
+    with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
+        started = time.monotonic()
+        with pytest.raises(shoal.RunTimeout, match="did not finish within 0.5 s"):
+            s.compute(add(nap(1.5), 1), timeout=0.5)
+        assert time.monotonic() - started < 1.4
+        assert leaked_keys(redis_url) == []
+        time.sleep(1.5)  # the straggler completes against a run that is gone
+        assert s.compute(add(1, 1)) == (2,)
+    assert_no_leaks(redis_url)
+
+
+def test_closing_a_session_cleans_up_runs_never_waited_for(redis_url):
+    s = shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False)
+    s.submit(add(1, 2))
+    s.close()
+    assert_no_leaks(redis_url)
+    with pytest.raises(shoal.ConfigError, match="closed"):
+        s.compute(add(1, 2))
+
+
+def test_embedded_server_lives_and_dies_with_its_session():
+    import redis
+
+    with shoal.Session(backend=LocalProcesses(1), progress=False) as s:
+        assert s.compute(add(2, 3)) == (5,)
+        url = s.redis_url
+        assert url is not None and "127.0.0.1" in url
+        redis.Redis.from_url(url).ping()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()

@@ -46,7 +46,7 @@ def test_run_then_list_and_show_the_run(redis_url, tmp_path):
     listed = shoal_cli("runs", "--redis", redis_url, "--limit", "50")
     assert listed.returncode == 0, listed.stderr
     line = next(ln for ln in listed.stdout.splitlines() if "total" in ln)
-    run_id = line.split()[1] if line.startswith("│") else line.split()[0]
+    run_id = line.replace("│", " ").split()[-1]
     assert "completed" in line and " 11 " in line
 
     shown = shoal_cli("show", run_id, env_url=redis_url)  # the URL from SHOAL_REDIS_URL

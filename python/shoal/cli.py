@@ -119,16 +119,17 @@ def runs(redis_url: str | None, limit: int) -> None:
             found.append((rid, submitted, await storage.events_range(rid)))
         return found
 
-    table = Table("run", "submitted", "tasks", "outputs", "state", "duration")
+    table = Table("submitted", "tasks", "outputs", "state", "duration")
+    table.add_column("run", no_wrap=True, min_width=16)  # ids must stay whole: they are input
     for rid, submitted, events in _with_storage(url, work):
         info = _summary(events)
         table.add_row(
-            rid,
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(submitted)),
+            time.strftime("%m-%d %H:%M:%S", time.localtime(submitted)),
             info["tasks"],
             info["names"],
             info["state"],
             info["duration"],
+            rid,
         )
     out.print(table)
 

@@ -19,12 +19,15 @@ class Settings:
     ``inline_output_limit``: upstream outputs up to this size (total) travel inside an invocation.
     ``inline_subdag_limit``: subDAGs up to this size travel inside an invocation, larger ones are
     stored and referenced.
+    ``lease_ttl_s``: a worker that stops renewing its leases for this long is taken for dead
+    and its work is recovered (renewed every third of it).
     """
 
     const_threshold: int = 64 * KIB
     inline_output_limit: int = 64 * KIB
     inline_subdag_limit: int = 128 * KIB
     retry_backoff_s: float = 0.05
+    lease_ttl_s: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

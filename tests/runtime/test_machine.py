@@ -64,7 +64,8 @@ def test_fan_out_keeps_one_and_invokes_the_rest_with_inline_input():
     m.start([0], {})
     [comp] = m.on_executed(0, 1, {})
     c = comp.completion
-    assert c.output is not None and not c.must_store  # small: travels inline
+    # Small: it travels inline, and is stored too (a recovery elsewhere may need it).
+    assert c.output is not None and c.must_store
     ins = m.on_completed(0, done([1, 2, 3]))
     invokes = [i for i in ins if isinstance(i, Invoke)]
     assert [i.start for i in invokes] == [[2], [3]]
@@ -167,3 +168,51 @@ def test_starting_a_task_of_another_worker_is_refused():
     g = freeze([f(f(1))]).graph.with_assignment([(0, 3)])
     with pytest.raises(ValueError, match="pinned to worker 3"):
         WorkerMachine(g, None, config()).start([0], {})
+
+
+def test_recovery_recomputes_lost_chain_links_then_resumes():
+    """A worker died running c; a and b were done here but their outputs were never stored."""
+    a = f(1)
+    b = f(a)
+    c = f(b)
+    d = f(c)
+    g = freeze([d]).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config(), recompute=[0, 1], resume=[2])
+    assert m.start([0], {}) == [Execute(0, 1, {}, [])]
+    m.on_executed(0, 1, {})
+    # a's completion is a repeat: b (also recomputed) becomes ready here all the same.
+    assert m.on_completed(0, done(first=False)) == [Execute(1, 1, {0: 1}, [])]
+    m.on_executed(1, 1, {})
+    assert m.on_completed(1, done(first=False)) == [Execute(2, 1, {1: 1}, [])]
+    m.on_executed(2, 1, {})
+    # c completes for the first time: from here on the run goes on as usual.
+    assert m.on_completed(2, done([3])) == [Execute(3, 1, {2: 1}, [])]
+
+
+def test_recovery_does_not_wander_into_done_work_elsewhere():
+    a = f(1)
+    left, right = f(a, 1), f(a, 2)
+    g = freeze([left, right]).graph
+    m = WorkerMachine(g.subdag_for(None, [0]), None, config(), recompute=[0], resume=[1])
+    m.start([0], {})
+    m.on_executed(0, 1, {})
+    ins = m.on_completed(0, done(first=False))
+    assert ins == [Execute(1, 1, {0: 1}, [])]  # only the resumed task, not the other branch
+
+
+def test_pinned_recovery_skips_done_tasks_and_waits_for_the_rest():
+    a = f(1)
+    b = f(a)
+    c = f(b, f(5))
+    g = freeze([c]).graph
+    order = g.topo_order()
+    pinned = g.with_assignment([(t, 0) for t in order])
+    # a and f(5) done; b was lost; c waits for b.
+    a_id, b_id = order[0], order[1]
+    five = next(t for t in order if t not in (a_id, b_id) and not g.deps(t))
+    m = WorkerMachine(
+        pinned.subdag_for(0, []), 0, config(), recompute=[a_id], resume=[b_id], skip=[five]
+    )
+    assert m.mine_left == 3
+    ins = m.start([a_id], {})
+    assert ins == [Execute(a_id, 1, {}, [])]

@@ -137,7 +137,7 @@ def test_every_run_key_carries_the_hash_tag():
     for key in [
         *keys.fixed_run_keys("abc"),
         keys.inbox("abc", 1),
-        keys.lease("abc", 2),
+        keys.leases("abc"),
         keys.events("abc"),
     ]:
         assert "{abc}" in key
@@ -214,18 +214,44 @@ def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
     r.close()
 
 
-def test_a_late_started_event_is_appended_just_before_its_completion(store):
+def test_leases_cover_tasks_from_ready_to_completed(store):
+    store.lease_ttl_s = 0.3
+
     async def go():
-        await store.submit(spec(outputs=[1]), {"type": "RUN_SUBMITTED"})
-        c = Completion(1, b"v", True, [], True, None, {"name": "t"}, {"type": "TASK_STARTED"})
-        assert (await store.complete("r1", c)).run_finished
-        events = [e for _, e in await store.read_events("r1")]
-        assert [e["type"] for e in events] == [
-            "RUN_SUBMITTED",
-            "TASK_STARTED",
-            "TASK_COMPLETED",
-            "RUN_COMPLETED",
-        ]
-        assert events[2]["name"] == "t" and events[2]["task"] == "1"
+        await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
+        await store.fetch("r1", [], lease=["t1", "w4"])  # task 1 starts on pinned worker 4
+        assert await store.expired("r1") == []
+        down = [Downstream(2, 1, None), Downstream(3, 1, None)]
+        done = await store.complete("r1", Completion(1, b"v", False, down, False, None))
+        assert sorted(done.ready) == [2, 3]
+        await store.release("r1", ["t3"])  # task 3 went into a durable queue
+        await asyncio.sleep(0.4)
+        # Task 1's lease went with its completion; 2 and the worker lease ran out.
+        assert sorted(await store.expired("r1")) == ["t2", "w4"]
+        assert await store.expired("r1") == []  # reported once, then given a grace period
+        await store.renew("r1", ["t2", "t3"])  # renewing a dropped lease does not revive it
+        await asyncio.sleep(0.4)
+        assert sorted(await store.expired("r1")) == ["t2", "w4"]
+        # A repeat completion drops the lease its worker took.
+        await store.fetch("r1", [], lease=["t1"])
+        await store.complete("r1", Completion(1, b"v", False, down, False, None))
+        await store.release("r1", ["t2", "w4"])
+        await asyncio.sleep(0.4)
+        assert await store.expired("r1") == []
+        await store.cleanup("r1", [])
+        assert await store.expired("r1") is None
+        await store.fetch("r1", [], lease=["t9"])
+        assert await store.run_keys("r1") == [keys.events("r1")]
+
+    run(go())
+
+
+def test_task_states_say_done_stored_or_not(store):
+    async def go():
+        await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
+        down = [Downstream(3, 2, None)]
+        await store.complete("r1", Completion(1, b"one", False, down, False, None))  # waits
+        await store.complete("r1", Completion(2, None, False, down, False, None))  # kept
+        assert await store.task_states("r1", [1, 2, 3]) == {1: True, 2: False, 3: None}
 
     run(go())

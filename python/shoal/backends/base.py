@@ -25,6 +25,9 @@ class Capabilities:
     max_payload: int | None
     #: Whether a worker process may serve several invocations (warm starts).
     warm_reuse: bool
+    #: Whether workers can die on their own (killed, OOM, host lost): then the client watches
+    #: leases and recovers. In-process workers die only with the client.
+    workers_may_die: bool = True
 
 
 class Backend(Protocol):

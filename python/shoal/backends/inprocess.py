@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 class InProcess:
     name = "inprocess"
-    capabilities = Capabilities(max_payload=None, warm_reuse=True)
+    capabilities = Capabilities(max_payload=None, warm_reuse=True, workers_may_die=False)
 
     def __init__(self, threads: bool = False) -> None:
         from ..runtime.worker import WorkerCaches

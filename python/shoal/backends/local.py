@@ -172,6 +172,8 @@ class _Proc:
     memory_mb: int | None
     busy: bool = True
     parked: bool = False
+    #: The frame it runs (given back to the queue if the process dies with it).
+    frame: bytes = b""
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
 
@@ -239,14 +241,17 @@ class _Pool(threading.Thread):
                 self._retire(idle[0])  # a slot held by an idle process of another size
             if proc is not None:
                 proc.busy = True
+                proc.frame = frame
         self.stats.invocations += 1
         if proc is None:
             proc = self._spawn(memory_mb)
+            proc.frame = frame
         try:
             os.write(proc.cmd_w, struct.pack(">I", len(frame)) + frame)
         except OSError:  # it died between its last ack and now: give the frame to a new one
             self._mark_dead(proc)
             proc = self._spawn(memory_mb)
+            proc.frame = frame
             os.write(proc.cmd_w, struct.pack(">I", len(frame)) + frame)
 
     def _spawn(self, memory_mb: int | None) -> _Proc:
@@ -293,14 +298,26 @@ class _Pool(threading.Thread):
         finally:
             os.close(ack_r)
             proc.popen.wait()
-            if proc.alive and not self._stopping:
+            if proc.alive and proc.busy and not self._stopping:
                 self.stats.died += 1
                 print(
-                    f"shoal: worker process {proc.popen.pid} exited with code "
-                    f"{proc.popen.returncode}",
+                    f"shoal: worker process {proc.popen.pid} died (exit code "
+                    f"{proc.popen.returncode}) while running an invocation; it goes back to "
+                    "the queue",
                     file=sys.stderr,
                 )
+                self._requeue(proc.frame)
             self._mark_dead(proc)
+
+    def _requeue(self, frame: bytes) -> None:
+        """Gives a dead process's invocation back to the queue, first in line. Tasks it had
+        finished are not done twice (completion is idempotent); the rest is redone."""
+        import redis
+
+        with contextlib.suppress(Exception):
+            r = redis.Redis.from_url(self.url, socket_timeout=5)
+            r.lpush(self.queue, frame)
+            r.close()
 
     def _mark_dead(self, proc: _Proc) -> None:
         with self._cond:

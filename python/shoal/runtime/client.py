@@ -19,12 +19,13 @@ from typing import Any
 
 from ..backends.base import Backend, Resources
 from ..config import Settings
-from ..errors import RunTimeout, TaskError
+from ..errors import RunTimeout, ShoalError, TaskError
 from ..graph import FrozenGraph
 from ..serialize import loads_value
 from ..storage import keys
 from ..storage.base import Event, RunSpec, Storage
 from .invocation import Invocation
+from .recovery import recovery_invocation
 from .worker import resources_for
 
 #: How often the waiting client wakes up to check the run timeout (it is woken by events too).
@@ -112,15 +113,19 @@ async def wait(
     backend: Backend,
     timeout: float | None = None,
     on_event: ProgressHook | None = None,
+    settings: Settings | None = None,
 ) -> list[Any]:
     """Blocks on the event stream until the run ends; returns the requested values in order."""
     began = time.monotonic()
     deadline = None if timeout is None else began + timeout
     after = "0"
     failed: Event = {}
+    watch = _Watchdog(sub, storage, backend, settings) if settings is not None else None
     try:
         while True:
-            block = WAIT_SLICE_S
+            if watch is not None:
+                await watch.tick()
+            block = WAIT_SLICE_S if watch is None else min(WAIT_SLICE_S, watch.every)
             if deadline is not None:
                 block = min(block, deadline - time.monotonic())
                 if block <= 0:
@@ -147,6 +152,47 @@ async def wait(
         raise
     finally:
         await storage.cleanup(sub.run_id, sub.extra_keys)
+
+
+class _Watchdog:
+    """Finds expired leases (dead workers) and sends recovery invocations; notices a run whose
+    state vanished from the server. A bounded periodic check: one script call per interval."""
+
+    def __init__(
+        self, sub: Submitted, storage: Storage, backend: Backend, settings: Settings
+    ) -> None:
+        self.sub, self.storage, self.backend, self.settings = sub, storage, backend, settings
+        self.active = backend.capabilities.workers_may_die
+        self.every = min(1.0, max(0.05, storage.lease_ttl_s / 2))
+        self._next = time.monotonic() + self.every
+        self.recovered = 0
+
+    async def tick(self) -> None:
+        if not self.active or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every
+        expired = await self.storage.expired(self.sub.run_id)
+        if expired is None:
+            raise ShoalError(
+                f"the state of run {self.sub.run_id} is gone from the server (it restarted "
+                "without persistence, or the keys were deleted); the run cannot finish"
+            )
+        graph = self.sub.frozen.graph
+        items = []
+        for member in expired:
+            inv = await recovery_invocation(
+                self.sub.run_id, graph, member, self.storage, self.settings
+            )
+            if inv is None:
+                continue
+            self.recovered += 1
+            await self.storage.append_event(
+                self.sub.run_id,
+                {"type": "WORKER_LOST", "lease": member, "recovery_start": str(list(inv.start))},
+            )
+            tasks = list(inv.start) or list(inv.resume)
+            items.append((inv.encode(), resources_for(graph, tasks)))
+        await self.backend.invoke_many(items)
 
 
 async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
@@ -178,6 +224,6 @@ async def run_to_end(
     on_event: ProgressHook | None = None,
 ) -> list[Any]:
     sub = await submit(frozen, storage, backend, settings)
-    values = await wait(sub, storage, backend, timeout, on_event)
+    values = await wait(sub, storage, backend, timeout, on_event, settings)
     await asyncio.wait_for(backend.drain(), timeout=30)
     return values

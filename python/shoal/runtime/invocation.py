@@ -13,7 +13,7 @@ import msgpack
 from ..errors import PayloadError
 
 _MAGIC = b"SHI"
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,13 @@ class Invocation:
     subdag_name: str | None = None
     #: Encoded upstream outputs that travel with the invocation.
     inputs: dict[int, bytes] = field(default_factory=dict)
+    #: Recovery only: done tasks whose outputs were lost with a dead worker, to run again here
+    #: (their completions are repeats) so that ``resume`` tasks get their inputs.
+    recompute: tuple[int, ...] = ()
+    #: Recovery only: the tasks the dead worker held (ready or running) that must run.
+    resume: tuple[int, ...] = ()
+    #: Recovery of a pinned worker: its tasks that are done already.
+    skip: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
         body = [
@@ -38,6 +45,9 @@ class Invocation:
             self.subdag,
             self.subdag_name,
             self.inputs,
+            list(self.recompute),
+            list(self.resume),
+            list(self.skip),
         ]
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return _MAGIC + bytes([_VERSION]) + packed
@@ -49,10 +59,20 @@ class Invocation:
         if data[3] != _VERSION:
             raise PayloadError(f"cannot decode invocation: unsupported version {data[3]}")
         try:
-            run_id, worker, start, subdag, name, inputs = msgpack.unpackb(
+            run_id, worker, start, subdag, name, inputs, recompute, resume, skip = msgpack.unpackb(
                 data[4:], raw=False, strict_map_key=False
             )
-            inv = Invocation(run_id, worker, tuple(start), subdag, name, dict(inputs))
+            inv = Invocation(
+                run_id,
+                worker,
+                tuple(start),
+                subdag,
+                name,
+                dict(inputs),
+                tuple(recompute),
+                tuple(resume),
+                tuple(skip),
+            )
         except Exception as e:
             raise PayloadError(f"cannot decode invocation: {type(e).__name__}: {e}") from e
         _check(inv)
@@ -72,6 +92,9 @@ def _check(inv: Invocation) -> None:
         problems.append("worker id")
     if not ids_ok(inv.start):
         problems.append("start tasks")
+    for what, ids in (("recompute", inv.recompute), ("resume", inv.resume), ("skip", inv.skip)):
+        if not ids_ok(ids):
+            problems.append(f"{what} tasks")
     if (inv.subdag is None) == (inv.subdag_name is None):
         problems.append("subDAG (exactly one of inline or stored)")
     if inv.subdag is not None and not isinstance(inv.subdag, bytes):

@@ -24,9 +24,15 @@ Who runs a ready task (DESIGN §5):
 
 Outputs leave the worker only when needed: a value whose only consumer is the next task here
 is never encoded. Otherwise it is encoded, and the completion stores it if the task is a
-requested output, if a consumer is pinned elsewhere, if it is too large to travel inline to the
-workers this completion invokes, or (decided atomically by the store) if some consumer still
-waits for other inputs and may run elsewhere.
+requested output, if any consumer may run on another worker (it also travels inline to the
+workers this completion invokes, when small), or (decided atomically by the store) if some
+consumer still waits for other inputs. So an output that is not stored was consumed on its own
+worker: what a dead worker takes with it can be recomputed by one worker.
+
+Recovery (a worker died; see :mod:`.recovery`): the new worker runs ``recompute`` tasks again
+(done tasks whose outputs died with the old worker; their completions are repeats) and then the
+``resume`` tasks they feed. After a repeated completion of a ``recompute`` task, its consumers
+among ``recompute`` and ``resume`` become ready here once their recomputed inputs are back.
 """
 
 from __future__ import annotations
@@ -114,16 +120,27 @@ class MachineConfig:
 
 
 class WorkerMachine:
-    def __init__(self, graph: _core.Graph, worker: int | None, config: MachineConfig) -> None:
+    def __init__(
+        self,
+        graph: _core.Graph,
+        worker: int | None,
+        config: MachineConfig,
+        recompute: Sequence[int] = (),
+        resume: Sequence[int] = (),
+        skip: Sequence[int] = (),
+    ) -> None:
         self.graph = graph
         self.worker = worker
         self.cfg = config
         self.values: dict[int, Any] = {}
         self.ready: deque[int] = deque()
-        self.done: set[int] = set()
+        self.done: set[int] = set(skip)
         self.attempts: dict[int, int] = {}
         self.outputs = set(graph.outputs)
-        self.mine_left = 0 if worker is None else len(graph.tasks_of(worker))
+        mine = [] if worker is None else graph.tasks_of(worker)
+        self.mine_left = len(mine) - len(self.done.intersection(mine))
+        self.recompute = set(recompute)
+        self.resume = set(resume)
         self.exited = False
         #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
         self._encoded: dict[int, bytes] = {}
@@ -177,6 +194,8 @@ class WorkerMachine:
         self.done.add(task)
         if self.graph.worker(task) == self.worker and self.worker is not None:
             self.mine_left -= 1
+        if not result.first and task in self.recompute:
+            self._ready_after_recompute(task)
         self._release_inputs(task)
         out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
         keep_one = self.worker is None
@@ -194,6 +213,16 @@ class WorkerMachine:
         return out
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _ready_after_recompute(self, task: int) -> None:
+        for c in self.graph.consumers(task):
+            if (
+                (c in self.recompute or c in self.resume)
+                and c not in self.done
+                and c not in self.ready
+                and all(d in self.done for d in self.graph.deps(c) if d in self.recompute)
+            ):
+                self.ready.append(c)
 
     def _check_runnable(self, task: int) -> None:
         if task not in self.graph:
@@ -238,8 +267,7 @@ class WorkerMachine:
         goes_out = len(down) > 1 or (
             self.worker is not None and any(d.worker is None for d in down)
         )
-        too_big = len(output) > self.cfg.inline_output_limit
-        must_store = is_output or pinned_elsewhere or (goes_out and too_big)
+        must_store = is_output or pinned_elsewhere or goes_out
         return Completion(task, output, must_store, down, is_output, self.worker)
 
     def _release_inputs(self, task: int) -> None:

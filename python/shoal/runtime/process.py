@@ -36,9 +36,9 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    storage = RedisStorage(args.redis)
-    backend = QueueInvoker(storage.client, args.pool)
     settings = Settings.from_env()
+    storage = RedisStorage(args.redis, lease_ttl_s=settings.lease_ttl_s)
+    backend = QueueInvoker(storage.client, args.pool)
     caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -73,6 +73,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 on_park=lambda parked: _tell(args.ack_fd, b"P" if parked else b"R"),
             )
             _tell(args.ack_fd, b"\x01")
+            if caches.tainted:  # a timed-out task's thread still runs: leave, quietly
+                await storage.close()
+                os._exit(0)
     finally:
         await storage.close()
 

@@ -28,6 +28,7 @@ from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError, ShoalError
 from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
+from ..storage import keys
 from ..storage.base import ErrorRecord, Event, Storage
 from .invocation import Invocation
 from .machine import (
@@ -46,9 +47,6 @@ from .machine import (
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
-#: A task with nothing to fetch is announced (TASK_STARTED) on its own after running this long;
-#: a shorter one's announcement rides in its completion.
-ANNOUNCE_AFTER_S = 0.05
 #: How long a pinned worker blocks on its inbox per call (it loops until its tasks are done).
 INBOX_BLOCK_S = 5.0
 
@@ -61,6 +59,8 @@ class WorkerCaches:
     constants: dict[tuple[str, bytes], Any] = field(default_factory=dict)
     #: Seconds to add to this host's clock to get the store's (events use one clock).
     clock_offset: float = 0.0
+    #: A timed-out task's thread may still run: the process should exit after this invocation.
+    tainted: bool = False
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -143,6 +143,9 @@ class _Shell:
         self.worker_name = worker_name
         self.start_info: dict[str, str] = {}
         self.on_park: Callable[[bool], None] | None = None
+        #: The task between its start and its completion (its lease is renewed).
+        self.running: int | None = None
+        self._worker_leased = False
 
     async def run(self) -> None:
         graph = await self._load_subdag()
@@ -153,8 +156,20 @@ class _Shell:
             encode=dumps_value,
             jitter=random.random,
         )
-        machine = WorkerMachine(graph, self.inv.worker, config)
+        inv = self.inv
+        machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
         self.graph = graph
+        self.machine = machine
+        renewing = asyncio.ensure_future(self._renew_leases())
+        try:
+            await self._loop(machine)
+        finally:
+            renewing.cancel()
+            if inv.worker is not None:
+                with contextlib.suppress(Exception):
+                    await self.storage.release(self.run_id, [keys.worker_lease(inv.worker)])
+
+    async def _loop(self, machine: WorkerMachine) -> None:
         inputs = {t: loads_value(b) for t, b in self.inv.inputs.items()}
         queue = deque(machine.start(self.inv.start, inputs))
         while queue:
@@ -163,6 +178,7 @@ class _Shell:
                 queue.extend(await self._execute(machine, ins))
             elif isinstance(ins, Complete):
                 result = await self.storage.complete(self.run_id, ins.completion)
+                self.running = None
                 queue.extend(machine.on_completed(ins.completion.task, result))
             elif isinstance(ins, Invoke):
                 batch = [ins]
@@ -170,13 +186,9 @@ class _Shell:
                     batch.append(queue.popleft())  # type: ignore[arg-type]
                 await self._invoke(batch)
             elif isinstance(ins, WaitInbox):
-                if self.on_park is not None:
-                    self.on_park(True)
-                tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
-                while not tasks:
-                    tasks = await self.storage.pop_inbox(self.run_id, ins.worker, INBOX_BLOCK_S)
-                if self.on_park is not None:
-                    self.on_park(False)
+                tasks = await self._wait_inbox(ins.worker)
+                if tasks is None:
+                    return  # the run ended meanwhile (failed, timed out, cleaned up)
                 queue.extend(machine.on_inbox(tasks))
             elif isinstance(ins, Retry):
                 await self.storage.append_event(
@@ -196,6 +208,36 @@ class _Shell:
                 await self.storage.fail(self.run_id, ins.record)
             elif isinstance(ins, Exit):
                 return
+
+    async def _wait_inbox(self, worker: int) -> list[int] | None:
+        if self.on_park is not None:
+            self.on_park(True)
+        try:
+            while True:
+                tasks = await self.storage.pop_inbox(self.run_id, worker, INBOX_BLOCK_S)
+                if tasks:
+                    return tasks
+                if await self.storage.run_ended(self.run_id):
+                    return None
+        finally:
+            if self.on_park is not None:
+                self.on_park(False)
+
+    def _held_leases(self) -> list[str]:
+        held = [keys.task_lease(t) for t in self.machine.ready]
+        if self.running is not None:
+            held.append(keys.task_lease(self.running))
+        if self.inv.worker is not None:
+            held.append(keys.worker_lease(self.inv.worker))
+        return held
+
+    async def _renew_leases(self) -> None:
+        """Keeps this worker's leases alive: the running task, tasks queued here, itself."""
+        every = max(0.05, self.storage.lease_ttl_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):  # a missed renewal costs a duplicate at most
+                await self.storage.renew(self.run_id, self._held_leases())
 
     async def _load_subdag(self) -> _core.Graph:
         blob = self.inv.subdag
@@ -230,66 +272,58 @@ class _Shell:
         t_fetch = time.perf_counter()
         fetched_values: dict[int, Any] = {}
         input_bytes = 0
-        announced: asyncio.Future[str] | None = None
-        timer: asyncio.TimerHandle | None = None
-        if ins.missing or func is None or const_hashes:
-            # TASK_STARTED travels in the fetch's round trip.
-            got = await self.storage.fetch(
-                self.run_id,
-                ins.missing,
-                [] if func is not None else [fn_hash],
-                const_hashes,
-                event=started,
-            )
-            for d in ins.missing:
-                blob = got.outputs.get(d)
-                if blob is None:
-                    raise ShoalError(
-                        f"the output of task {d}, needed by task "
-                        f"'{g.name(task)}', is not in storage"
-                    )
-                input_bytes += len(blob)
-                fetched_values[d] = loads_value(blob)
-            if func is None:
-                blob = got.functions.get(fn_hash)
-                if blob is None:
-                    raise ShoalError(
-                        f"the function of task '{g.name(task)}' ({fn_hash.hex()}) is not in storage"
-                    )
-                func = loads_function(blob)
-                self.caches.functions[fn_hash] = func
-            for h in const_hashes:
-                blob = got.constants.get(h)
-                if blob is None:
-                    raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
-                self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
-        else:
-            # Nothing to fetch: a task that ends within ANNOUNCE_AFTER_S has its TASK_STARTED
-            # appended by its completion (same script, no extra command); a longer one is
-            # announced while it runs, so watchers see it running.
-            def announce() -> None:
-                nonlocal announced
-                announced = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
-
-            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_S, announce)
+        lease = [keys.task_lease(task)]
+        if self.inv.worker is not None and not self._worker_leased:
+            lease.append(keys.worker_lease(self.inv.worker))
+            self._worker_leased = True
+        self.running = task
+        # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
+        got = await self.storage.fetch(
+            self.run_id,
+            ins.missing,
+            [] if func is not None else [fn_hash],
+            const_hashes,
+            event=started,
+            lease=lease,
+        )
+        for d in ins.missing:
+            blob = got.outputs.get(d)
+            if blob is None:
+                raise ShoalError(
+                    f"the output of task {d}, needed by task '{g.name(task)}', is not in storage"
+                )
+            input_bytes += len(blob)
+            fetched_values[d] = loads_value(blob)
+        if func is None:
+            blob = got.functions.get(fn_hash)
+            if blob is None:
+                raise ShoalError(
+                    f"the function of task '{g.name(task)}' ({fn_hash.hex()}) is not in storage"
+                )
+            func = loads_function(blob)
+            self.caches.functions[fn_hash] = func
+        for h in const_hashes:
+            blob = got.constants.get(h)
+            if blob is None:
+                raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
+            self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
         fetch_s = time.perf_counter() - t_fetch
         values = {**ins.local, **fetched_values}
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
         args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
+        timeout_s = g.options(task)[2]
         start = self.caches.now()
         try:
-            value = await self.runner(lambda: func(*args, **kwargs))
+            value = await asyncio.wait_for(self.runner(lambda: func(*args, **kwargs)), timeout_s)
+        except TimeoutError:
+            # The thread cannot be stopped: the process is marked so that its host retires it.
+            self.caches.tainted = True
+            message = f"task '{g.name(task)}' ran longer than its timeout_s={timeout_s:g}"
+            failure = TaskFailure("TaskTimeout", message, "", self.caches.now())
+            return machine.on_failed(task, failure)
         except Exception as e:
             failure = TaskFailure(type(e).__name__, str(e), user_traceback(e), self.caches.now())
-            if timer is not None and announced is None:
-                timer.cancel()
-                announced = asyncio.ensure_future(self.storage.append_event(self.run_id, started))
             return machine.on_failed(task, failure)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if announced is not None:
-                await announced  # TASK_STARTED must precede the task's next event
         end = self.caches.now()
         t_encode = time.perf_counter()
         out = machine.on_executed(task, value, fetched_values)
@@ -310,8 +344,6 @@ class _Shell:
                     "encode_s": f"{time.perf_counter() - t_encode:.6f}",
                 }
             )
-            if timer is not None and announced is None:
-                completion.started_event.update(started)
         return out
 
     async def _invoke(self, batch: list[Invoke]) -> None:
@@ -330,6 +362,9 @@ class _Shell:
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         await self.backend.invoke_many(items)
+        # The completion leased the tasks it made ready; handed to the platform, they are safe.
+        handed = [keys.task_lease(t) for ins in batch if ins.subdag is not None for t in ins.start]
+        await self.storage.release(self.run_id, handed)
 
 
 _INTERNAL = (

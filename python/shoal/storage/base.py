@@ -42,8 +42,6 @@ class Completion:
     #: The completing worker's id (None = flexible): ready tasks pinned to it come back here.
     worker: int | None
     event: Event = field(default_factory=dict)
-    #: TASK_STARTED, when it was not appended at the start: appended just before TASK_COMPLETED.
-    started_event: Event = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +110,9 @@ class RunSpec:
 
 
 class Storage(Protocol):
+    #: How long a lease lives without renewal; workers renew at a third of it.
+    lease_ttl_s: float
+
     async def submit(self, spec: RunSpec, event: Event) -> None:
         """Stores a run's function table, constants, subDAGs and meta; appends ``event``."""
 
@@ -122,9 +123,11 @@ class Storage(Protocol):
         functions: Sequence[bytes] = (),
         constants: Sequence[bytes] = (),
         event: Event | None = None,
+        lease: Sequence[str] = (),
     ) -> Fetched:
         """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
-        absent from the result. ``event`` (TASK_STARTED) is appended in the same round trip."""
+        absent from the result. ``event`` (TASK_STARTED) is appended and the ``lease`` members
+        (see :func:`.keys.leases`) are taken in the same round trip."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""
@@ -138,6 +141,16 @@ class Storage(Protocol):
         Returns False if the run had already finished or failed."""
 
     async def append_event(self, run_id: str, event: Event) -> str: ...
+
+    async def renew(self, run_id: str, members: Sequence[str]) -> None:
+        """Extends leases this worker still holds (a lease dropped meanwhile stays dropped)."""
+
+    async def release(self, run_id: str, members: Sequence[str]) -> None:
+        """Drops leases (a task handed to a durable queue, a pinned worker that is done)."""
+
+    async def expired(self, run_id: str) -> list[str] | None:
+        """Lease members past their expiry, each extended by a grace period so one expiry is
+        reported once; None when the run's state is gone (finished, or the server lost it)."""
 
     async def read_events(
         self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
@@ -155,6 +168,13 @@ class Storage(Protocol):
 
     async def server_time(self) -> float:
         """The store's clock, so that workers on different hosts stamp events on one clock."""
+
+    async def run_ended(self, run_id: str) -> bool:
+        """Whether the run completed, failed, or is gone (cleaned up, expired, server lost)."""
+
+    async def task_states(self, run_id: str, tasks: Sequence[int]) -> dict[int, bool | None]:
+        """Per task: True = done and output stored, False = done (output kept by its worker),
+        None = not done."""
 
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]: ...
 

@@ -81,9 +81,18 @@ def inbox(run_id: str, worker: int) -> str:
     return run(run_id, f"inbox:{worker}")
 
 
-def lease(run_id: str, task: int) -> str:
-    """A running task's lease (short TTL, renewed by its worker)."""
-    return run(run_id, f"lease:{task}")
+def leases(run_id: str) -> str:
+    """Sorted set: lease member -> expiry (server ms). ``t<task>`` covers a task from ready to
+    completed while a worker holds it, ``w<worker>`` a pinned worker while it lives."""
+    return run(run_id, "leases")
+
+
+def task_lease(task: int) -> str:
+    return f"t{task}"
+
+
+def worker_lease(worker: int) -> str:
+    return f"w{worker}"
 
 
 def pool_queue(pool_id: str) -> str:
@@ -102,4 +111,5 @@ def fixed_run_keys(run_id: str) -> list[str]:
         errors(run_id),
         subdags(run_id),
         constants(run_id),
+        leases(run_id),
     ]

@@ -28,7 +28,8 @@ from .base import (
 
 
 class MemoryStorage:
-    def __init__(self) -> None:
+    def __init__(self, lease_ttl_s: float = 5.0) -> None:
+        self.lease_ttl_s = lease_ttl_s
         self._data: dict[str, Any] = {}
         self._expires: dict[str, float] = {}
         self._stream_seq = 0
@@ -102,6 +103,8 @@ class MemoryStorage:
         if spec.started_workers:
             self._set(keys.started(rid)).update(str(w) for w in spec.started_workers)
             self._expire(keys.started(rid), spec.ttl_s)
+        self._data[keys.leases(rid)] = {"_": float("inf")}
+        self._expire(keys.leases(rid), spec.ttl_s)
         self._xadd(keys.events(rid), event)
         self._expire(keys.events(rid), spec.ttl_s)
         self._runs[rid] = time.time()
@@ -114,9 +117,11 @@ class MemoryStorage:
         functions: Sequence[bytes] = (),
         constants: Sequence[bytes] = (),
         event: Event | None = None,
+        lease: Sequence[str] = (),
     ) -> Fetched:
         if event is not None:
             await self.append_event(run_id, event)
+        self._lease(run_id, lease)
         outs = self._get(keys.outputs(run_id)) or {}
         consts = self._get(keys.constants(run_id)) or {}
         return Fetched(
@@ -136,6 +141,7 @@ class MemoryStorage:
         if self._get(keys.meta(run_id)) is None:  # cleaned up: a straggler changes nothing
             return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
         done = self._set(keys.done(run_id))
+        self._leases(run_id).pop(keys.task_lease(c.task), None)
         if str(c.task) in done:
             return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
         done.add(str(c.task))
@@ -161,8 +167,7 @@ class MemoryStorage:
                 ready.append(d.task)
         if c.output is not None and (c.must_store or someone_waits):
             self._hash(keys.outputs(run_id)).setdefault(str(c.task), c.output)
-        if c.started_event:
-            self._xadd(keys.events(run_id), c.started_event)
+        self._lease(run_id, [keys.task_lease(t) for t in ready])
         self._xadd(keys.events(run_id), {"type": "TASK_COMPLETED", "task": str(c.task), **c.event})
         finished = False
         if c.is_output:
@@ -228,6 +233,36 @@ class MemoryStorage:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), remaining)
 
+    def _leases(self, run_id: str) -> dict[str, float]:
+        return self._get(keys.leases(run_id)) or {}
+
+    def _lease(self, run_id: str, members: Sequence[str], only_held: bool = False) -> None:
+        held = self._get(keys.leases(run_id))
+        if held is None:  # a gone run stays gone
+            return
+        expiry = time.monotonic() + self.lease_ttl_s
+        for m in members:
+            if not only_held or m in held:
+                held[m] = expiry
+
+    async def renew(self, run_id: str, members: Sequence[str]) -> None:
+        self._lease(run_id, members, only_held=True)
+
+    async def release(self, run_id: str, members: Sequence[str]) -> None:
+        held = self._leases(run_id)
+        for m in members:
+            held.pop(m, None)
+
+    async def expired(self, run_id: str) -> list[str] | None:
+        if self._get(keys.meta(run_id)) is None:
+            return None
+        now = time.monotonic()
+        held = self._leases(run_id)
+        gone = sorted(m for m, exp in held.items() if exp <= now)
+        for m in gone:
+            held[m] = now + self.lease_ttl_s
+        return gone
+
     async def events_range(self, run_id: str, count: int | None = None) -> list[tuple[str, Event]]:
         stream = self._get(keys.events(run_id)) or []
         return [(i, dict(e)) for i, e in stream[:count]]
@@ -238,6 +273,15 @@ class MemoryStorage:
 
     async def server_time(self) -> float:
         return time.time()
+
+    async def run_ended(self, run_id: str) -> bool:
+        meta = self._get(keys.meta(run_id))
+        return meta is None or "ended" in meta
+
+    async def task_states(self, run_id: str, tasks: Sequence[int]) -> dict[int, bool | None]:
+        done = self._get(keys.done(run_id)) or set()
+        outs = self._get(keys.outputs(run_id)) or {}
+        return {t: (str(t) in outs) if str(t) in done else None for t in tasks}
 
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
         return (await self.fetch(run_id, tasks)).outputs

@@ -36,8 +36,11 @@ _INBOX_BATCH = 4096
 
 
 class RedisStorage:
-    def __init__(self, url: str, *, client: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self, url: str, *, client: aioredis.Redis | None = None, lease_ttl_s: float = 5.0
+    ) -> None:
         self.url = url
+        self.lease_ttl_s = lease_ttl_s
         # socket_timeout=None: blocking reads may wait as long as they ask to. Typed Any:
         # redis-py's reply types are unions of every RESP shape, too loose to check against.
         self._r: Any = client or aioredis.Redis.from_url(
@@ -46,6 +49,8 @@ class RedisStorage:
         self._complete = self._r.register_script(scripts.COMPLETE)
         self._fail = self._r.register_script(scripts.FAIL)
         self._start = self._r.register_script(scripts.START)
+        self._renew = self._r.register_script(scripts.RENEW)
+        self._expired = self._r.register_script(scripts.EXPIRED)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -83,6 +88,8 @@ class RedisStorage:
             p.expire(key, ttl)
         p.sadd(keys.started(rid), _PLACEHOLDER, *[str(w) for w in spec.started_workers])
         p.expire(keys.started(rid), ttl)
+        p.zadd(keys.leases(rid), {_PLACEHOLDER: "+inf"})  # never expires; keeps the key alive
+        p.expire(keys.leases(rid), ttl)
         p.xadd(keys.events(rid), dict(event))
         p.expire(keys.events(rid), ttl)
         now = time.time()
@@ -97,9 +104,21 @@ class RedisStorage:
         functions: Sequence[bytes] = (),
         constants: Sequence[bytes] = (),
         event: Event | None = None,
+        lease: Sequence[str] = (),
     ) -> Fetched:
-        run_keys = [keys.events(run_id), keys.outputs(run_id), keys.constants(run_id)]
-        args = [_pack_event(event or {}), _pack(list(outputs)), _pack([h.hex() for h in constants])]
+        run_keys = [
+            keys.events(run_id),
+            keys.outputs(run_id),
+            keys.constants(run_id),
+            keys.leases(run_id),
+        ]
+        args: list[Any] = [
+            _pack_event(event or {}),
+            _pack(list(outputs)),
+            _pack([h.hex() for h in constants]),
+            _pack(list(lease)),
+            self._lease_ms,
+        ]
         if functions:  # cross-run keys: not in the script (another cluster slot); rare
             p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
@@ -145,7 +164,7 @@ class RedisStorage:
             keys.RUN_TTL_S,
             _pack(down),
             _pack_event(event),
-            _pack_event(c.started_event),
+            self._lease_ms,
         ]
         run_keys = [
             keys.outputs(run_id),
@@ -153,6 +172,7 @@ class RedisStorage:
             keys.started(run_id),
             keys.meta(run_id),
             keys.events(run_id),
+            keys.leases(run_id),
         ]
         reply = await self._complete(keys=run_keys + inbox_keys, args=args)
         if reply[0] != 1:
@@ -184,6 +204,26 @@ class RedisStorage:
         )
         return "" if entry_id is None else entry_id.decode()
 
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.lease_ttl_s * 1000)
+
+    async def renew(self, run_id: str, members: Sequence[str]) -> None:
+        if members:
+            await self._renew(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
+
+    async def release(self, run_id: str, members: Sequence[str]) -> None:
+        if members:
+            await self._r.zrem(keys.leases(run_id), *members)
+
+    async def expired(self, run_id: str) -> list[str] | None:
+        reply = await self._expired(
+            keys=[keys.meta(run_id), keys.leases(run_id)], args=[self._lease_ms]
+        )
+        if reply == -1:
+            return None
+        return [m.decode() for m in reply]
+
     async def read_events(
         self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
     ) -> list[tuple[str, Event]]:
@@ -205,6 +245,20 @@ class RedisStorage:
         if not reply:
             return []
         return [int(t) for t in reply[1]]
+
+    async def run_ended(self, run_id: str) -> bool:
+        meta = keys.meta(run_id)
+        p = self._r.pipeline(transaction=False)
+        p.exists(meta)
+        p.hget(meta, "ended")
+        exists, ended = await p.execute()
+        return not exists or ended is not None
+
+    async def task_states(self, run_id: str, tasks: Sequence[int]) -> dict[int, bool | None]:
+        if not tasks:
+            return {}
+        raw = await self._r.hmget(keys.outputs(run_id), [str(t) for t in tasks])
+        return {t: None if b is None else bool(b) for t, b in zip(tasks, raw, strict=True)}
 
     async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
         return (await self.fetch(run_id, tasks)).outputs

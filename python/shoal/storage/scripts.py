@@ -1,18 +1,21 @@
 """The Lua scripts that make a run's state changes atomic on the server (one round trip each).
 
-Both scripts refuse to touch a run whose ``meta`` hash is gone (cleaned up or expired): a
-straggler worker must never re-create keys of a finished run, which would then live without a
-TTL. Every key they name arrives in KEYS and carries the run's hash tag, so they also run on a
-Redis Cluster.
+The scripts refuse to touch a run whose ``meta`` (or ``leases``) key is gone (cleaned up or
+expired): a straggler worker must never re-create keys of a finished run, which would then live
+without a TTL. Every key they name arrives in KEYS and carries the run's hash tag, so they also
+run on a Redis Cluster. Lease times come from the server's clock (TIME), so hosts need not agree.
 
 ``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
 
-    KEYS: out, pending, started, meta, events, inbox_1 .. inbox_k
+    KEYS: out, pending, started, meta, events, leases, inbox_1 .. inbox_k
     ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker (-1 = flexible),
           ttl_s, msgpack [[task, ndeps, worker or -1, inbox index or 0], ...],
-          msgpack [field, value, ...] of the TASK_COMPLETED event, and of a TASK_STARTED event
-          to append first (empty when the task was announced when it started)
+          msgpack [field, value, ...] of the TASK_COMPLETED event, lease ttl (ms)
     ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
+
+It drops the task's lease and leases every task it returns as ready: from the moment a task is
+ready until it completes, some lease covers it (its worker renews it, or releases it once the
+task sits in a durable queue), so a worker that dies anywhere in between is noticed.
 
 Lists travel as one msgpack argument each (unpacked by the server's ``cmsgpack``): a client
 library encodes every argument separately, and a fan-out's thousand downstream tasks as four
@@ -22,12 +25,22 @@ The task's field in ``out`` is its done marker: '' when the output stayed on its
 encoded value when it was stored. HSETNX on it makes a repeated completion a no-op and writes
 outputs first-wins. A downstream task with one dependency is ready at once, with no counter.
 
-``START`` (a task starts: announce it, fetch its inputs, one round trip)::
+``START`` (a task starts: announce it, lease it, fetch its inputs, one round trip)::
 
-    KEYS: events, out, const
+    KEYS: events, out, const, leases
     ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
-          msgpack [constant hashes (hex)]
+          msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms)
     ->    {outputs in order ('' or false when absent), constants in order}
+
+``RENEW`` (a worker still holds these leases; ``XX``: a dropped lease stays dropped)::
+
+    KEYS: leases     ARGV: lease ttl (ms), members...
+
+``EXPIRED`` (the client's watchdog)::
+
+    KEYS: meta, leases     ARGV: grace (ms)
+    ->    expired lease members, each pushed ``grace`` into the future so that the recovery
+          has time to start; or -1 when the run's state is gone from the server
 
 ``FAIL``::
 
@@ -38,9 +51,27 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
 
 from __future__ import annotations
 
-COMPLETE = """
+# Lua's unpack() stops at a few thousand values: variadic calls go in chunks.
+_CHUNKED = """
+local function chunked(cmd, key, args, width, flag)
+  local out = {}
+  for i = 1, #args, 1000 * width do
+    local part = {}
+    if flag then part[1] = flag end
+    for j = i, math.min(i + 1000 * width - 1, #args) do part[#part + 1] = args[j] end
+    local r = redis.call(cmd, key, unpack(part))
+    if type(r) == 'table' then for _, v in ipairs(r) do out[#out + 1] = v end end
+  end
+  return out
+end
+"""
+
+COMPLETE = (
+    _CHUNKED
+    + """
 if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
 local task = ARGV[1]
+redis.call('ZREM', KEYS[6], 't' .. task)
 if redis.call('HSETNX', KEYS[1], task, '') == 0 then return {0} end
 local own, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ready, invoke = {}, {}
@@ -52,7 +83,7 @@ for _, down in ipairs(cmsgpack.unpack(ARGV[7])) do
   if count < ndeps then
     waits = true
   elseif w >= 0 and w ~= own then
-    local key = KEYS[5 + inbox]
+    local key = KEYS[6 + inbox]
     redis.call('RPUSH', key, d)
     redis.call('EXPIRE', key, ttl)
     if redis.call('SADD', KEYS[3], w) == 1 then invoke[#invoke + 1] = w end
@@ -63,8 +94,16 @@ end
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
 end
-local started = cmsgpack.unpack(ARGV[9])
-if #started > 0 then redis.call('XADD', KEYS[5], '*', unpack(started)) end
+if #ready > 0 then
+  local now = redis.call('TIME')
+  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[9])
+  local members = {}
+  for _, d in ipairs(ready) do
+    members[#members + 1] = expiry
+    members[#members + 1] = 't' .. d
+  end
+  chunked('ZADD', KEYS[6], members, 2)
+end
 redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', task,
   unpack(cmsgpack.unpack(ARGV[8])))
 local finished = 0
@@ -75,16 +114,55 @@ if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 th
 end
 return {1, ready, invoke, finished}
 """
+)
 
-START = """
+START = (
+    _CHUNKED
+    + """
 local outs, consts = {}, {}
 local event = cmsgpack.unpack(ARGV[1])
 if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
+local lease = cmsgpack.unpack(ARGV[4])
+if #lease > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
+  local now = redis.call('TIME')
+  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[5])
+  local members = {}
+  for _, m in ipairs(lease) do
+    members[#members + 1] = expiry
+    members[#members + 1] = m
+  end
+  chunked('ZADD', KEYS[4], members, 2)
+end
 local ids = cmsgpack.unpack(ARGV[2])
-if #ids > 0 then outs = redis.call('HMGET', KEYS[2], unpack(ids)) end
+if #ids > 0 then outs = chunked('HMGET', KEYS[2], ids, 1) end
 local hashes = cmsgpack.unpack(ARGV[3])
-if #hashes > 0 then consts = redis.call('HMGET', KEYS[3], unpack(hashes)) end
+if #hashes > 0 then consts = chunked('HMGET', KEYS[3], hashes, 1) end
 return {outs, consts}
+"""
+)
+
+RENEW = (
+    _CHUNKED
+    + """
+local now = redis.call('TIME')
+local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[1])
+local members = {}
+for j = 2, #ARGV do
+  members[#members + 1] = expiry
+  members[#members + 1] = ARGV[j]
+end
+chunked('ZADD', KEYS[1], members, 2, 'XX')
+return 1
+"""
+)
+
+EXPIRED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ms, 'LIMIT', 0, 1000)
+for _, m in ipairs(gone) do redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[1]), m) end
+return gone
 """
 
 FAIL = """

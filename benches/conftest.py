@@ -19,6 +19,11 @@ import pytest
 RESULTS: dict[str, dict[str, Any]] = {}
 #: End-to-end runtime figures (``test_runtime_vs_dask.py``).
 RUNTIME: dict[str, dict[str, Any]] = {}
+#: The example workflows on shoal, Dask threads and Dask distributed (``test_examples_vs_dask.py``).
+EXAMPLES: dict[str, dict[str, Any]] = {}
+#: Fixed costs: encoding, subDAG retrieval, per-task overhead, invocation bytes
+#: (``test_overheads.py``).
+OVERHEADS: dict[str, dict[str, Any]] = {}
 
 # Acceptance targets (checked in the summary, never asserted).
 LEAF_SUBDAG_MAX_BYTES = 512
@@ -186,4 +191,18 @@ def pytest_terminal_summary(
 
         terminalreporter.section("shoal end to end vs Dask distributed (2 workers x 1 thread)")
         for line in runtime_summary_lines():
+            terminalreporter.write_line(line)
+    if EXAMPLES:
+        from test_examples_vs_dask import examples_summary_lines
+
+        terminalreporter.section("example workflows: shoal vs Dask threads and Dask distributed")
+        for line in examples_summary_lines():
+            terminalreporter.write_line(line)
+    if OVERHEADS:
+        from test_overheads import overheads_summary_lines
+
+        terminalreporter.section(
+            "shoal fixed costs: encoding, subDAG fetch, per task, per invocation"
+        )
+        for line in overheads_summary_lines():
             terminalreporter.write_line(line)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import shoal
 
@@ -34,9 +36,13 @@ def combine(results: list[int]) -> int:
     return sum((i + 1) * r for i, r in enumerate(results))
 
 
-def fan_out(n: int) -> shoal.Node:
-    seed = make_seed()
-    return combine([work(seed, i) for i in range(n)])
+def fan_out(n: int, make: Callable[[Callable[..., Any]], Any] = shoal.task) -> Any:
+    """The graph: one seed, n work tasks, one combine. ``make`` turns each plain function
+    (``task.func``) into a lazy one: ``shoal.task`` here; the benchmarks also pass
+    ``dask.delayed``, for the same graph on Dask."""
+    make_seed_, work_, combine_ = make(make_seed.func), make(work.func), make(combine.func)
+    seed = make_seed_()
+    return combine_([work_(seed, i) for i in range(n)])
 
 
 def reference(n: int) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,20 +37,26 @@ def assemble(rows: list[list[np.ndarray]]) -> np.ndarray:
     return np.block(rows)
 
 
-def tree_sum(nodes: list[shoal.Node]) -> shoal.Node:
+def tree_sum(nodes: list[Any], add_: Callable[..., Any]) -> Any:
     while len(nodes) > 1:
-        pairs = [add(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+        pairs = [add_(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
         nodes = pairs + nodes[len(pairs) * 2 :]  # an odd one out moves up a level
     return nodes[0]
 
 
-def gemm(n: int, size: int) -> shoal.Node:
-    a = [[make_block(0, i, k, size) for k in range(n)] for i in range(n)]
-    b = [[make_block(1, k, j, size) for j in range(n)] for k in range(n)]
+def gemm(n: int, size: int, make: Callable[[Callable[..., Any]], Any] = shoal.task) -> Any:
+    """The graph. ``make`` turns each plain function (``task.func``) into a lazy one:
+    ``shoal.task`` here; the benchmarks also pass ``dask.delayed``, for the same graph on Dask."""
+    make_block_, matmul_, add_, assemble_ = (
+        make(t.func) for t in (make_block, matmul, add, assemble)
+    )
+    a = [[make_block_(0, i, k, size) for k in range(n)] for i in range(n)]
+    b = [[make_block_(1, k, j, size) for j in range(n)] for k in range(n)]
     c = [
-        [tree_sum([matmul(a[i][k], b[k][j]) for k in range(n)]) for j in range(n)] for i in range(n)
+        [tree_sum([matmul_(a[i][k], b[k][j]) for k in range(n)], add_) for j in range(n)]
+        for i in range(n)
     ]
-    return assemble(c)
+    return assemble_(c)
 
 
 def main() -> None:

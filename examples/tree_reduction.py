@@ -6,6 +6,8 @@ Run it:  shoal run examples/tree_reduction.py [--small]
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import shoal
 
@@ -21,10 +23,14 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-def tree_sum(n_leaves: int) -> shoal.Node:
-    level = [load(i) for i in range(n_leaves)]
+def tree_sum(n_leaves: int, make: Callable[[Callable[..., Any]], Any] = shoal.task) -> Any:
+    """The graph (n_leaves a power of two). ``make`` turns each plain function (``task.func``)
+    into a lazy one: ``shoal.task`` here; the benchmarks also pass ``dask.delayed``, for the same
+    graph on Dask."""
+    load_, add_ = make(load.func), make(add.func)
+    level = [load_(i) for i in range(n_leaves)]
     while len(level) > 1:
-        level = [add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        level = [add_(level[i], level[i + 1]) for i in range(0, len(level), 2)]
     return level[0]
 
 

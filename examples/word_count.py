@@ -11,6 +11,8 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import shoal
 
@@ -55,12 +57,20 @@ def top(counts: dict[str, int], k: int) -> list[list[str | int]]:
     return [[word, n] for word, n in ranked[:k]]
 
 
-def word_count(n_chunks: int, words_per_chunk: int, k: int) -> shoal.Node:
-    level = [count(make_chunk(i, words_per_chunk)) for i in range(n_chunks)]
+def word_count(
+    n_chunks: int,
+    words_per_chunk: int,
+    k: int,
+    make: Callable[[Callable[..., Any]], Any] = shoal.task,
+) -> Any:
+    """The graph. ``make`` turns each plain function (``task.func``) into a lazy one:
+    ``shoal.task`` here; the benchmarks also pass ``dask.delayed``, for the same graph on Dask."""
+    make_chunk_, count_, merge_, top_ = (make(t.func) for t in (make_chunk, count, merge, top))
+    level = [count_(make_chunk_(i, words_per_chunk)) for i in range(n_chunks)]
     while len(level) > 1:
-        pairs = [merge(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        pairs = [merge_(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         level = pairs + level[len(pairs) * 2 :]  # an odd one out moves up a level
-    return top(level[0], k)
+    return top_(level[0], k)
 
 
 def main() -> None:

@@ -98,11 +98,128 @@ def check_gemm(stdout: str) -> None:
     assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
 
 
+def check_image_pipeline(stdout: str) -> None:
+    # A 256x256 float32 image made of 4x4 tiles of 64x64 (tile (i, j) from the generator seeded
+    # by (7, i, j)), a 3x3 mean with the border pixels repeated, scaled to [0, 1] by the image's
+    # range, then raised to the power 0.8.
+    n, size = 4, 64
+    image = np.empty((n * size, n * size), dtype=np.float32)
+    for i in range(n):
+        for j in range(n):
+            y = np.arange(i * size, (i + 1) * size, dtype=np.float32)[:, None]
+            x = np.arange(j * size, (j + 1) * size, dtype=np.float32)[None, :]
+            noise = np.random.default_rng((7, i, j)).normal(0.0, 10.0, (size, size))
+            tile = 100.0 + 40.0 * (np.sin(y / 37.0) * np.cos(x / 23.0)) + noise
+            image[i * size : (i + 1) * size, j * size : (j + 1) * size] = tile
+    padded = np.pad(image, 1, mode="edge")
+    blurred = np.zeros_like(image)
+    for dy in range(3):
+        for dx in range(3):
+            blurred += padded[dy : dy + n * size, dx : dx + n * size]
+    blurred /= np.float32(9.0)
+    lo, hi = np.float32(image.min()), np.float32(image.max())
+    toned = np.clip((blurred - lo) / (hi - lo), 0.0, 1.0) ** np.float32(0.8)
+    histogram, _ = np.histogram(toned, bins=8, range=(0.0, 1.0))
+    printed = result_line(stdout, "image pipeline of 256x256 in 16 tiles: ")
+    found = re.fullmatch(r"mean (\S+), std (\S+), histogram (\[.*\])", printed)
+    assert found, printed
+    assert float(found[1]) == pytest.approx(float(toned.mean(dtype=np.float64)), abs=1e-6)
+    assert float(found[2]) == pytest.approx(float(toned.std(dtype=np.float64)), abs=1e-6)
+    counts = json.loads(found[3])
+    assert sum(counts) == n * size * n * size
+    assert np.abs(np.array(counts) - histogram).sum() <= 4  # rounding may move a pixel or two
+    assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
+
+
+def check_montage(stdout: str) -> None:
+    # 3x3 inputs of 32x32 pixels. Input k sees the sky from (y, x) = (24 * row + jy, 24 * col
+    # + jx), jitter (jy, jx) uniform in [0, 3) from the generator seeded by (11, k), plus a
+    # background uniform in [-5, 5) and noise N(0, 0.01) from (11, k, 1). The sky: gradient
+    # 0.002 y - 0.001 x plus 24 Gaussians drawn from seed 11 over [0, 3 * 24 + 32).
+    grid, size, step = 3, 32, 24
+    extent = grid * step + size
+    rng = np.random.default_rng(11)
+    stars = list(
+        zip(
+            rng.uniform(0, extent, 24),
+            rng.uniform(0, extent, 24),
+            rng.uniform(5.0, 50.0, 24),
+            rng.uniform(1.5, 4.0, 24),
+            strict=True,
+        )
+    )
+    projected = []
+    for k in range(grid * grid):
+        jy, jx = np.random.default_rng((11, k)).uniform(0.0, 3.0, 2)
+        oy, ox = (k // grid) * step + jy, (k % grid) * step + jx
+        y = oy + np.arange(size)[:, None]
+        x = ox + np.arange(size)[None, :]
+        sky = 0.002 * y - 0.001 * x
+        for cy, cx, flux, width in stars:
+            sky = sky + flux * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * width**2))
+        noise_rng = np.random.default_rng((11, k, 1))
+        background = noise_rng.uniform(-5.0, 5.0)
+        a = sky + background + noise_rng.normal(0.0, 0.01, (size, size))
+        # Bilinear resampling onto the integer grid from (ceil(oy), ceil(ox)).
+        y0, x0 = int(np.ceil(oy)), int(np.ceil(ox))
+        fy, fx = y0 - oy, x0 - ox
+        resampled = (
+            (1 - fy) * (1 - fx) * a[:-1, :-1]
+            + (1 - fy) * fx * a[:-1, 1:]
+            + fy * (1 - fx) * a[1:, :-1]
+            + fy * fx * a[1:, 1:]
+        )
+        projected.append((y0, x0, resampled))
+    pairs = [(k, k + 1) for k in range(9) if k % grid < grid - 1]
+    pairs += [(k, k + grid) for k in range(9) if k // grid < grid - 1]
+    design = np.zeros((len(pairs) + 1, 9))
+    offsets = np.zeros(len(pairs) + 1)
+    for row, (i, j) in enumerate(pairs):
+        (yi, xi, pi), (yj, xj, pj) = projected[i], projected[j]
+        ya, yb = max(yi, yj), min(yi, yj) + size - 1
+        xa, xb = max(xi, xj), min(xi, xj) + size - 1
+        diff = pi[ya - yi : yb - yi, xa - xi : xb - xi] - pj[ya - yj : yb - yj, xa - xj : xb - xj]
+        design[row, i], design[row, j], offsets[row] = 1.0, -1.0, diff.mean()
+    design[-1] = 1.0  # the levels sum to zero
+    levels = np.linalg.lstsq(design, offsets, rcond=None)[0]
+    top, left = min(p[0] for p in projected), min(p[1] for p in projected)
+    bottom = max(p[0] for p in projected) + size - 1
+    right = max(p[1] for p in projected) + size - 1
+    total = np.zeros((bottom - top, right - left))
+    count = np.zeros_like(total)
+    for k, (y0, x0, pixels) in enumerate(projected):
+        total[y0 - top : y0 - top + size - 1, x0 - left : x0 - left + size - 1] += (
+            pixels - levels[k]
+        )
+        count[y0 - top : y0 - top + size - 1, x0 - left : x0 - left + size - 1] += 1
+    covered = count > 0
+    h, w = total.shape
+    printed = result_line(stdout, f"montage of 9 images of 32x32 into {h}x{w}: ")
+    found = re.fullmatch(r"checksum (\S+), covered (\d+)", printed)
+    assert found, printed
+    assert float(found[1]) == pytest.approx(
+        float((total[covered] / count[covered]).sum()), abs=1e-5
+    )
+    assert int(found[2]) == int(covered.sum())
+    assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
+
+
+def check_chains(stdout: str) -> None:
+    # Chains of 1, 2, 4 and 8 links; chain c starts from 100 * c and each link adds 1.
+    lengths = [1, 2, 4, 8]
+    printed = result_line(stdout, f"chains of lengths {lengths} ({sum(lengths) + 1} tasks): ends ")
+    assert json.loads(printed) == [100 * c + n for c, n in enumerate(lengths)]
+    assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
+
+
 CHECKS = {
     "tree_reduction": check_tree_reduction,
     "fan_out": check_fan_out,
     "word_count": check_word_count,
     "gemm": check_gemm,
+    "image_pipeline": check_image_pipeline,
+    "montage": check_montage,
+    "chains": check_chains,
 }
 CASES = [(name, s) for name in CHECKS for s in ("sync", "processes")] + [
     ("tree_reduction", "threads")

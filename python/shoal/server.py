@@ -67,26 +67,40 @@ class EmbeddedServer:
         last_error = ""
         for _ in range(3):  # a free port can be taken between the probe and the bind
             self.port = free_port()
-            args = [
-                str(self.binary),
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", self._dir.name,
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "yes",
-                "--loglevel", "warning",
-                "--logfile", os.path.join(self._dir.name, "server.log"),
-            ]  # fmt: skip
-            if self.password:
-                args += ["--requirepass", self.password]
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-            if self._wait_ready():
+            if self._launch():
                 return self.url
             last_error = self._log_tail()
             self._kill()
         self.stop()
         raise ConfigError(f"the embedded server ({self.binary}) did not start: {last_error}")
+
+    def restart(self) -> None:
+        """Kills the server and starts a new, empty one on the same port (fault injection:
+        nothing persists, so every run on it loses its state)."""
+        assert self._dir is not None, "restart() needs a started server"
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        if not self._launch():
+            raise ConfigError(f"the embedded server did not restart: {self._log_tail()}")
+
+    def _launch(self) -> bool:
+        assert self._dir is not None
+        args = [
+            str(self.binary),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", self._dir.name,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+            "--logfile", os.path.join(self._dir.name, "server.log"),
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        return self._wait_ready()
 
     def _wait_ready(self) -> bool:
         assert self._proc is not None

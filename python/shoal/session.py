@@ -222,7 +222,9 @@ class Run:
             progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
             try:
                 with progress:
-                    values = s._run(client.wait(self._sub, s.storage, s.backend, timeout, progress))
+                    values = s._run(
+                        client.wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
+                    )
                 self._outcome = tuple(values)
             except BaseException as e:
                 if isinstance(e, KeyboardInterrupt):

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..storage.base import Storage
 
 _FRAME_HEADER = struct.Struct(">dI")
+_COPIES_VAR = "SHOAL_POOL_DELIVERY_COPIES"
 _ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
@@ -60,30 +61,40 @@ def encode_frame(invocation: bytes, resources: Resources | None) -> bytes:
     return _FRAME_HEADER.pack(time.time(), mb) + invocation
 
 
+def delivery_copies() -> int:
+    """In a worker process: how many times its pool delivers each invocation."""
+    return max(1, int(os.environ.get(_COPIES_VAR, "1")))
+
+
 def decode_frame(frame: bytes) -> tuple[float, int | None, bytes]:
     enqueued, mb = _FRAME_HEADER.unpack_from(frame)
     return enqueued, (mb or None), frame[_FRAME_HEADER.size :]
 
 
 class QueueInvoker:
-    """Invokes workers by pushing frames onto a pool's list (used by worker processes)."""
+    """Invokes workers by pushing frames onto a pool's list (used by worker processes).
+
+    ``copies`` > 1 delivers every invocation that many times: fault injection, as a platform
+    with at-least-once delivery may do (``LocalProcesses(duplicate_deliveries=True)``)."""
 
     name = "local-queue"
     capabilities = Capabilities(max_payload=None, warm_reuse=True)
 
-    def __init__(self, client: Any, pool_id: str) -> None:
+    def __init__(self, client: Any, pool_id: str, copies: int = 1) -> None:
         self._r = client
         self.queue = keys.pool_queue(pool_id)
+        self.copies = copies
 
     async def start(self, storage: Storage, settings: Settings) -> None:
         return None
 
     async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
-        await self._r.rpush(self.queue, encode_frame(invocation, resources))
+        await self.invoke_many([(invocation, resources)])
 
     async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
         if items:
-            await self._r.rpush(self.queue, *[encode_frame(i, r) for i, r in items])
+            frames = [encode_frame(i, r) for i, r in items for _ in range(self.copies)]
+            await self._r.rpush(self.queue, *frames)
 
     async def drain(self) -> None:
         return None
@@ -109,13 +120,25 @@ class LocalProcesses:
     name = "local"
     capabilities = Capabilities(max_payload=None, warm_reuse=True)
 
-    def __init__(self, max_workers: int | None = None, keep_warm_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        keep_warm_s: float = 10.0,
+        *,
+        duplicate_deliveries: bool = False,
+        requeue_dead: bool = True,
+    ) -> None:
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
         if not isinstance(keep_warm_s, int | float) or keep_warm_s < 0:
             raise ConfigError(f"keep_warm_s must be >= 0 seconds, got {keep_warm_s!r}")
         self.max_workers = max_workers or os.cpu_count() or 1
         self.keep_warm_s = float(keep_warm_s)
+        #: Fault injection (tests): every invocation is delivered twice.
+        self.duplicate_deliveries = duplicate_deliveries
+        #: Give a dead process's invocation back to the queue at once. Without it, recovery is
+        #: left to the leases and the client's watchdog, as on a remote platform.
+        self.requeue_dead = requeue_dead
         self.pool_id = uuid.uuid4().hex[:12]
         self._invoker: QueueInvoker | None = None
         self._pool: _Pool | None = None
@@ -124,16 +147,26 @@ class LocalProcesses:
     def stats(self) -> PoolStats:
         return self._pool.stats if self._pool else PoolStats()
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for fault-injection tests)."""
+        if self._pool is None:
+            return []
+        with self._pool._cond:
+            return [p.popen.pid for p in self._pool._procs if p.alive]
+
     async def start(self, storage: Storage, settings: Settings) -> None:
         url = getattr(storage, "url", None)
         client = getattr(storage, "client", None)
         if url is None or client is None:
             raise ConfigError("the LocalProcesses backend needs a Redis storage (redis_url)")
-        self._invoker = QueueInvoker(client, self.pool_id)
+        copies = 2 if self.duplicate_deliveries else 1
+        self._invoker = QueueInvoker(client, self.pool_id, copies)
         # One BLAS/OpenMP thread per process unless the user says otherwise (as Dask does):
         # processes are the parallelism, and N processes x N BLAS threads thrash the cores.
         env = {**{v: "1" for v in _ONE_THREAD_VARS}, **os.environ, **settings.to_env()}
+        env[_COPIES_VAR] = str(copies)
         self._pool = _Pool(url, self.pool_id, self.max_workers, self.keep_warm_s, env)
+        self._pool.requeue_dead = self.requeue_dead
         self._pool.start()
 
     def _need_invoker(self) -> QueueInvoker:
@@ -193,6 +226,7 @@ class _Pool(threading.Thread):
         self._procs: list[_Proc] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self.requeue_dead = True
 
     # -- manager loop ------------------------------------------------------------------------
 
@@ -201,18 +235,31 @@ class _Pool(threading.Thread):
 
         r: Any = redis.Redis.from_url(self.url, socket_timeout=None)
         backlog: deque[bytes] = deque()
+        failing_since: float | None = None
         try:
             while not self._stopping:
-                while backlog and self._wait_for_free_slot():
-                    self._dispatch(backlog.popleft())
-                if backlog:
-                    continue  # every slot busy: wait for one before taking more
-                reply = r.execute_command(
-                    "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", _TAKE_AT_ONCE
-                )
-                backlog.extend(f for f in (reply[1] if reply else []) if f)  # b"": stop
-                self._retire_idle()
-        except Exception as e:  # the server went away: say so, the run's wait will time out
+                try:
+                    while backlog and self._wait_for_free_slot():
+                        self._dispatch(backlog.popleft())
+                    if backlog:
+                        continue  # every slot busy: wait for one before taking more
+                    reply = r.execute_command(
+                        "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", _TAKE_AT_ONCE
+                    )
+                    failing_since = None
+                    backlog.extend(f for f in (reply[1] if reply else []) if f)  # b"": stop
+                    self._retire_idle()
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    # The server restarts or blips: keep trying; waiting runs see their own
+                    # errors (and their run timeouts) meanwhile.
+                    now = time.monotonic()
+                    if failing_since is None:
+                        failing_since = now
+                        print(
+                            f"shoal: worker pool lost the server ({e}); retrying", file=sys.stderr
+                        )
+                    time.sleep(min(1.0, 0.05 * 2 ** min(5, int(now - failing_since))))
+        except Exception as e:
             if not self._stopping:
                 print(f"shoal: local worker pool stopped: {type(e).__name__}: {e}", file=sys.stderr)
         finally:
@@ -300,13 +347,14 @@ class _Pool(threading.Thread):
             proc.popen.wait()
             if proc.alive and proc.busy and not self._stopping:
                 self.stats.died += 1
+                then = "it goes back to the queue" if self.requeue_dead else "leases will tell"
                 print(
                     f"shoal: worker process {proc.popen.pid} died (exit code "
-                    f"{proc.popen.returncode}) while running an invocation; it goes back to "
-                    "the queue",
+                    f"{proc.popen.returncode}) while running an invocation; {then}",
                     file=sys.stderr,
                 )
-                self._requeue(proc.frame)
+                if self.requeue_dead:
+                    self._requeue(proc.frame)
             self._mark_dead(proc)
 
     def _requeue(self, frame: bytes) -> None:

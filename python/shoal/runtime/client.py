@@ -111,21 +111,20 @@ async def wait(
     sub: Submitted,
     storage: Storage,
     backend: Backend,
+    settings: Settings,
     timeout: float | None = None,
     on_event: ProgressHook | None = None,
-    settings: Settings | None = None,
 ) -> list[Any]:
     """Blocks on the event stream until the run ends; returns the requested values in order."""
     began = time.monotonic()
     deadline = None if timeout is None else began + timeout
     after = "0"
     failed: Event = {}
-    watch = _Watchdog(sub, storage, backend, settings) if settings is not None else None
+    watch = _Watchdog(sub, storage, backend, settings)
     try:
         while True:
-            if watch is not None:
-                await watch.tick()
-            block = WAIT_SLICE_S if watch is None else min(WAIT_SLICE_S, watch.every)
+            await watch.tick()
+            block = min(WAIT_SLICE_S, watch.every)
             if deadline is not None:
                 block = min(block, deadline - time.monotonic())
                 if block <= 0:
@@ -224,6 +223,6 @@ async def run_to_end(
     on_event: ProgressHook | None = None,
 ) -> list[Any]:
     sub = await submit(frozen, storage, backend, settings)
-    values = await wait(sub, storage, backend, timeout, on_event, settings)
+    values = await wait(sub, storage, backend, settings, timeout, on_event)
     await asyncio.wait_for(backend.drain(), timeout=30)
     return values

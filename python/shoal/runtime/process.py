@@ -20,7 +20,7 @@ import resource
 import struct
 import time
 
-from ..backends.local import QueueInvoker, decode_frame
+from ..backends.local import QueueInvoker, decode_frame, delivery_copies
 from ..config import Settings
 from ..storage.redis import RedisStorage
 from .worker import WorkerCaches, run_in_thread, run_worker
@@ -38,7 +38,7 @@ def _limit_memory(memory_mb: int) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     storage = RedisStorage(args.redis, lease_ttl_s=settings.lease_ttl_s)
-    backend = QueueInvoker(storage.client, args.pool)
+    backend = QueueInvoker(storage.client, args.pool, delivery_copies())
     caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

@@ -18,6 +18,10 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys, scripts
 from .base import (
@@ -43,8 +47,14 @@ class RedisStorage:
         self.lease_ttl_s = lease_ttl_s
         # socket_timeout=None: blocking reads may wait as long as they ask to. Typed Any:
         # redis-py's reply types are unions of every RESP shape, too loose to check against.
+        # Transient disconnects are retried with backoff (about 3 s in all), then raised.
         self._r: Any = client or aioredis.Redis.from_url(
-            url, decode_responses=False, socket_timeout=None, health_check_interval=0
+            url,
+            decode_responses=False,
+            socket_timeout=None,
+            health_check_interval=0,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._complete = self._r.register_script(scripts.COMPLETE)
         self._fail = self._r.register_script(scripts.FAIL)

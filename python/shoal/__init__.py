@@ -10,7 +10,15 @@
 
 from . import backends
 from .config import Settings
-from .errors import ConfigError, GraphError, PayloadError, RunTimeout, ShoalError, TaskError
+from .errors import (
+    ConfigError,
+    GraphError,
+    PayloadError,
+    RunTimeout,
+    ShoalError,
+    StorageError,
+    TaskError,
+)
 from .session import Run, Session, compute
 from .task import Node, TaskFunction, TaskOptions, task
 
@@ -26,6 +34,7 @@ __all__ = [
     "Session",
     "Settings",
     "ShoalError",
+    "StorageError",
     "TaskError",
     "TaskFunction",
     "TaskOptions",

@@ -21,6 +21,8 @@ class Settings:
     stored and referenced.
     ``lease_ttl_s``: a worker that stops renewing its leases for this long is taken for dead
     and its work is recovered (renewed every third of it).
+    ``max_value_bytes``: the largest encoded output that may go to the store (Redis's limit for
+    one value is 512 MiB); a larger one fails its task, naming the limit.
     """
 
     const_threshold: int = 64 * KIB
@@ -28,6 +30,7 @@ class Settings:
     inline_subdag_limit: int = 128 * KIB
     retry_backoff_s: float = 0.05
     lease_ttl_s: float = 5.0
+    max_value_bytes: int = 512 * 1024 * KIB
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

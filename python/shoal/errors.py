@@ -19,6 +19,11 @@ class PayloadError(ShoalError):
     """A payload could not be decoded: truncated, corrupt, unknown version, or badly signed."""
 
 
+class StorageError(ShoalError, ConnectionError):
+    """The store (Redis) cannot be reached, after retrying with backoff; or a run's state is
+    gone from it (a restart without persistence)."""
+
+
 class RunTimeout(ShoalError, TimeoutError):
     """A run did not finish within its ``timeout``."""
 

@@ -22,6 +22,7 @@ import msgpack
 import zstandard
 
 from .errors import PayloadError
+from .signing import seal, unseal
 
 _MSGPACK = 0x01
 _PICKLE = 0x02
@@ -42,12 +43,13 @@ def dumps_value(value: Any) -> bytes:
     if len(body) >= _COMPRESS_FROM:
         packed = _compressor.compress(body)
         if len(packed) < len(body):
-            return bytes([kind | _ZSTD]) + packed
-    return bytes([kind]) + body
+            return seal(bytes([kind | _ZSTD]) + packed)
+    return seal(bytes([kind]) + body)
 
 
 def loads_value(data: bytes) -> Any:
     """Decodes what :func:`dumps_value` made; anything else raises ``PayloadError``."""
+    data = unseal(data, "a value")
     if not data:
         raise PayloadError("cannot decode value: empty payload")
     head = data[0]
@@ -128,6 +130,7 @@ def loads_leaf(blob: bytes) -> Any:
 
 
 def loads_function(blob: bytes) -> Any:
+    blob = unseal(blob, "a function blob")
     try:
         return pickle.loads(blob)
     except Exception as e:

@@ -23,7 +23,7 @@ from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
 from .config import Settings, redact_url
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 from .graph import FrozenGraph, freeze
 from .progress import RunProgress
 from .runtime import client
@@ -152,9 +152,10 @@ class Session:
                     await ping()
                 except Exception as e:
                     url = redact_url(self._redis_url or "")
+                    cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
                     raise ConfigError(
                         f"cannot reach the Redis server at {url} (redis_url / SHOAL_REDIS_URL): "
-                        f"{type(e).__name__}: {e}"
+                        f"{type(cause).__name__}: {cause}"
                     ) from None
             await self.backend.start(self.storage, self.settings)
             self._started = True

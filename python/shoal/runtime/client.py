@@ -11,6 +11,7 @@ every key of the run except the event stream (kept with a TTL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -19,9 +20,10 @@ from typing import Any
 
 from ..backends.base import Backend, Resources
 from ..config import Settings
-from ..errors import RunTimeout, ShoalError, TaskError
+from ..errors import PayloadError, RunTimeout, ShoalError, StorageError, TaskError
 from ..graph import FrozenGraph
 from ..serialize import loads_value
+from ..signing import seal
 from ..storage import keys
 from ..storage.base import Event, RunSpec, Storage
 from .invocation import Invocation
@@ -80,9 +82,9 @@ async def submit(
         invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))
     spec = RunSpec(
         run_id=run_id,
-        functions=frozen.functions,
-        constants=frozen.constants,
-        subdags=subdags,
+        functions={h: seal(b) for h, b in frozen.functions.items()},
+        constants={h: seal(b) for h, b in frozen.constants.items()},
+        subdags={name: seal(b) for name, b in subdags.items()},
         outputs=outputs,
         started_workers=list(pinned_roots),
         ttl_s=keys.RUN_TTL_S,
@@ -150,7 +152,8 @@ async def wait(
         await backend.cancel()
         raise
     finally:
-        await storage.cleanup(sub.run_id, sub.extra_keys)
+        with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
+            await storage.cleanup(sub.run_id, sub.extra_keys)
 
 
 class _Watchdog:
@@ -172,7 +175,7 @@ class _Watchdog:
         self._next = time.monotonic() + self.every
         expired = await self.storage.expired(self.sub.run_id)
         if expired is None:
-            raise ShoalError(
+            raise StorageError(
                 f"the state of run {self.sub.run_id} is gone from the server (it restarted "
                 "without persistence, or the keys were deleted); the run cannot finish"
             )
@@ -203,7 +206,12 @@ async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
     return [values[t] for t in sub.frozen.output_ids]
 
 
-def _task_error(ev: Event) -> TaskError:
+def _task_error(ev: Event) -> ShoalError:
+    if ev.get("name") == "<worker>" and ev.get("exc_type") == "PayloadError":
+        return PayloadError(
+            f"a worker refused a payload of this run: {ev.get('message', '')} "
+            f"(worker {ev.get('worker', '?')})"
+        )
     return TaskError(
         ev.get("name", "?"),
         ev.get("exc_type", "Exception"),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from ..errors import PayloadError
+from ..signing import seal, unseal, unverified_payload
 
 _MAGIC = b"SHI"
 _VERSION = 2
@@ -50,10 +51,21 @@ class Invocation:
             list(self.skip),
         ]
         packed: bytes = msgpack.packb(body, use_bin_type=True)
-        return _MAGIC + bytes([_VERSION]) + packed
+        return seal(_MAGIC + bytes([_VERSION]) + packed)
+
+    @staticmethod
+    def peek_run_id(data: bytes) -> str | None:
+        """The run id of an invocation that was refused, to report it (msgpack: no pickle)."""
+        try:
+            body = unverified_payload(data)
+            run_id = msgpack.unpackb(body[4:], raw=False, strict_map_key=False)[0]
+        except Exception:
+            return None
+        return run_id if isinstance(run_id, str) and run_id else None
 
     @staticmethod
     def decode(data: bytes) -> Invocation:
+        data = unseal(data, "an invocation")
         if len(data) < 4 or data[:3] != _MAGIC:
             raise PayloadError("cannot decode invocation: not a shoal invocation (bad magic)")
         if data[3] != _VERSION:

@@ -167,10 +167,12 @@ class WorkerMachine:
         self.values[task] = value
         return [Complete(self._completion(task, value))]
 
-    def on_failed(self, task: int, failure: TaskFailure) -> list[Instruction]:
+    def on_failed(
+        self, task: int, failure: TaskFailure, retryable: bool = True
+    ) -> list[Instruction]:
         attempt = self.attempts.get(task, 0)
         retries = self.graph.options(task)[0]
-        if attempt < retries:
+        if retryable and attempt < retries:
             self.attempts[task] = attempt + 1
             delay = self.cfg.retry_backoff_s * (2**attempt) * (0.5 + self.cfg.jitter())
             return [Retry(task, attempt + 1, delay, failure)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from .. import _core
 from ..config import Settings
+from ..signing import seal
 from ..storage.base import Storage
 from .invocation import Invocation
 
@@ -61,7 +62,7 @@ async def _recover_flexible(
     if len(blob) <= settings.inline_subdag_limit:
         return Invocation(run_id, None, tuple(start), blob, None, {}, recompute, (task,))
     name = f"r{task}"
-    await storage.put_subdag(run_id, name, blob)
+    await storage.put_subdag(run_id, name, seal(blob))
     return Invocation(run_id, None, tuple(start), None, name, {}, recompute, (task,))
 
 

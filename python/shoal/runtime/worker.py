@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import os
 import random
+import sys
 import time
 import traceback
 from collections import deque
@@ -28,6 +29,7 @@ from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError, ShoalError
 from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
+from ..signing import seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Event, Storage
 from .invocation import Invocation
@@ -98,7 +100,13 @@ async def run_worker(
     worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
     run_id = ""
     try:
-        inv = Invocation.decode(invocation)
+        try:
+            inv = Invocation.decode(invocation)
+        except PayloadError as e:
+            # Refused before anything was unpickled. Tell the run, if it can be named.
+            run_id = Invocation.peek_run_id(invocation) or ""
+            print(f"shoal worker {worker_name}: invocation refused: {e}", file=sys.stderr)
+            raise
         run_id = inv.run_id
         shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
         shell.start_info = dict(start_info or {"start_kind": "warm"})
@@ -249,6 +257,7 @@ class _Shell:
                     f"subDAG {self.inv.subdag_name!r} of run {self.run_id} is not in storage "
                     "(the run was cleaned up or never submitted)"
                 )
+            blob = unseal(blob, f"stored subDAG {self.inv.subdag_name!r}")
         return _core.Graph.decode(blob)
 
     async def _execute(self, machine: WorkerMachine, ins: Execute) -> list[Any]:
@@ -306,7 +315,9 @@ class _Shell:
             blob = got.constants.get(h)
             if blob is None:
                 raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
-            self.caches.constants[(self.run_id, h)] = _core.decode_constant(blob, loads_leaf)
+            self.caches.constants[(self.run_id, h)] = _core.decode_constant(
+                unseal(blob, "a constant"), loads_leaf
+            )
         fetch_s = time.perf_counter() - t_fetch
         values = {**ins.local, **fetched_values}
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
@@ -328,6 +339,16 @@ class _Shell:
         t_encode = time.perf_counter()
         out = machine.on_executed(task, value, fetched_values)
         completion = out[0].completion if isinstance(out[0], Complete) else None
+        limit = self.settings.max_value_bytes
+        if completion is not None and len(completion.output or b"") > limit:
+            size = len(completion.output or b"")
+            message = (
+                f"the output of task '{g.name(task)}' encodes to {size:,} bytes, over the "
+                f"single-value limit of {limit:,} bytes (setting max_value_bytes, "
+                "SHOAL_MAX_VALUE_BYTES; Redis allows at most 512 MiB per value)"
+            )
+            failure = TaskFailure("OutputTooLarge", message, "", self.caches.now())
+            return machine.on_failed(task, failure, retryable=False)
         if completion is not None:
             completion.event.update(
                 {
@@ -358,7 +379,7 @@ class _Shell:
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, None, ins.inputs)
             else:
                 name = f"t{ins.start[0]}"
-                await self.storage.put_subdag(self.run_id, name, blob)
+                await self.storage.put_subdag(self.run_id, name, seal(blob))
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         await self.backend.invoke_many(items)

@@ -12,6 +12,8 @@ keeps a key's TTL across HSET/HINCRBY they never live without one.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +25,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..config import redact_url
+from ..errors import StorageError
 from . import keys, scripts
 from .base import (
     Completion,
@@ -297,6 +301,28 @@ class RedisStorage:
         await self._r.aclose()
 
 
+def _unreachable_as_storage_error(cls: type[RedisStorage]) -> type[RedisStorage]:
+    """Every protocol call: a server that stays unreachable after the client's retries becomes
+    a :class:`~shoal.errors.StorageError` naming the server (password redacted)."""
+
+    def wrap(fn: Any) -> Any:
+        @functools.wraps(fn)
+        async def call(self: RedisStorage, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                raise StorageError(
+                    f"the Redis server at {redact_url(self.url)} cannot be reached: {e}"
+                ) from e
+
+        return call
+
+    for name, fn in list(vars(cls).items()):
+        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "close":
+            setattr(cls, name, wrap(fn))
+    return cls
+
+
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -311,3 +337,6 @@ def _pack_event(event: Event) -> bytes:
 
 def _decode_event(fields: dict[bytes, bytes]) -> Event:
     return {k.decode(): v.decode() for k, v in fields.items()}
+
+
+_unreachable_as_storage_error(RedisStorage)

@@ -1,0 +1,118 @@
+"""Signed payloads (``SHOAL_SECRET``): everything a worker would unpickle carries an HMAC; an
+unsigned, altered or foreign-signed payload is refused before it is decoded."""
+
+from __future__ import annotations
+
+import pytest
+
+import shoal
+from conftest import assert_no_leaks
+from reference import evaluate
+from shoal.backends import LocalProcesses
+from shoal.runtime.invocation import Invocation
+from shoal.serialize import dumps_leaf, dumps_value, loads_function, loads_value
+from shoal.signing import seal, unseal
+
+
+@shoal.task
+def add(x, y):
+    return x + y
+
+
+@pytest.fixture
+def secret(monkeypatch):
+    monkeypatch.setenv("SHOAL_SECRET", "correct horse battery staple")
+
+
+def test_seal_round_trip_and_every_kind_of_bad_input(secret, monkeypatch):
+    sealed = seal(b"payload")
+    assert sealed != b"payload" and unseal(sealed, "x") == b"payload"
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(shoal.PayloadError, match="bad signature"):
+        unseal(tampered, "a test payload")
+    with pytest.raises(shoal.PayloadError, match="not signed"):
+        unseal(b"payload", "a test payload")
+    with pytest.raises(shoal.PayloadError, match="not signed"):
+        unseal(sealed[:20], "a test payload")  # truncated
+    monkeypatch.setenv("SHOAL_SECRET", "another secret")
+    with pytest.raises(shoal.PayloadError, match="bad signature"):
+        unseal(sealed, "a test payload")
+    monkeypatch.delenv("SHOAL_SECRET")
+    with pytest.raises(shoal.PayloadError, match="SHOAL_SECRET is not set here"):
+        unseal(sealed, "a test payload")
+
+
+def test_values_functions_and_invocations_are_sealed(secret, monkeypatch):
+    class Opaque:  # pickled, not msgpack: the case that matters
+        def __init__(self, v):
+            self.v = v
+
+    blob = dumps_value(Opaque(3))
+    assert loads_value(blob).v == 3
+    fn = seal(dumps_leaf(lambda: 1))
+    assert loads_function(fn)() == 1
+    inv = Invocation("run", None, (1,), b"graph", None)
+    encoded = inv.encode()
+    assert Invocation.decode(encoded) == inv
+    monkeypatch.setenv("SHOAL_SECRET", "an attacker's secret")
+    for bad, load in ((blob, loads_value), (fn, loads_function), (encoded, Invocation.decode)):
+        with pytest.raises(shoal.PayloadError, match="bad signature"):
+            load(bad)
+
+
+def test_a_plain_pickle_is_never_unpickled_when_a_secret_is_set(secret):
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (eval, ("1/0",))  # would raise ZeroDivisionError if unpickled
+
+    with pytest.raises(shoal.PayloadError, match="not signed"):
+        loads_function(pickle.dumps(Boom()))
+
+
+def test_signed_runs_on_every_scheduler(secret, redis_url):
+    n = add(add(1, 2), add(3, 4))
+    assert n.compute(scheduler="sync") == 10
+    with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
+        xs = [add(i, i) for i in range(50)]
+        assert s.compute(*xs, n) == evaluate(*xs, n)
+    assert_no_leaks(redis_url)
+
+
+class _Resigning:
+    """A backend in the middle: re-signs every invocation with another secret (tampering)."""
+
+    def __init__(self, inner, monkeypatch):
+        self.inner, self.mp = inner, monkeypatch
+        self.name, self.capabilities = inner.name, inner.capabilities
+
+    async def invoke_many(self, items):
+        forged = []
+        for data, res in items:
+            inv = Invocation.decode(data)
+            self.mp.setenv("SHOAL_SECRET", "forged")
+            forged.append((inv.encode(), res))
+            self.mp.setenv("SHOAL_SECRET", "correct horse battery staple")
+        await self.inner.invoke_many(forged)
+
+    async def invoke(self, data, res):
+        await self.invoke_many([(data, res)])
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_tampered_invocation_fails_the_run_clearly(secret, redis_url, monkeypatch):
+    with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
+        assert s.compute(add(1, 2)) == (3,)  # the pool starts, with the right secret
+        real = s.backend
+        s.backend = _Resigning(real, monkeypatch)
+        try:
+            with pytest.raises(shoal.PayloadError, match="bad signature") as info:
+                s.compute(add(5, 6), timeout=30)
+            assert "correct horse" not in str(info.value)
+        finally:
+            s.backend = real
+        assert s.compute(add(7, 8)) == (15,)  # the worker refused it and carried on
+    assert_no_leaks(redis_url)

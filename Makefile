@@ -39,7 +39,8 @@ test-rust:
 test-python:
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench:  ## benchmarks (pytest-benchmark), JSON kept in bench-results/
+bench: install  ## benchmarks against Dask (installs the bench extra), JSON kept in bench-results/
+	$(BIN)/pip install -q -e ".[dev,bench]"
 	mkdir -p bench-results
 	$(BIN)/pytest benches -q -s --benchmark-json=bench-results/latest.json
 

@@ -360,12 +360,18 @@ class _Pool(threading.Thread):
     def _requeue(self, frame: bytes) -> None:
         """Gives a dead process's invocation back to the queue, first in line. Tasks it had
         finished are not done twice (completion is idempotent); the rest is redone."""
+        self._one_command("LPUSH", self.queue, frame)
+
+    def _one_command(self, *command: Any) -> None:
+        """A best-effort command on a short-lived connection (off the manager's own one)."""
         import redis
 
         with contextlib.suppress(Exception):
-            r = redis.Redis.from_url(self.url, socket_timeout=5)
-            r.lpush(self.queue, frame)
-            r.close()
+            r: Any = redis.Redis.from_url(self.url, socket_timeout=5)
+            try:
+                r.execute_command(*command)
+            finally:
+                r.close()
 
     def _mark_dead(self, proc: _Proc) -> None:
         with self._cond:
@@ -397,13 +403,8 @@ class _Pool(threading.Thread):
     # -- shutdown ----------------------------------------------------------------------------
 
     def stop(self, grace_s: float = 5.0) -> None:
-        import redis
-
         self._stopping = True
-        with contextlib.suppress(Exception):
-            r = redis.Redis.from_url(self.url, socket_timeout=2)
-            r.rpush(self.queue, b"")  # wake the manager now rather than at its next tick
-            r.close()
+        self._one_command("RPUSH", self.queue, b"")  # wake the manager now, not at its next tick
         self.join(grace_s)
         with self._cond:
             procs = list(self._procs)
@@ -416,7 +417,4 @@ class _Pool(threading.Thread):
             except subprocess.TimeoutExpired:
                 p.popen.kill()
                 p.popen.wait()
-        with contextlib.suppress(Exception):
-            r = redis.Redis.from_url(self.url, socket_timeout=2)
-            r.delete(self.queue)
-            r.close()
+        self._one_command("DEL", self.queue)

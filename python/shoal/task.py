@@ -134,7 +134,7 @@ class Node:
     def __iter__(self) -> Any:
         raise ShoalError(
             f"a lazy Node ({self._name}) cannot be iterated before it is computed; "
-            "use shoal.map to fan out over a task's output"
+            "pass the whole node to a task that takes the list (its width is unknown until then)"
         )
 
 

@@ -147,13 +147,6 @@ class LocalProcesses:
     def stats(self) -> PoolStats:
         return self._pool.stats if self._pool else PoolStats()
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the live worker processes (for fault-injection tests)."""
-        if self._pool is None:
-            return []
-        with self._pool._cond:
-            return [p.popen.pid for p in self._pool._procs if p.alive]
-
     async def start(self, storage: Storage, settings: Settings) -> None:
         url = getattr(storage, "url", None)
         client = getattr(storage, "client", None)
@@ -375,22 +368,18 @@ class _Pool(threading.Thread):
 
     def _mark_dead(self, proc: _Proc) -> None:
         with self._cond:
-            if proc.alive:
-                proc.alive = False
-                with contextlib.suppress(OSError):
-                    os.close(proc.cmd_w)
-            if proc in self._procs:
-                self._procs.remove(proc)
+            self._retire(proc)
             self._cond.notify_all()
 
     def _retire(self, proc: _Proc) -> None:
-        """Closes an idle process's command pipe: it exits when it reads the end of it."""
+        """Closes a process's command pipe (an idle one exits when it reads the end of it) and
+        forgets it. Called with the condition held."""
         if proc.alive:
             proc.alive = False
             with contextlib.suppress(OSError):
                 os.close(proc.cmd_w)
-            if proc in self._procs:
-                self._procs.remove(proc)
+        if proc in self._procs:
+            self._procs.remove(proc)
 
     def _retire_idle(self) -> None:
         now = time.monotonic()

@@ -1,7 +1,8 @@
 """An independent sequential evaluator of lazy nodes: the oracle every runtime test compares with.
 
 It shares nothing with shoal's freezing or runtime: it walks ``Node`` objects directly (iteratively,
-so deep chains work), substitutes computed values into arguments and calls the functions.
+so deep chains work), substitutes computed values into arguments and calls the functions. A map
+node (``shoal.map``) is a plain list comprehension over its first argument's value.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def evaluate(*nodes: Node) -> tuple[Any, ...]:
             if expanded:
                 args = _substitute(node._args, values)
                 kwargs = _substitute(node._kwargs, values)
-                values[id(node)] = node._func(*args, **kwargs)
+                if getattr(node, "_is_map", False):  # shoal.map: one call per item of args[0]
+                    values[id(node)] = [node._func(x, *args[1:], **kwargs) for x in args[0]]
+                else:
+                    values[id(node)] = node._func(*args, **kwargs)
                 continue
             stack.append((node, True))
             kids: list[Node] = []

@@ -19,6 +19,7 @@ from .errors import (
     StorageError,
     TaskError,
 )
+from .maps import MapNode, map
 from .session import Run, Session, compute
 from .task import Node, TaskFunction, TaskOptions, task
 
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "GraphError",
+    "MapNode",
     "Node",
     "PayloadError",
     "Run",
@@ -41,5 +43,6 @@ __all__ = [
     "__version__",
     "backends",
     "compute",
+    "map",
     "task",
 ]

@@ -24,8 +24,13 @@ class RunProgress:
         self._task: object = None
 
     def __call__(self, ev: Event) -> None:
-        if ev.get("type") == "TASK_COMPLETED":
+        kind = ev.get("type")
+        if kind == "TASK_COMPLETED":
             self.done += 1
+        elif kind == "MAP_EXPANDED":  # a map's elements become known at run time
+            self.total += int(ev.get("elements", "0"))
+            if self._bar is not None:
+                self._bar.update(self._task, total=self.total)  # type: ignore[arg-type]
         if not self.enabled:
             return
         if self._bar is None and time.monotonic() - self.started >= SHOW_AFTER_S:

@@ -74,6 +74,8 @@ class Node:
     """
 
     __slots__ = ("__weakref__", "_args", "_func", "_kwargs", "_name", "_opts")
+    #: A ``shoal.map`` node (see :mod:`shoal.maps`); read by the freeze walk.
+    _is_map = False
 
     def __init__(
         self,
@@ -133,8 +135,9 @@ class Node:
 
     def __iter__(self) -> Any:
         raise ShoalError(
-            f"a lazy Node ({self._name}) cannot be iterated before it is computed; "
-            "pass the whole node to a task that takes the list (its width is unknown until then)"
+            f"a lazy Node ({self._name}) cannot be iterated before it is computed (its length "
+            "is unknown until then); use shoal.map(fn, node) for one task per item, or pass "
+            "the whole node to a task that takes the list"
         )
 
 

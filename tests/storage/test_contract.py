@@ -65,7 +65,7 @@ def test_completion_counts_down_and_returns_ready_once(store):
         assert got.outputs == {1: b"one"}
         r3 = await store.complete("r1", Completion(3, b"three", True, [], True, None))
         assert r3.run_finished
-        assert (await store.results("r1", [3])) == {3: b"three"}
+        assert (await store.results("r1", [3])).outputs == {3: b"three"}
         types = [e["type"] for _, e in await store.read_events("r1")]
         assert types.count("RUN_COMPLETED") == 1 and types[-1] == "RUN_COMPLETED"
 
@@ -177,7 +177,7 @@ def test_outputs_that_stayed_on_their_worker_are_not_results(store):
         await store.complete(
             "r1", Completion(1, None, False, [Downstream(2, 1, None)], False, None)
         )
-        assert await store.results("r1", [1]) == {}
+        assert (await store.results("r1", [1])).outputs == {}
         assert (await store.fetch("r1", [1])).outputs == {}
 
     run(go())

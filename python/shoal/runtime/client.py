@@ -26,6 +26,7 @@ from ..serialize import loads_value
 from ..signing import seal
 from ..storage import keys
 from ..storage.base import Event, RunSpec, Storage
+from .elements import MapView, view
 from .invocation import Invocation
 from .recovery import recovery_invocation
 from .worker import resources_for
@@ -168,6 +169,7 @@ class _Watchdog:
         self.every = min(1.0, max(0.05, storage.lease_ttl_s / 2))
         self._next = time.monotonic() + self.every
         self.recovered = 0
+        self.graph = view(sub.frozen.graph)
 
     async def tick(self) -> None:
         if not self.active or time.monotonic() < self._next:
@@ -179,7 +181,7 @@ class _Watchdog:
                 f"the state of run {self.sub.run_id} is gone from the server (it restarted "
                 "without persistence, or the keys were deleted); the run cannot finish"
             )
-        graph = self.sub.frozen.graph
+        graph = self.graph
         items = []
         for member in expired:
             inv = await recovery_invocation(
@@ -198,11 +200,17 @@ class _Watchdog:
 
 
 async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
-    blobs = await storage.results(sub.run_id, sub.distinct_outputs)
-    missing = [t for t in sub.distinct_outputs if t not in blobs]
+    graph = view(sub.frozen.graph)
+    maps = {}
+    if isinstance(graph, MapView):  # a requested map's value is the list of its elements'
+        maps = {t: graph.element_base(t) for t in sub.distinct_outputs if graph.is_map(t)}
+    plain = [t for t in sub.distinct_outputs if t not in maps]
+    got = await storage.results(sub.run_id, plain, lists=maps)
+    missing = [t for t in plain if t not in got.outputs] + [m for m in maps if m not in got.lists]
     if missing:
         raise TaskError("<run>", "MissingOutput", f"outputs of tasks {missing} are missing")
-    values = {t: loads_value(b) for t, b in blobs.items()}
+    values: dict[int, Any] = {t: loads_value(b) for t, b in got.outputs.items()}
+    values.update({m: [loads_value(b) for b in blobs] for m, blobs in got.lists.items()})
     return [values[t] for t in sub.frozen.output_ids]
 
 

@@ -29,6 +29,13 @@ workers this completion invokes, when small), or (decided atomically by the stor
 consumer still waits for other inputs. So an output that is not stored was consumed on its own
 worker: what a dead worker takes with it can be recomputed by one worker.
 
+Maps (``shoal.map``; see :mod:`.elements`): the root of a map chain is ready once its source
+and the chain's broadcast inputs are done. Running it *expands* the chain: the source's items
+are counted and encoded, and ``Expand`` records them in the store, which returns the root's
+elements as ready (a flexible worker keeps one, as for any fan-out). An element's completion
+makes the next element of its chain ready and counts down its map's gather; outputs that feed
+a chain, and elements whose map is gathered, are always stored.
+
 Recovery (a worker died; see :mod:`.recovery`): the new worker runs ``recompute`` tasks again
 (done tasks whose outputs died with the old worker; their completions are repeats) and then the
 ``resume`` tasks they feed. After a repeated completion of a ``recompute`` task, its consumers
@@ -43,7 +50,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core
-from ..storage.base import Completion, CompletionResult, Downstream, ErrorRecord
+from ..storage.base import (
+    Completion,
+    CompletionResult,
+    Downstream,
+    ErrorRecord,
+    Expansion,
+    Gather,
+)
+from .elements import DYNAMIC, MapView
 
 # -- instructions --------------------------------------------------------------------------
 
@@ -64,11 +79,16 @@ class Complete:
 
 
 @dataclass(frozen=True, slots=True)
+class Expand:
+    expansion: Expansion
+
+
+@dataclass(frozen=True, slots=True)
 class Invoke:
     worker: int | None
     start: list[int]
     #: A subDAG cut for the new worker (flexible), or None to use the stored one (pinned).
-    subdag: _core.Graph | None
+    subdag: _core.Graph | MapView | None
     inputs: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -95,7 +115,7 @@ class Exit:
     reason: str
 
 
-Instruction = Execute | Complete | Invoke | Retry | Fail | WaitInbox | Exit
+Instruction = Execute | Complete | Expand | Invoke | Retry | Fail | WaitInbox | Exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +142,7 @@ class MachineConfig:
 class WorkerMachine:
     def __init__(
         self,
-        graph: _core.Graph,
+        graph: _core.Graph | MapView,
         worker: int | None,
         config: MachineConfig,
         recompute: Sequence[int] = (),
@@ -144,6 +164,10 @@ class WorkerMachine:
         self.exited = False
         #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
         self._encoded: dict[int, bytes] = {}
+        #: The graph's maps, when it holds any (see :mod:`.elements`).
+        self.view = graph if isinstance(graph, MapView) else None
+        #: Encoded items of an expansion, by item id, for inline hand-over to elements.
+        self._items: dict[int, bytes] = {}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -189,6 +213,33 @@ class WorkerMachine:
         self.exited = True
         return [Fail(record), Exit("task failed")]
 
+    def on_expanded(
+        self, task: int, items: list[Any], fetched: dict[int, Any]
+    ) -> list[Instruction]:
+        """The root of a map chain ran: its source produced ``items``."""
+        view = self.view
+        assert view is not None and view.is_root(task)
+        self.values.update(fetched)
+        item_base = view.item_base(task)
+        encoded = [self.cfg.encode(item) for item in items]
+        for i, (item, blob) in enumerate(zip(items, encoded, strict=True)):
+            self.values[item_base + i] = item
+            self._items[item_base + i] = blob
+        chain = [task]
+        for m in chain:  # the chain's maps, parents first
+            chain.extend(view.child_maps(m))
+        expansion = Expansion(
+            root=task,
+            width=len(items),
+            items=encoded,
+            item_base=item_base,
+            element_base=view.element_base(task),
+            maps=[view.gather(m) for m in chain],
+            worker=self.worker,
+            event={"name": self.graph.name(task), "elements": str(len(items) * len(chain))},
+        )
+        return [Expand(expansion)]
+
     def on_retry_due(self, task: int) -> list[Instruction]:
         return [self._execute(task)]
 
@@ -210,6 +261,8 @@ class WorkerMachine:
             inputs = {}
             if encoded is not None and len(encoded) <= self.cfg.inline_output_limit:
                 inputs[task] = encoded
+            if t >= DYNAMIC:
+                inputs = self._element_inputs(t, inputs)
             out.append(Invoke(None, [t], self.graph.subdag_for(None, [t]), inputs))
         out.extend(self._next())
         return out
@@ -245,14 +298,27 @@ class WorkerMachine:
         self.exited = True
         return [Exit("no more work")]
 
+    def _element_inputs(self, element: int, inputs: dict[int, bytes]) -> dict[int, bytes]:
+        """A root element handed to another worker takes its item along when it is small."""
+        item = self.graph.deps(element)[0]
+        blob = self._items.pop(item, None)
+        if blob is None:
+            return inputs
+        self.values.pop(item, None)
+        return {item: blob} if len(blob) <= self.cfg.inline_output_limit else {}
+
     def _execute(self, task: int) -> Execute:
         deps = self.graph.deps(task)
+        if self.view is not None and self.view.is_root(task):
+            deps = deps[:1]  # expanding needs the source only; elements fetch the rest
         local = {d: self.values[d] for d in deps if d in self.values}
         missing = [d for d in deps if d not in self.values]
         return Execute(task, self.attempts.get(task, 0) + 1, local, missing)
 
     def _completion(self, task: int, value: Any) -> Completion:
         down = [Downstream(d, n, w) for d, n, w, _held in self.graph.downstream(task)]
+        if task >= DYNAMIC:
+            return self._element_completion(task, value, down)
         is_output = task in self.outputs
         # The common chain case: the one consumer needs nothing else and will run right here.
         stays_here = (
@@ -269,8 +335,24 @@ class WorkerMachine:
         goes_out = len(down) > 1 or (
             self.worker is not None and any(d.worker is None for d in down)
         )
-        must_store = is_output or pinned_elsewhere or goes_out
+        feeds_map = self.view is not None and any(self.view.is_map(d.task) for d in down)
+        must_store = is_output or pinned_elsewhere or goes_out or feeds_map
         return Completion(task, output, must_store, down, is_output, self.worker)
+
+    def _element_completion(self, task: int, value: Any, down: list[Downstream]) -> Completion:
+        """An element's output goes to the next element of its chain (here, when it is the only
+        one) and, when its map is gathered, to the map's consumers (stored)."""
+        assert self.view is not None
+        found = self.view.element(task)
+        assert found is not None
+        gather: Gather = self.view.gather(found[0])
+        gathered = gather.is_output or bool(gather.downstream)
+        if not gathered and len(down) <= 1 and self.worker is None:
+            return Completion(task, None, False, down, False, self.worker, gathers=[gather])
+        output = self.cfg.encode(value)
+        self._encoded[task] = output
+        must_store = gathered or len(down) > 1 or self.worker is not None
+        return Completion(task, output, must_store, down, False, self.worker, gathers=[gather])
 
     def _release_inputs(self, task: int) -> None:
         """Drops upstream values whose consumers in this subDAG all finished here."""

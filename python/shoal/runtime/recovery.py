@@ -15,6 +15,10 @@ through such done-but-unstored outputs gives the tasks to *recompute*; they all 
 same worker (flexible chain, or the pinned worker's own tasks), so the recovery worker can run
 them. It starts with those whose inputs are all stored.
 
+Maps (see :mod:`.elements`): an element's lease is recovered like a flexible task's (its map's
+cut, with the item or the parent element it needs), and a map that completed counts as stored,
+since its elements' outputs are.
+
 Completion is idempotent and outputs are first-wins, so a recovery that races a worker that was
 only slow costs time, never correctness.
 """
@@ -25,6 +29,7 @@ from .. import _core
 from ..config import Settings
 from ..signing import seal
 from ..storage.base import Storage
+from .elements import MapView, is_map
 from .invocation import Invocation
 
 #: Task state from the store: True = output stored, False = done (output not stored), None = not
@@ -32,14 +37,24 @@ from .invocation import Invocation
 TaskState = bool | None
 
 
+Graph = _core.Graph | MapView
+
+
+async def _states(
+    run_id: str, graph: Graph, tasks: list[int], storage: Storage
+) -> dict[int, TaskState]:
+    got = await storage.task_states(run_id, tasks)
+    return {t: True if got.get(t) is False and is_map(graph, t) else got.get(t) for t in tasks}
+
+
 async def recovery_invocation(
-    run_id: str, graph: _core.Graph, member: str, storage: Storage, settings: Settings
+    run_id: str, graph: Graph, member: str, storage: Storage, settings: Settings
 ) -> Invocation | None:
     """The invocation that recovers ``member`` (an expired lease), or None if nothing is left
     to do (the task completed meanwhile)."""
     kind, number = member[0], int(member[1:])
     if kind == "t":
-        state = await storage.task_states(run_id, [number])
+        state = await _states(run_id, graph, [number], storage)
         if state.get(number) is not None:
             return None
         worker = graph.worker(number)
@@ -53,7 +68,7 @@ async def recovery_invocation(
 
 
 async def _recover_flexible(
-    run_id: str, graph: _core.Graph, task: int, storage: Storage, settings: Settings
+    run_id: str, graph: Graph, task: int, storage: Storage, settings: Settings
 ) -> Invocation:
     states: dict[int, TaskState] = {task: None}
     recompute, start = await _recompute_for(run_id, graph, [task], states, storage)
@@ -67,13 +82,11 @@ async def _recover_flexible(
 
 
 async def _recover_pinned(
-    run_id: str, graph: _core.Graph, worker: int, storage: Storage
+    run_id: str, graph: Graph, worker: int, storage: Storage
 ) -> Invocation | None:
     mine = graph.tasks_of(worker)
     needed = sorted(set(mine) | {d for t in mine for d in graph.deps(t)})
-    states = await storage.task_states(run_id, needed)
-    for t in needed:
-        states.setdefault(t, None)
+    states = await _states(run_id, graph, needed, storage)
     resume = [
         t for t in mine if states[t] is None and all(states[d] is not None for d in graph.deps(t))
     ]
@@ -88,7 +101,7 @@ async def _recover_pinned(
 
 async def _recompute_for(
     run_id: str,
-    graph: _core.Graph,
+    graph: Graph,
     resume: list[int],
     states: dict[int, TaskState],
     storage: Storage,
@@ -100,8 +113,7 @@ async def _recompute_for(
     while frontier:
         deps = sorted({d for t in frontier for d in graph.deps(t)} - set(states))
         if deps:
-            got = await storage.task_states(run_id, deps)
-            states.update({d: got.get(d) for d in deps})
+            states.update(await _states(run_id, graph, deps, storage))
         frontier = [
             d for t in frontier for d in graph.deps(t) if states[d] is False and d not in recompute
         ]

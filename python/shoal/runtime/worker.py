@@ -32,11 +32,13 @@ from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
 from ..signing import seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Event, Storage
+from .elements import MapView, items_of, view
 from .invocation import Invocation
 from .machine import (
     Complete,
     Execute,
     Exit,
+    Expand,
     Fail,
     Invoke,
     MachineConfig,
@@ -154,6 +156,8 @@ class _Shell:
         #: The task between its start and its completion (its lease is renewed).
         self.running: int | None = None
         self._worker_leased = False
+        #: Encoded (or stored) subDAGs of map elements, by cut.
+        self._blobs: dict[int, tuple[bytes | None, str | None]] = {}
 
     async def run(self) -> None:
         graph = await self._load_subdag()
@@ -188,6 +192,12 @@ class _Shell:
                 result = await self.storage.complete(self.run_id, ins.completion)
                 self.running = None
                 queue.extend(machine.on_completed(ins.completion.task, result))
+            elif isinstance(ins, Expand):
+                x = ins.expansion
+                x.event.update({"worker": self.worker_name, "time": repr(self.caches.now())})
+                result = await self.storage.expand(self.run_id, x)
+                self.running = None
+                queue.extend(machine.on_completed(x.root, result))
             elif isinstance(ins, Invoke):
                 batch = [ins]
                 while queue and isinstance(queue[0], Invoke):
@@ -247,7 +257,7 @@ class _Shell:
             with contextlib.suppress(Exception):  # a missed renewal costs a duplicate at most
                 await self.storage.renew(self.run_id, self._held_leases())
 
-    async def _load_subdag(self) -> _core.Graph:
+    async def _load_subdag(self) -> _core.Graph | MapView:
         blob = self.inv.subdag
         if blob is None:
             assert self.inv.subdag_name is not None
@@ -258,16 +268,25 @@ class _Shell:
                     "(the run was cleaned up or never submitted)"
                 )
             blob = unseal(blob, f"stored subDAG {self.inv.subdag_name!r}")
-        return _core.Graph.decode(blob)
+        return view(_core.Graph.decode(blob))
 
     async def _execute(self, machine: WorkerMachine, ins: Execute) -> list[Any]:
         g = self.graph
         task = ins.task
+        # The root of a map chain runs no function: it splits its source into items.
+        expanding = isinstance(g, MapView) and g.is_root(task)
         fn_hash = g.fn_hash(task)
         func = self.caches.functions.get(fn_hash)
+        if expanding:
+            func = _no_function
         const_hashes = [
-            h for h in g.const_hashes(task) if (self.run_id, h) not in self.caches.constants
+            h
+            for h in ([] if expanding else g.const_hashes(task))
+            if (self.run_id, h) not in self.caches.constants
         ]
+        lists = {
+            d: g.element_base(d) for d in ins.missing if isinstance(g, MapView) and g.is_map(d)
+        }
         started: Event = {
             "type": "TASK_STARTED",
             "task": str(task),
@@ -294,8 +313,19 @@ class _Shell:
             const_hashes,
             event=started,
             lease=lease,
+            lists=lists,
         )
         for d in ins.missing:
+            if d in lists:
+                blobs = got.lists.get(d)
+                if blobs is None:
+                    raise ShoalError(
+                        f"the outputs of map '{g.name(d)}', needed by task '{g.name(task)}', "
+                        "are not in storage"
+                    )
+                input_bytes += sum(len(b) for b in blobs)
+                fetched_values[d] = [loads_value(b) for b in blobs]
+                continue
             blob = got.outputs.get(d)
             if blob is None:
                 raise ShoalError(
@@ -320,6 +350,14 @@ class _Shell:
             )
         fetch_s = time.perf_counter() - t_fetch
         values = {**ins.local, **fetched_values}
+        if expanding:
+            source = g.deps(task)[0]
+            try:
+                items = items_of(values[source], f"the input of shoal.map '{g.name(task)}'")
+            except TypeError as e:
+                failure = TaskFailure("TypeError", str(e), "", self.caches.now())
+                return machine.on_failed(task, failure, retryable=False)
+            return machine.on_expanded(task, items, fetched_values)
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
         args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
         timeout_s = g.options(task)[2]
@@ -374,18 +412,37 @@ class _Shell:
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
                 items.append((inv.encode(), None))
                 continue
-            blob = ins.subdag.encode()
-            if len(blob) <= self.settings.inline_subdag_limit:
-                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, None, ins.inputs)
-            else:
-                name = f"t{ins.start[0]}"
-                await self.storage.put_subdag(self.run_id, name, seal(blob))
-                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, name, ins.inputs)
+            blob, name = await self._subdag_blob(ins.subdag, ins.start[0])
+            inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         await self.backend.invoke_many(items)
         # The completion leased the tasks it made ready; handed to the platform, they are safe.
         handed = [keys.task_lease(t) for ins in batch if ins.subdag is not None for t in ins.start]
         await self.storage.release(self.run_id, handed)
+
+    async def _subdag_blob(
+        self, subdag: _core.Graph | MapView, start: int
+    ) -> tuple[bytes | None, str | None]:
+        """The subDAG inline, or stored under a name when it is large. The elements of a map
+        share one cut (kept alive by the view), encoded and stored once."""
+        cached = self._blobs.get(id(subdag)) if isinstance(subdag, MapView) else None
+        if cached is not None:
+            return cached
+        blob = subdag.encode()
+        found: tuple[bytes | None, str | None] = (blob, None)
+        if len(blob) > self.settings.inline_subdag_limit:
+            found_el = self.graph.element(start) if isinstance(self.graph, MapView) else None
+            name = f"t{start}" if found_el is None else f"m{found_el[0]}"
+            await self.storage.put_subdag(self.run_id, name, seal(blob))
+            found = (None, name)
+        if isinstance(subdag, MapView):
+            self._blobs[id(subdag)] = found
+        return found
+
+
+def _no_function(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for a map root's function, which the expansion never calls."""
+    raise AssertionError("a map's root expands; its function runs in its elements")
 
 
 _INTERNAL = (
@@ -403,7 +460,9 @@ def user_traceback(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
 
 
-def resources_for(graph: _core.Graph, tasks: list[int] | tuple[int, ...]) -> Resources | None:
+def resources_for(
+    graph: _core.Graph | MapView, tasks: list[int] | tuple[int, ...]
+) -> Resources | None:
     """The largest ``memory_mb`` among ``tasks`` (None when none asks for a limit)."""
     sizes = [mb for t in tasks if (mb := graph.options(t)[1]) is not None]
     return Resources(memory_mb=max(sizes)) if sizes else None

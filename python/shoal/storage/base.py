@@ -30,6 +30,38 @@ class Downstream:
 
 
 @dataclass(frozen=True, slots=True)
+class Gather:
+    """A map completing when its last element does (see :mod:`shoal.runtime.elements`)."""
+
+    map: int
+    #: The map's static consumers, counted down once, when its last element completes.
+    downstream: Sequence[Downstream]
+    is_output: bool
+    #: Fields of the map's TASK_COMPLETED event (the store adds ``width``).
+    event: Event = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """A map chain's root expanded: the store learns its width and its source's items."""
+
+    root: int
+    width: int
+    #: Encoded items of the source; item i is stored under ``item_base + i``.
+    items: Sequence[bytes]
+    item_base: int
+    #: Element i of the root (id ``element_base + i``) is ready once the expansion is stored.
+    element_base: int
+    #: Every map of the chain: the width is recorded for each, and with width 0 each completes
+    #: at once (its consumers receive empty lists).
+    maps: Sequence[Gather]
+    #: The expanding worker's id (None = flexible): ready tasks pinned to it come back here.
+    worker: int | None
+    #: Fields of the MAP_EXPANDED event.
+    event: Event = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     task: int
     #: The encoded output, when it may be needed elsewhere; None when it stays on this worker.
@@ -42,6 +74,8 @@ class Completion:
     #: The completing worker's id (None = flexible): ready tasks pinned to it come back here.
     worker: int | None
     event: Event = field(default_factory=dict)
+    #: For an element of a map: the map, counted down (and completed by its last element).
+    gathers: Sequence[Gather] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +92,8 @@ class Fetched:
     outputs: dict[int, bytes]
     functions: dict[bytes, bytes]
     constants: dict[bytes, bytes]
+    #: Per map asked for: its elements' encoded outputs in order (absent: not expanded yet).
+    lists: dict[int, list[bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +160,12 @@ class Storage(Protocol):
         constants: Sequence[bytes] = (),
         event: Event | None = None,
         lease: Sequence[str] = (),
+        lists: Mapping[int, int] | None = None,
     ) -> Fetched:
         """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
         absent from the result. ``event`` (TASK_STARTED) is appended and the ``lease`` members
-        (see :func:`.keys.leases`) are taken in the same round trip."""
+        (see :func:`.keys.leases`) are taken in the same round trip. ``lists`` maps a map task
+        to the id of its element 0: the outputs of all its elements come back in ``lists``."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""
@@ -135,6 +173,12 @@ class Storage(Protocol):
     async def get_subdag(self, run_id: str, name: str) -> bytes | None: ...
 
     async def complete(self, run_id: str, completion: Completion) -> CompletionResult: ...
+
+    async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
+        """Records a map chain's expansion, once (a repeat changes nothing): the width of each
+        of its maps and their gather counters, the source's items, leases on the root's
+        elements (returned as ready) and MAP_EXPANDED; with width 0, completes every map of the
+        chain as :meth:`complete` would."""
 
     async def fail(self, run_id: str, record: ErrorRecord) -> bool:
         """Records a terminal failure and appends TASK_FAILED and RUN_FAILED in one transaction.
@@ -176,7 +220,10 @@ class Storage(Protocol):
         """Per task: True = done and output stored, False = done (output kept by its worker),
         None = not done."""
 
-    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]: ...
+    async def results(
+        self, run_id: str, tasks: Sequence[int], lists: Mapping[int, int] | None = None
+    ) -> Fetched:
+        """The stored outputs of ``tasks`` and the element outputs of the maps in ``lists``."""
 
     async def errors(self, run_id: str) -> dict[int, bytes]: ...
 

@@ -76,6 +76,12 @@ def constants(run_id: str) -> str:
     return run(run_id, "const")
 
 
+def widths(run_id: str) -> str:
+    """Hash: map task id -> its width, recorded when its chain expands (see
+    :mod:`shoal.runtime.elements`)."""
+    return run(run_id, "maps")
+
+
 def inbox(run_id: str, worker: int) -> str:
     """List: ids of tasks pinned to ``worker`` that became ready elsewhere."""
     return run(run_id, f"inbox:{worker}")
@@ -112,4 +118,5 @@ def fixed_run_keys(run_id: str) -> list[str]:
         subdags(run_id),
         constants(run_id),
         leases(run_id),
+        widths(run_id),
     ]

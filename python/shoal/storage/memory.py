@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import keys
 from .base import (
     Completion,
     CompletionResult,
+    Downstream,
     ErrorRecord,
     Event,
+    Expansion,
     Fetched,
+    Gather,
     RunSpec,
 )
 
@@ -118,16 +121,27 @@ class MemoryStorage:
         constants: Sequence[bytes] = (),
         event: Event | None = None,
         lease: Sequence[str] = (),
+        lists: Mapping[int, int] | None = None,
     ) -> Fetched:
         if event is not None:
             await self.append_event(run_id, event)
         self._lease(run_id, lease)
         outs = self._get(keys.outputs(run_id)) or {}
         consts = self._get(keys.constants(run_id)) or {}
+        widths = self._get(keys.widths(run_id)) or {}
+        got_lists = {}
+        for m, base in (lists or {}).items():
+            width = widths.get(str(m))
+            if width is not None:
+                found = [outs.get(str(base + i)) for i in range(int(width))]
+                blobs = [b for b in found if b]
+                if len(blobs) == len(found):  # every element's output is there
+                    got_lists[m] = blobs
         return Fetched(
             outputs={t: outs[str(t)] for t in outputs if str(t) in outs},
             functions={h: b for h in functions if (b := self._get(keys.function(h))) is not None},
             constants={h: consts[h.hex()] for h in constants if h.hex() in consts},
+            lists=got_lists,
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -145,41 +159,47 @@ class MemoryStorage:
         if str(c.task) in done:
             return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
         done.add(str(c.task))
-        pending = self._hash(keys.pending(run_id))
-        started = self._set(keys.started(run_id))
-        ready: list[int] = []
-        invoke: list[int] = []
-        someone_waits = False
-        for d in c.downstream:
-            count = int(pending.get(str(d.task), b"0")) + 1
-            pending[str(d.task)] = str(count).encode()
-            if count < d.ndeps:
-                someone_waits = True
-            elif d.worker is not None and d.worker != c.worker:
-                inbox = self._get(keys.inbox(run_id, d.worker))
-                if inbox is None:
-                    inbox = self._data[keys.inbox(run_id, d.worker)] = deque()
-                inbox.append(d.task)
-                if str(d.worker) not in started:
-                    started.add(str(d.worker))
-                    invoke.append(d.worker)
-            else:
-                ready.append(d.task)
+        state = _RunState(self, run_id, c.worker)
+        someone_waits = state.count_down(c.downstream)
         if c.output is not None and (c.must_store or someone_waits):
             self._hash(keys.outputs(run_id)).setdefault(str(c.task), c.output)
-        self._lease(run_id, [keys.task_lease(t) for t in ready])
         self._xadd(keys.events(run_id), {"type": "TASK_COMPLETED", "task": str(c.task), **c.event})
-        finished = False
         if c.is_output:
-            meta = self._hash(keys.meta(run_id))
-            left = int(meta.get("outputs_left", b"0")) - 1
-            meta["outputs_left"] = str(left).encode()
+            state.output_done()
+        pending = self._hash(keys.pending(run_id))
+        for g in c.gathers:
+            left = int(pending.get(f"g{g.map}", b"0")) - 1
+            pending[f"g{g.map}"] = str(left).encode()
             if left == 0:
-                meta["ended"] = b"completed"
-                self._xadd(keys.events(run_id), {"type": "RUN_COMPLETED"})
-                finished = True
-        await self._notify()
-        return CompletionResult(True, ready, invoke, finished)
+                state.finish_map(g)
+        return await state.result()
+
+    async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
+        x = expansion
+        if self._get(keys.meta(run_id)) is None:
+            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
+        self._leases(run_id).pop(keys.task_lease(x.root), None)
+        widths = self._hash(keys.widths(run_id))
+        if str(x.root) in widths:
+            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
+        pending = self._hash(keys.pending(run_id))
+        for g in x.maps:
+            widths[str(g.map)] = str(x.width).encode()
+            if x.width:
+                pending[f"g{g.map}"] = str(x.width).encode()
+        outs = self._hash(keys.outputs(run_id))
+        outs.update({str(x.item_base + i): blob for i, blob in enumerate(x.items)})
+        state = _RunState(self, run_id, x.worker)
+        state.ready.extend(x.element_base + i for i in range(x.width))
+        event = {k: v for k, v in x.event.items() if k not in ("type", "task", "width")}
+        self._xadd(
+            keys.events(run_id),
+            {"type": "MAP_EXPANDED", "task": str(x.root), "width": str(x.width), **event},
+        )
+        if x.width == 0:
+            for g in x.maps:
+                state.finish_map(g)
+        return await state.result()
 
     async def fail(self, run_id: str, record: ErrorRecord) -> bool:
         meta = self._get(keys.meta(run_id))
@@ -283,8 +303,10 @@ class MemoryStorage:
         outs = self._get(keys.outputs(run_id)) or {}
         return {t: (str(t) in outs) if str(t) in done else None for t in tasks}
 
-    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
-        return (await self.fetch(run_id, tasks)).outputs
+    async def results(
+        self, run_id: str, tasks: Sequence[int], lists: Mapping[int, int] | None = None
+    ) -> Fetched:
+        return await self.fetch(run_id, tasks, lists=lists)
 
     async def errors(self, run_id: str) -> dict[int, bytes]:
         return {int(k): v for k, v in (self._get(keys.errors(run_id)) or {}).items()}
@@ -311,3 +333,67 @@ def _after(entry_id: str, after: str) -> bool:
         return int(ms), int(seq or 0)
 
     return parts(entry_id) > parts(after)
+
+
+class _RunState:
+    """What one completion or expansion changes, as the scripts' shared helpers do."""
+
+    def __init__(self, store: MemoryStorage, run_id: str, worker: int | None) -> None:
+        self.store, self.run_id, self.worker = store, run_id, worker
+        self.ready: list[int] = []
+        self.invoke: list[int] = []
+        self.finished = False
+
+    def count_down(self, downstream: Sequence[Downstream]) -> bool:
+        """Counts down downstream tasks and routes the ready ones; True if one still waits."""
+        s, rid = self.store, self.run_id
+        pending = s._hash(keys.pending(rid))
+        started = s._set(keys.started(rid))
+        waits = False
+        for d in downstream:
+            count = int(pending.get(str(d.task), b"0")) + 1
+            pending[str(d.task)] = str(count).encode()
+            if count < d.ndeps:
+                waits = True
+            elif d.worker is not None and d.worker != self.worker:
+                inbox = s._get(keys.inbox(rid, d.worker))
+                if inbox is None:
+                    inbox = s._data[keys.inbox(rid, d.worker)] = deque()
+                inbox.append(d.task)
+                if str(d.worker) not in started:
+                    started.add(str(d.worker))
+                    self.invoke.append(d.worker)
+            else:
+                self.ready.append(d.task)
+        return waits
+
+    def output_done(self) -> None:
+        meta = self.store._hash(keys.meta(self.run_id))
+        left = int(meta.get("outputs_left", b"0")) - 1
+        meta["outputs_left"] = str(left).encode()
+        if left == 0:
+            meta["ended"] = b"completed"
+            self.store._xadd(keys.events(self.run_id), {"type": "RUN_COMPLETED"})
+            self.finished = True
+
+    def finish_map(self, g: Gather) -> None:
+        """A map's last element is done (or its width is 0): the map completes."""
+        s, rid = self.store, self.run_id
+        done = s._set(keys.done(rid))
+        if str(g.map) in done:
+            return
+        done.add(str(g.map))
+        self.count_down(g.downstream)
+        width = s._hash(keys.widths(rid)).get(str(g.map), b"0").decode()
+        event = {k: v for k, v in g.event.items() if k not in ("type", "task", "width")}
+        s._xadd(
+            keys.events(rid),
+            {"type": "TASK_COMPLETED", "task": str(g.map), "width": width, **event},
+        )
+        if g.is_output:
+            self.output_done()
+
+    async def result(self) -> CompletionResult:
+        self.store._lease(self.run_id, [keys.task_lease(t) for t in self.ready])
+        await self.store._notify()
+        return CompletionResult(True, self.ready, self.invoke, self.finished)

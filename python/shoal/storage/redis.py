@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -31,9 +31,12 @@ from . import keys, scripts
 from .base import (
     Completion,
     CompletionResult,
+    Downstream,
     ErrorRecord,
     Event,
+    Expansion,
     Fetched,
+    Gather,
     RunSpec,
 )
 
@@ -61,6 +64,7 @@ class RedisStorage:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._complete = self._r.register_script(scripts.COMPLETE)
+        self._expand = self._r.register_script(scripts.EXPAND)
         self._fail = self._r.register_script(scripts.FAIL)
         self._start = self._r.register_script(scripts.START)
         self._renew = self._r.register_script(scripts.RENEW)
@@ -91,6 +95,7 @@ class RedisStorage:
             keys.subdags(rid): dict(spec.subdags),
             keys.outputs(rid): {},
             keys.pending(rid): {},
+            keys.widths(rid): {},
             keys.meta(rid): {
                 "outputs_left": len(spec.outputs),
                 "events_ttl": spec.events_ttl_s,
@@ -119,32 +124,41 @@ class RedisStorage:
         constants: Sequence[bytes] = (),
         event: Event | None = None,
         lease: Sequence[str] = (),
+        lists: Mapping[int, int] | None = None,
     ) -> Fetched:
         run_keys = [
             keys.events(run_id),
             keys.outputs(run_id),
             keys.constants(run_id),
             keys.leases(run_id),
+            keys.widths(run_id),
         ]
+        lists = dict(lists or {})
         args: list[Any] = [
             _pack_event(event or {}),
             _pack(list(outputs)),
             _pack([h.hex() for h in constants]),
             _pack(list(lease)),
             self._lease_ms,
+            _pack(list(lists.items())),
         ]
         if functions:  # cross-run keys: not in the script (another cluster slot); rare
             p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
             await self._start(keys=run_keys, args=args, client=p)
-            fn_blobs, (outs, consts) = await p.execute()
+            fn_blobs, (outs, consts, got_lists) = await p.execute()
         else:
             fn_blobs = []
-            outs, consts = await self._start(keys=run_keys, args=args)
+            outs, consts, got_lists = await self._start(keys=run_keys, args=args)
         return Fetched(
             outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
             functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
             constants={h: b for h, b in zip(constants, consts, strict=True) if b},
+            lists={
+                m: list(got)
+                for m, got in zip(lists, got_lists, strict=True)
+                if got is not None and all(got)  # every element's output is there
+            },
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -157,17 +171,7 @@ class RedisStorage:
 
     async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
         c = completion
-        inbox_keys: list[str] = []
-        inbox_index: dict[int, int] = {}
-        down = []
-        for d in c.downstream:
-            idx = 0
-            if d.worker is not None and d.worker != c.worker:
-                if d.worker not in inbox_index:
-                    inbox_keys.append(keys.inbox(run_id, d.worker))
-                    inbox_index[d.worker] = len(inbox_keys)
-                idx = inbox_index[d.worker]
-            down.append((d.task, d.ndeps, -1 if d.worker is None else d.worker, idx))
+        route = _Routing(run_id, c.worker)
         event = {k: v for k, v in c.event.items() if k not in ("type", "task")}
         args: list[Any] = [
             c.task,
@@ -176,28 +180,32 @@ class RedisStorage:
             int(c.is_output),
             -1 if c.worker is None else c.worker,
             keys.RUN_TTL_S,
-            _pack(down),
+            _pack(route.down(c.downstream)),
             _pack_event(event),
             self._lease_ms,
+            _pack(route.gathers(c.gathers)),
         ]
-        run_keys = [
-            keys.outputs(run_id),
-            keys.pending(run_id),
-            keys.started(run_id),
-            keys.meta(run_id),
-            keys.events(run_id),
-            keys.leases(run_id),
+        reply = await self._complete(keys=_state_keys(run_id) + route.inbox_keys, args=args)
+        return _completion_result(reply)
+
+    async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
+        x = expansion
+        route = _Routing(run_id, x.worker)
+        event = {k: v for k, v in x.event.items() if k not in ("type", "task", "width")}
+        args: list[Any] = [
+            x.root,
+            x.width,
+            _pack_blobs(x.items),
+            x.item_base,
+            x.element_base,
+            _pack(route.gathers(x.maps)),
+            -1 if x.worker is None else x.worker,
+            keys.RUN_TTL_S,
+            self._lease_ms,
+            _pack_event(event),
         ]
-        reply = await self._complete(keys=run_keys + inbox_keys, args=args)
-        if reply[0] != 1:
-            return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
-        _, ready, invoke, finished = reply
-        return CompletionResult(
-            first=True,
-            ready=[int(t) for t in ready],
-            invoke_workers=[int(w) for w in invoke],
-            run_finished=bool(finished),
-        )
+        reply = await self._expand(keys=_state_keys(run_id) + route.inbox_keys, args=args)
+        return _completion_result(reply)
 
     async def fail(self, run_id: str, record: ErrorRecord) -> bool:
         args: list[Any] = [record.task, record.to_blob()]
@@ -274,8 +282,10 @@ class RedisStorage:
         raw = await self._r.hmget(keys.outputs(run_id), [str(t) for t in tasks])
         return {t: None if b is None else bool(b) for t, b in zip(tasks, raw, strict=True)}
 
-    async def results(self, run_id: str, tasks: Sequence[int]) -> dict[int, bytes]:
-        return (await self.fetch(run_id, tasks)).outputs
+    async def results(
+        self, run_id: str, tasks: Sequence[int], lists: Mapping[int, int] | None = None
+    ) -> Fetched:
+        return await self.fetch(run_id, tasks, lists=lists)
 
     async def errors(self, run_id: str) -> dict[int, bytes]:
         raw = await self._r.hgetall(keys.errors(run_id))
@@ -323,8 +333,70 @@ def _unreachable_as_storage_error(cls: type[RedisStorage]) -> type[RedisStorage]
     return cls
 
 
+def _state_keys(run_id: str) -> list[str]:
+    """The keys COMPLETE and EXPAND share, in the order the scripts expect (inboxes follow)."""
+    return [
+        keys.outputs(run_id),
+        keys.pending(run_id),
+        keys.started(run_id),
+        keys.meta(run_id),
+        keys.events(run_id),
+        keys.leases(run_id),
+        keys.widths(run_id),
+    ]
+
+
+class _Routing:
+    """Downstream lists as the scripts take them: each pinned task's inbox becomes an index
+    into the inbox keys that follow the fixed ones."""
+
+    def __init__(self, run_id: str, worker: int | None) -> None:
+        self.run_id, self.worker = run_id, worker
+        self.inbox_keys: list[str] = []
+        self._index: dict[int, int] = {}
+
+    def down(self, downstream: Sequence[Downstream]) -> list[tuple[int, int, int, int]]:
+        out = []
+        for d in downstream:
+            idx = 0
+            if d.worker is not None and d.worker != self.worker:
+                if d.worker not in self._index:
+                    self.inbox_keys.append(keys.inbox(self.run_id, d.worker))
+                    self._index[d.worker] = len(self.inbox_keys)
+                idx = self._index[d.worker]
+            out.append((d.task, d.ndeps, -1 if d.worker is None else d.worker, idx))
+        return out
+
+    def gathers(self, gathers: Sequence[Gather]) -> list[Any]:
+        out = []
+        for g in gathers:
+            flat: list[str] = []
+            for k, v in g.event.items():
+                if k not in ("type", "task", "width"):
+                    flat += [k, v]
+            out.append([g.map, int(g.is_output), self.down(g.downstream), flat])
+        return out
+
+
+def _completion_result(reply: Any) -> CompletionResult:
+    if reply[0] != 1:
+        return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
+    _, ready, invoke, finished = reply
+    return CompletionResult(
+        first=True,
+        ready=[int(t) for t in ready],
+        invoke_workers=[int(w) for w in invoke],
+        run_finished=bool(finished),
+    )
+
+
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _pack_blobs(blobs: Sequence[bytes]) -> bytes:
+    """Binary values for a script: the server's cmsgpack reads msgpack's old raw type, not bin."""
+    return msgpack.packb(list(blobs), use_bin_type=False)  # type: ignore[no-any-return]
 
 
 def _pack_event(event: Event) -> bytes:

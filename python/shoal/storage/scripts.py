@@ -7,11 +7,24 @@ run on a Redis Cluster. Lease times come from the server's clock (TIME), so host
 
 ``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
 
-    KEYS: out, pending, started, meta, events, leases, inbox_1 .. inbox_k
+    KEYS: out, pending, started, meta, events, leases, maps, inbox_1 .. inbox_k
     ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker (-1 = flexible),
           ttl_s, msgpack [[task, ndeps, worker or -1, inbox index or 0], ...],
-          msgpack [field, value, ...] of the TASK_COMPLETED event, lease ttl (ms)
+          msgpack [field, value, ...] of the TASK_COMPLETED event, lease ttl (ms),
+          msgpack [[map, is_output (0/1), [downstream as above], [event fields]], ...] (gathers)
     ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
+
+A *gather* is the map an element belongs to (see :mod:`shoal.runtime.elements`): its counter
+``g<map>`` in ``pending`` was set to the map's width at expansion; the element that takes it to
+zero completes the map (done marker, its static downstream counted, TASK_COMPLETED).
+
+``EXPAND`` (a map chain's root expands; :meth:`shoal.storage.base.Storage.expand`)::
+
+    KEYS: as COMPLETE
+    ARGV: root, width, msgpack [item blobs], item base id, element base id,
+          msgpack [[map, is_output, [downstream], [event fields]], ...] (every map of the chain),
+          own worker, ttl_s, lease ttl (ms), msgpack [field, value, ...] of MAP_EXPANDED
+    ->    as COMPLETE; the root's elements (base .. base + width - 1) are ready
 
 It drops the task's lease and leases every task it returns as ready: from the moment a task is
 ready until it completes, some lease covers it (its worker renews it, or releases it once the
@@ -27,10 +40,12 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
 
 ``START`` (a task starts: announce it, lease it, fetch its inputs, one round trip)::
 
-    KEYS: events, out, const, leases
+    KEYS: events, out, const, leases, maps
     ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
-          msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms)
-    ->    {outputs in order ('' or false when absent), constants in order}
+          msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms),
+          msgpack [[map, id of its element 0], ...]
+    ->    {outputs in order ('' or false when absent), constants in order,
+           per map: its elements' outputs in order, or false when it has not expanded}
 
 ``RENEW`` (a worker still holds these leases; ``XX``: a dropped lease stays dropped)::
 
@@ -66,52 +81,116 @@ local function chunked(cmd, key, args, width, flag)
 end
 """
 
-COMPLETE = (
+# The run-state helpers COMPLETE and EXPAND share. KEYS: 1 out, 2 pending, 3 started, 4 meta,
+# 5 events, 6 leases, 7 maps (widths), 8.. inboxes. A script sets `own` and `ttl` first.
+_RUN_STATE = (
     _CHUNKED
+    + """
+local own, ttl = -1, 0
+local ready, invoke, finished = {}, {}, 0
+local function id(n) return string.format('%d', n) end
+-- Counts down downstream tasks; routes the ready ones. True when one still waits for others.
+local function count_down(list)
+  local waits = false
+  for _, down in ipairs(list) do
+    local d, ndeps, w, inbox = down[1], down[2], down[3], down[4]
+    local count = ndeps
+    if ndeps > 1 then count = redis.call('HINCRBY', KEYS[2], id(d), 1) end
+    if count < ndeps then
+      waits = true
+    elseif w >= 0 and w ~= own then
+      local key = KEYS[7 + inbox]
+      redis.call('RPUSH', key, id(d))
+      redis.call('EXPIRE', key, ttl)
+      if redis.call('SADD', KEYS[3], w) == 1 then invoke[#invoke + 1] = w end
+    else
+      ready[#ready + 1] = d
+    end
+  end
+  return waits
+end
+local function output_done()
+  if redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 then
+    redis.call('HSET', KEYS[4], 'ended', 'completed')
+    redis.call('XADD', KEYS[5], '*', 'type', 'RUN_COMPLETED')
+    finished = 1
+  end
+end
+-- A map whose last element is done (or whose width is 0) completes: {map, is_output,
+-- downstream, event fields}.
+local function finish_map(g)
+  local m = id(g[1])
+  if redis.call('HSETNX', KEYS[1], m, '') == 0 then return end
+  count_down(g[3])
+  redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', m,
+    'width', redis.call('HGET', KEYS[7], m) or '0', unpack(g[4]))
+  if g[2] == 1 then output_done() end
+end
+local function lease_ready(lease_ms)
+  if #ready == 0 then return end
+  local now = redis.call('TIME')
+  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + lease_ms
+  local members = {}
+  for _, d in ipairs(ready) do
+    members[#members + 1] = expiry
+    members[#members + 1] = 't' .. id(d)
+  end
+  chunked('ZADD', KEYS[6], members, 2)
+end
+"""
+)
+
+COMPLETE = (
+    _RUN_STATE
     + """
 if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
 local task = ARGV[1]
 redis.call('ZREM', KEYS[6], 't' .. task)
 if redis.call('HSETNX', KEYS[1], task, '') == 0 then return {0} end
-local own, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local ready, invoke = {}, {}
-local waits = false
-for _, down in ipairs(cmsgpack.unpack(ARGV[7])) do
-  local d, ndeps, w, inbox = down[1], down[2], down[3], down[4]
-  local count = ndeps
-  if ndeps > 1 then count = redis.call('HINCRBY', KEYS[2], d, 1) end
-  if count < ndeps then
-    waits = true
-  elseif w >= 0 and w ~= own then
-    local key = KEYS[6 + inbox]
-    redis.call('RPUSH', key, d)
-    redis.call('EXPIRE', key, ttl)
-    if redis.call('SADD', KEYS[3], w) == 1 then invoke[#invoke + 1] = w end
-  else
-    ready[#ready + 1] = d
-  end
-end
+own, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local waits = count_down(cmsgpack.unpack(ARGV[7]))
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
 end
-if #ready > 0 then
-  local now = redis.call('TIME')
-  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[9])
-  local members = {}
-  for _, d in ipairs(ready) do
-    members[#members + 1] = expiry
-    members[#members + 1] = 't' .. d
-  end
-  chunked('ZADD', KEYS[6], members, 2)
-end
 redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', task,
   unpack(cmsgpack.unpack(ARGV[8])))
-local finished = 0
-if ARGV[4] == '1' and redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 then
-  redis.call('HSET', KEYS[4], 'ended', 'completed')
-  redis.call('XADD', KEYS[5], '*', 'type', 'RUN_COMPLETED')
-  finished = 1
+if ARGV[4] == '1' then output_done() end
+for _, g in ipairs(cmsgpack.unpack(ARGV[10])) do
+  if redis.call('HINCRBY', KEYS[2], 'g' .. id(g[1]), -1) == 0 then finish_map(g) end
 end
+lease_ready(tonumber(ARGV[9]))
+return {1, ready, invoke, finished}
+"""
+)
+
+EXPAND = (
+    _RUN_STATE
+    + """
+if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
+local root = ARGV[1]
+redis.call('ZREM', KEYS[6], 't' .. root)
+local width = tonumber(ARGV[2])
+if redis.call('HSETNX', KEYS[7], root, width) == 0 then return {0} end
+own, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local maps = cmsgpack.unpack(ARGV[6])
+for _, g in ipairs(maps) do
+  redis.call('HSET', KEYS[7], id(g[1]), width)
+  if width > 0 then redis.call('HSET', KEYS[2], 'g' .. id(g[1]), width) end
+end
+local items, item_base, fields = cmsgpack.unpack(ARGV[3]), tonumber(ARGV[4]), {}
+for i, blob in ipairs(items) do
+  fields[#fields + 1] = id(item_base + i - 1)
+  fields[#fields + 1] = blob
+end
+chunked('HSET', KEYS[1], fields, 2)
+local base = tonumber(ARGV[5])
+for i = 0, width - 1 do ready[#ready + 1] = base + i end
+redis.call('XADD', KEYS[5], '*', 'type', 'MAP_EXPANDED', 'task', root, 'width', width,
+  unpack(cmsgpack.unpack(ARGV[10])))
+if width == 0 then
+  for _, g in ipairs(maps) do finish_map(g) end
+end
+lease_ready(tonumber(ARGV[9]))
 return {1, ready, invoke, finished}
 """
 )
@@ -137,7 +216,18 @@ local ids = cmsgpack.unpack(ARGV[2])
 if #ids > 0 then outs = chunked('HMGET', KEYS[2], ids, 1) end
 local hashes = cmsgpack.unpack(ARGV[3])
 if #hashes > 0 then consts = chunked('HMGET', KEYS[3], hashes, 1) end
-return {outs, consts}
+local lists = {}
+for _, l in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local n = redis.call('HGET', KEYS[5], string.format('%d', l[1]))
+  if n then
+    local ids = {}
+    for i = 0, tonumber(n) - 1 do ids[#ids + 1] = string.format('%d', l[2] + i) end
+    lists[#lists + 1] = chunked('HMGET', KEYS[2], ids, 1)
+  else
+    lists[#lists + 1] = false
+  end
+end
+return {outs, consts, lists}
 """
 )
 

@@ -5,6 +5,7 @@
 //! receives every task pinned to it plus the flexible closure below them, so it can hand flexible
 //! work on by cutting again from what it holds. Every cut is re-validated and its tables (functions,
 //! options, constants) are pruned to what its tasks use, which keeps small subDAGs small.
+//! A cut that holds a map also holds its chain's root, which its completions may make ready.
 
 use crate::error::GraphError;
 use crate::graph::{Graph, GraphData, Stub, TaskId, WorkerId};
@@ -83,6 +84,16 @@ impl Graph {
                 self.mark_below(below, &mut held, flexible);
             }
         }
+        // A completion that feeds a map readies its chain's root: the cut must hold it.
+        let roots: Vec<usize> = self
+            .data()
+            .maps
+            .iter()
+            .filter(|m| m.root != m.id && self.position(m.id).is_some_and(|p| held[p]))
+            .filter_map(|m| self.position(m.root))
+            .filter(|&p| !held[p])
+            .collect();
+        self.mark_below(roots, &mut held, flexible);
         self.cut(&held)
     }
 
@@ -171,6 +182,23 @@ impl Graph {
                 .copied()
                 .filter(|&o| self.position(o).is_some_and(|p| held[p]))
                 .collect(),
+            maps: Vec::new(),
+        };
+        let kept: HashSet<TaskId> = data
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .chain(data.stubs.iter().map(|s| s.id))
+            .chain(data.tasks.iter().flat_map(|t| t.deps.iter().copied()))
+            .collect();
+        let data = GraphData {
+            maps: src
+                .maps
+                .iter()
+                .filter(|m| kept.contains(&m.id))
+                .cloned()
+                .collect(),
+            ..data
         };
         Graph::new(data)
     }

@@ -30,6 +30,19 @@ pub enum GraphError {
     NotWhole(TaskId),
     /// A flexible cut was asked to start at a pinned task.
     PinnedStart(TaskId),
+    /// More map tasks than element ids can be derived for.
+    TooManyMaps(usize),
+    /// A map task without a mapped input.
+    MapWithoutInput(TaskId),
+    /// A map chain (rooted at `root`) takes an input that waits for the chain itself.
+    MapOwnChain {
+        map: TaskId,
+        root: TaskId,
+    },
+    /// A map task cannot be pinned to a worker (its elements are spread by width).
+    PinnedMap(TaskId),
+    /// The map table names a task the graph does not hold, or names it twice.
+    BadMap(TaskId),
 }
 
 impl fmt::Display for GraphError {
@@ -54,6 +67,23 @@ impl fmt::Display for GraphError {
             GraphError::PinnedStart(t) => {
                 write!(f, "task {t} is pinned to a worker and cannot start a flexible subDAG")
             }
+            GraphError::TooManyMaps(n) => write!(
+                f,
+                "the graph holds {n} shoal.map calls; at most {} are supported per graph",
+                crate::maps::MAX_MAPS
+            ),
+            GraphError::MapWithoutInput(t) => write!(f, "map task {t} has no mapped input"),
+            GraphError::MapOwnChain { map, root } => write!(
+                f,
+                "the shoal.map chain starting at task {root} takes an input that waits for the \
+                 chain itself (task {map}): a chain cannot consume its own results"
+            ),
+            GraphError::PinnedMap(t) => write!(
+                f,
+                "task {t} is a shoal.map and cannot be pinned to a worker (its elements run \
+                 on as many workers as its width needs)"
+            ),
+            GraphError::BadMap(t) => write!(f, "the map table names task {t}, which is not a map task of this graph"),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::error::GraphError;
 use crate::hash::Hash16;
+use crate::maps::MapSpec;
 use crate::template::Template;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ pub struct GraphData {
     pub stubs: Vec<Stub>,
     /// Requested outputs held by this graph.
     pub outputs: Vec<TaskId>,
+    /// The map tasks among `tasks` and `stubs` (see [`crate::maps`]); absent in older payloads.
+    #[serde(default)]
+    pub maps: Vec<MapSpec>,
 }
 
 /// A validated graph with its indexes.
@@ -79,6 +83,8 @@ pub struct Graph {
     /// Boundary inputs (ids not held as tasks) -> positions of the held tasks that consume them;
     /// built on first use, since most cuts are never asked.
     outside: std::sync::OnceLock<HashMap<TaskId, Vec<usize>>>,
+    /// Map task id -> position in `data.maps`.
+    map_pos: HashMap<TaskId, usize>,
 }
 
 /// One downstream edge as the completion logic needs it.
@@ -184,11 +190,25 @@ impl Graph {
                 _ => return Err(GraphError::UnknownOutput(o)),
             }
         }
+        let mut map_pos = HashMap::with_capacity(data.maps.len());
+        for (i, m) in data.maps.iter().enumerate() {
+            // Specs of boundary inputs are kept too (a worker gathering a map's elements needs
+            // its `ord`); the ones the graph knows must have a mapped input.
+            let has_input = match pos.get(&m.id) {
+                Some(&p) if p < n => !data.tasks[p].deps.is_empty(),
+                Some(&p) => !data.stubs[p - n].deps.is_empty(),
+                None => true,
+            };
+            if !has_input || map_pos.insert(m.id, i).is_some() {
+                return Err(GraphError::BadMap(m.id));
+            }
+        }
         let g = Graph {
             data,
             pos,
             children,
             outside: std::sync::OnceLock::new(),
+            map_pos,
         };
         g.topo_order()?;
         Ok(g)
@@ -240,14 +260,54 @@ impl Graph {
         &self.data.fns[t.func as usize]
     }
 
-    /// The downstream tasks of `id` that this graph knows (held tasks and stubs).
+    /// The downstream tasks of `id` that this graph knows (held tasks and stubs), as counted
+    /// when `id` completes. Maps change the picture (see [`crate::maps`]): an edge into a map
+    /// counts down its chain's root, and a map's element-wise edge to the next map is left out.
     pub fn downstream(&self, id: TaskId) -> Result<Vec<Downstream>, GraphError> {
         let n = self.data.tasks.len();
         let p = match self.pos.get(&id) {
             Some(&p) if p < n => p,
             _ => return Err(GraphError::UnknownTask(id)),
         };
-        Ok(self.children[p].iter().map(|&c| self.describe(c)).collect())
+        if self.map_pos.is_empty() {
+            return Ok(self.children[p].iter().map(|&c| self.describe(c)).collect());
+        }
+        let from_map = self.map_pos.contains_key(&id);
+        let mut out: Vec<Downstream> = Vec::new();
+        for &c in &self.children[p] {
+            let d = self.describe(c);
+            let Some(m) = self.map_spec(d.id) else {
+                out.push(d);
+                continue;
+            };
+            if from_map && self.deps_at(c).first() == Some(&id) {
+                continue; // element-wise: counted per element, never as a whole
+            }
+            if out.iter().any(|o| o.id == m.root) {
+                continue; // one input counts once for its chain
+            }
+            out.push(Downstream {
+                id: m.root,
+                ndeps: m.group_deps,
+                worker: None,
+                held: self.contains(m.root),
+            });
+        }
+        Ok(out)
+    }
+
+    fn deps_at(&self, p: usize) -> &[TaskId] {
+        let n = self.data.tasks.len();
+        if p < n {
+            &self.data.tasks[p].deps
+        } else {
+            &self.data.stubs[p - n].deps
+        }
+    }
+
+    /// The map spec of `id`, if it is a map task this graph knows.
+    pub fn map_spec(&self, id: TaskId) -> Option<&MapSpec> {
+        self.map_pos.get(&id).map(|&i| &self.data.maps[i])
     }
 
     fn describe(&self, p: usize) -> Downstream {
@@ -412,6 +472,9 @@ impl Graph {
     /// Pins tasks to workers (a planner's assignment); unknown ids are an error.
     pub fn assign(&mut self, assignment: &[(TaskId, WorkerId)]) -> Result<(), GraphError> {
         for &(id, w) in assignment {
+            if self.map_pos.contains_key(&id) {
+                return Err(GraphError::PinnedMap(id));
+            }
             let n = self.data.tasks.len();
             match self.pos.get(&id) {
                 Some(&p) if p < n => self.data.tasks[p].worker = Some(w),

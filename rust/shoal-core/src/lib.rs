@@ -4,6 +4,7 @@
 //! - [`graph`]: the frozen graph, its validation and indexes;
 //! - [`cut`]: descendant closures, per-worker subDAGs, partition by worker;
 //! - [`codec`]: the versioned msgpack + zstd wire format;
+//! - [`maps`]: map tasks (`shoal.map`) and how their chains are counted;
 //! - [`hash`]: 16-byte blake3 content hashes for the function table and constants.
 
 pub mod codec;
@@ -11,12 +12,14 @@ pub mod cut;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod maps;
 pub mod template;
 
 pub use codec::{decode, encode, Kind};
 pub use error::{CodecError, GraphError};
 pub use graph::{Downstream, FnRef, Graph, GraphData, Stub, Task, TaskId, TaskOptions, WorkerId};
 pub use hash::Hash16;
+pub use maps::MapSpec;
 pub use template::{Builder, Template};
 
 impl Graph {

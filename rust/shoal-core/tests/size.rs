@@ -47,6 +47,7 @@ fn reduction_tree() -> Graph {
         tasks,
         stubs: vec![],
         outputs: level,
+        maps: vec![],
     })
     .unwrap()
 }

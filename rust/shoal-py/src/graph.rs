@@ -135,6 +135,22 @@ impl PyGraph {
         self.inner.consumers(id)
     }
 
+    /// Whether the graph holds map tasks (`shoal.map`).
+    #[getter]
+    fn has_maps(&self) -> bool {
+        !self.inner.data().maps.is_empty()
+    }
+
+    /// `[(map id, ord, root, group_deps)]`: the map tasks this graph knows.
+    fn maps(&self) -> Vec<(TaskId, u32, TaskId, u32)> {
+        self.inner
+            .data()
+            .maps
+            .iter()
+            .map(|m| (m.id, m.ord, m.root, m.group_deps))
+            .collect()
+    }
+
     fn tasks_of(&self, worker: WorkerId) -> Vec<TaskId> {
         self.inner.tasks_of(worker)
     }

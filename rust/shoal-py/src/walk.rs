@@ -39,6 +39,7 @@ enum Mark {
 }
 
 struct Pending {
+    is_map: bool,
     func: u32,
     opts: u32,
     args: Vec<Template>,
@@ -65,6 +66,8 @@ pub struct Freezer<'py> {
     const_blobs: Vec<(Hash16, Vec<u8>)>,
     /// Keeps every visited node alive so object addresses stay unique during the walk.
     keep: Vec<Bound<'py, PyAny>>,
+    /// Ids of map tasks (`shoal.map`), linked into chains once the walk is over.
+    map_ids: Vec<u32>,
 }
 
 /// Where in a task's arguments the walk is, for error messages.
@@ -104,6 +107,7 @@ impl<'py> Freezer<'py> {
             consts: Vec::new(),
             const_blobs: Vec::new(),
             keep: Vec::new(),
+            map_ids: Vec::new(),
         }
     }
 
@@ -145,6 +149,7 @@ impl<'py> Freezer<'py> {
                     let p = std::mem::replace(
                         &mut self.pending[idx],
                         Pending {
+                            is_map: false,
                             func: 0,
                             opts: 0,
                             args: Vec::new(),
@@ -163,6 +168,9 @@ impl<'py> Freezer<'py> {
                         })
                         .collect::<PyResult<Vec<u32>>>()?;
                     let id = self.tasks.len() as u32;
+                    if p.is_map {
+                        self.map_ids.push(id);
+                    }
                     self.tasks.push(Task {
                         id,
                         func: p.func,
@@ -183,6 +191,7 @@ impl<'py> Freezer<'py> {
                 _ => unreachable!("every output was exited"),
             })
             .collect::<Vec<u32>>();
+        let maps = shoal_core::maps::link(&self.tasks, &self.map_ids).map_err(graph_err)?;
         let data = GraphData {
             fns: self.fns,
             options: self.options,
@@ -190,6 +199,7 @@ impl<'py> Freezer<'py> {
             tasks: self.tasks,
             stubs: Vec::new(),
             outputs: outputs.clone(),
+            maps,
         };
         Ok(Frozen {
             data,
@@ -218,6 +228,8 @@ impl<'py> Freezer<'py> {
         let opts = node.getattr(intern!(py, "_opts"))?;
         let args = node.getattr(intern!(py, "_args"))?;
         let kwargs = node.getattr(intern!(py, "_kwargs"))?;
+        // `shoal.map` nodes: their first argument is the mapped input (a node, so slot 0).
+        let is_map = node.getattr(intern!(py, "_is_map"))?.is_truthy()?;
         let func_idx = self.function(&func, &name)?;
         let opts_idx = self.options(&opts)?;
         let mut site = Site {
@@ -244,6 +256,7 @@ impl<'py> Freezer<'py> {
         let dep_keys = site.deps.iter().map(key).collect();
         Ok((
             Pending {
+                is_map,
                 func: func_idx,
                 opts: opts_idx,
                 args: arg_t,

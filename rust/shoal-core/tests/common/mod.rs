@@ -53,6 +53,7 @@ pub fn data(tasks: Vec<Task>) -> GraphData {
         tasks,
         stubs: vec![],
         outputs: vec![],
+        maps: vec![],
     }
 }
 
@@ -74,6 +75,7 @@ pub fn full_tables(tasks: Vec<Task>) -> GraphData {
         tasks,
         stubs: vec![],
         outputs: vec![],
+        maps: vec![],
     }
 }
 

@@ -1,0 +1,146 @@
+//! Map tasks: `shoal.map(fn, xs, *args)`, whose width is known only at run time.
+//!
+//! In the frozen graph a map is one task: its function, options and argument template are those
+//! of every element, and `deps[0]` is its *mapped input*. A map whose mapped input is another map
+//! runs element-wise after it; the maps linked that way form a *chain* (a tree, in general) whose
+//! first map is its *root*. The root's mapped input is the chain's *source*: a task returning a
+//! list. Every other dependency of a map is *broadcast*: each element receives the whole value.
+//!
+//! Counting (see [`Graph::downstream`](crate::Graph::downstream)):
+//!
+//! - an edge from a static task into a map counts down the chain's root, which is ready once the
+//!   source and every broadcast input of the whole chain are done (`group_deps` of them). The
+//!   worker that runs the root *expands* the chain: it learns the width N from the source's value
+//!   and creates N elements of each map;
+//! - the element-wise edge from a map to the next map of its chain is never counted as a whole:
+//!   element i of the next map waits for element i of this one only (no barrier);
+//! - an edge from a map to a static task counts once, when the last of the map's N elements is
+//!   done (its *gather*); that task receives the N element outputs as a list.
+//!
+//! Element ids and the gather counters live in the Python runtime: this module only fixes the
+//! graph-level facts, once, at freeze time (a subDAG may hold a map without its root).
+
+use crate::error::GraphError;
+use crate::graph::{Task, TaskId};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// The most maps one graph may hold: element ids are derived from `ord` and must stay exact in
+/// the server's Lua numbers (see `shoal/runtime/elements.py`).
+pub const MAX_MAPS: usize = 11_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapSpec {
+    /// The map task.
+    pub id: TaskId,
+    /// Dense index among the run's maps; element ids are derived from it.
+    pub ord: u32,
+    /// The first map of this map's chain (itself for a root).
+    pub root: TaskId,
+    /// Distinct static inputs of the whole chain (its source and broadcast inputs): the number
+    /// of completions the root waits for before it expands.
+    pub group_deps: u32,
+}
+
+/// Builds the map table of a whole graph from the ids of its map tasks. `tasks` must be in
+/// dependency order (a freeze's output) and every map must have a mapped input.
+pub fn link(tasks: &[Task], map_ids: &[TaskId]) -> Result<Vec<MapSpec>, GraphError> {
+    if map_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if map_ids.len() > MAX_MAPS {
+        return Err(GraphError::TooManyMaps(map_ids.len()));
+    }
+    let by_id: HashMap<TaskId, &Task> = tasks.iter().map(|t| (t.id, t)).collect();
+    let is_map: HashSet<TaskId> = map_ids.iter().copied().collect();
+    let mut sorted = map_ids.to_vec();
+    sorted.sort_unstable();
+    let mut root_of: HashMap<TaskId, TaskId> = HashMap::with_capacity(sorted.len());
+    let mut inputs: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
+    for &m in &sorted {
+        let t = by_id.get(&m).ok_or(GraphError::UnknownTask(m))?;
+        let (&first, rest) = t.deps.split_first().ok_or(GraphError::MapWithoutInput(m))?;
+        let (root, own) = if is_map.contains(&first) {
+            let root = *root_of.get(&first).ok_or(GraphError::Cycle(m))?;
+            (root, rest)
+        } else {
+            (m, t.deps.as_slice())
+        };
+        root_of.insert(m, root);
+        let group = inputs.entry(root).or_default();
+        for &d in own {
+            if !group.contains(&d) {
+                group.push(d);
+            }
+        }
+    }
+    // A chain that takes as a broadcast input one of its own maps, or anything that waits for
+    // one of them, could never expand: contract each chain to its root and look for a cycle.
+    for (&root, group) in &inputs {
+        if let Some(&d) = group
+            .iter()
+            .find(|d| root_of.get(d).is_some_and(|&r| r == root))
+        {
+            return Err(GraphError::MapOwnChain { map: d, root });
+        }
+    }
+    check_contracted(tasks, &root_of)?;
+    Ok(sorted
+        .iter()
+        .enumerate()
+        .map(|(ord, &m)| MapSpec {
+            id: m,
+            ord: ord as u32,
+            root: root_of[&m],
+            group_deps: inputs[&root_of[&m]].len() as u32,
+        })
+        .collect())
+}
+
+/// Kahn's algorithm over the graph with each chain contracted to its root.
+fn check_contracted(tasks: &[Task], root_of: &HashMap<TaskId, TaskId>) -> Result<(), GraphError> {
+    let rep = |t: TaskId| root_of.get(&t).copied().unwrap_or(t);
+    let mut edges: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
+    let mut indeg: HashMap<TaskId, u32> = HashMap::new();
+    let mut seen: HashSet<(TaskId, TaskId)> = HashSet::new();
+    for t in tasks {
+        let to = rep(t.id);
+        indeg.entry(to).or_insert(0);
+        for &d in &t.deps {
+            let from = rep(d);
+            if from != to && seen.insert((from, to)) {
+                edges.entry(from).or_default().push(to);
+                *indeg.entry(to).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut stack: Vec<TaskId> = indeg
+        .iter()
+        .filter(|(_, &n)| n == 0)
+        .map(|(&t, _)| t)
+        .collect();
+    let mut visited = 0;
+    while let Some(t) = stack.pop() {
+        visited += 1;
+        for &c in edges.get(&t).map_or(&[][..], |v| v.as_slice()) {
+            let n = indeg.get_mut(&c).expect("every edge end has a degree");
+            *n -= 1;
+            if *n == 0 {
+                stack.push(c);
+            }
+        }
+    }
+    if visited == indeg.len() {
+        return Ok(());
+    }
+    let stuck = indeg
+        .iter()
+        .filter(|(t, &n)| n > 0 && root_of.contains_key(t))
+        .map(|(&t, _)| t)
+        .min()
+        .unwrap_or(0);
+    Err(GraphError::MapOwnChain {
+        map: stuck,
+        root: stuck,
+    })
+}

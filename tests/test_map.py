@@ -1,0 +1,215 @@
+"""``shoal.map`` on every scheduler (worker processes on a real server included), checked against
+the reference evaluator; after each run on the server nothing is left but its event stream."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import shoal
+from reference import evaluate
+
+
+@shoal.task
+def split(n):
+    return list(range(n))
+
+
+@shoal.task
+def square(x):
+    return x * x
+
+
+@shoal.task
+def shift(x, k):
+    return x + k
+
+
+@shoal.task
+def halve(x):
+    return x / 2
+
+
+@shoal.task
+def total(xs):
+    return sum(xs)
+
+
+@shoal.task
+def const(v):
+    return v
+
+
+@shoal.task
+def fragile(x, bad):
+    if x == bad:
+        raise ValueError(f"cannot take item {x}")
+    return x
+
+
+@shoal.task
+def pair(a, b):
+    return (a, b)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_a_map_over_a_run_time_list(scheduler, n):
+    squares = shoal.map(square, split(n))
+    out = total(squares)
+    got = shoal.compute(out, squares, scheduler=scheduler)
+    assert got == evaluate(out, squares)
+    assert got[1] == [i * i for i in range(n)]
+
+
+def test_a_map_over_ten_thousand_items(scheduler):
+    squares = shoal.map(square, split(10_000))
+    out = total(squares)
+    assert out.compute(scheduler=scheduler) == sum(i * i for i in range(10_000))
+
+
+def test_a_chain_of_three_maps_with_a_broadcast_input(scheduler):
+    k = const(100)
+    chain = shoal.map(halve, shoal.map(shift, shoal.map(square, split(9)), k))
+    out = pair(total(chain), chain)
+    got = out.compute(scheduler=scheduler)
+    assert got == evaluate(out)[0]
+    assert got[1] == [(i * i + 100) / 2 for i in range(9)]
+
+
+@shoal.task
+def first_stage(x, flag):
+    if x == 0:  # wait (up to 20 s) until element 1 has been through the whole chain
+        deadline = time.monotonic() + 20
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return os.path.exists(flag)
+    return x
+
+
+@shoal.task
+def last_stage(x, flag):
+    if x == 1:
+        open(flag, "w").close()
+    return x
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"], indirect=True)
+def test_chains_run_element_wise_without_a_barrier(scheduler, tmp_path):
+    """Element 0's first stage waits until element 1 has finished its last stage. With a
+    barrier between the maps of a chain this could never happen."""
+    flag = str(tmp_path / "element-1-done")
+    chain = shoal.map(last_stage, shoal.map(first_stage, split(2), flag), flag)
+    assert chain.compute(scheduler=scheduler) == [True, 1]
+
+
+def test_a_failing_element_fails_the_run_naming_its_index(scheduler):
+    out = total(shoal.map(fragile, split(6), 4))
+    with pytest.raises(shoal.TaskError) as info:
+        out.compute(scheduler=scheduler)
+    err = info.value
+    assert err.task == "fragile[4]"
+    assert err.exc_type == "ValueError"
+    assert "cannot take item 4" in str(err)
+
+
+def test_maps_inside_a_graph_with_static_fan_outs(scheduler):
+    leaves = [const(i) for i in range(6)]
+    static_sum = total(leaves)  # static fan-in
+    # A map over a literal list holding nodes, one over a task's output, and a map's list
+    # broadcast whole into another chain.
+    over_literal = shoal.map(shift, [leaves[0], 5, leaves[2]], static_sum)
+    over_output = shoal.map(square, split(const(4)))
+    crossed = shoal.map(pair, over_output, over_literal)
+    outs = (
+        total(over_literal),
+        crossed,
+        pair(static_sum, [total(over_output), over_literal]),
+        shoal.map(square, over_literal),  # a second chain reading the same list
+    )
+    got = shoal.compute(*outs, scheduler=scheduler)
+    assert got == evaluate(*outs)
+
+
+def test_a_map_may_be_computed_twice_and_next_to_its_consumers(scheduler):
+    m = shoal.map(square, split(3))
+    assert shoal.compute(m, m, total(m), scheduler=scheduler) == ([0, 1, 4], [0, 1, 4], 5)
+
+
+def test_plain_functions_options_and_keywords():
+    retrying = shoal.task(retries=2)(shift)
+    m = shoal.map(retrying, split(3), k=const(1))
+    n = shoal.map(lambda x, scale=1: x * scale, m, scale=3)
+    assert n.compute(scheduler="sync") == [3, 6, 9]
+    assert repr(m).startswith("<shoal.map shift over <split>")
+
+
+def test_a_source_that_is_not_a_list_fails_clearly(scheduler):
+    with pytest.raises(shoal.TaskError, match=r"input of shoal.map 'square' must be a list"):
+        shoal.map(square, const(5)).compute(scheduler=scheduler)
+    with pytest.raises(shoal.TaskError, match=r"got dict"):
+        shoal.map(square, const({"a": 1})).compute(scheduler="sync")
+
+
+def test_tuples_and_ranges_are_lists_to_map_over():
+    assert shoal.map(square, const((1, 2))).compute(scheduler="sync") == [1, 4]
+    assert shoal.map(square, const(range(3))).compute(scheduler="sync") == [0, 1, 4]
+
+
+def test_bad_map_calls_are_refused_when_built():
+    with pytest.raises(TypeError, match="needs a function"):
+        shoal.map(3, split(2))
+    with pytest.raises(TypeError, match="maps over a node"):
+        shoal.map(square, 5)
+    xs = split(2)
+    with pytest.raises(shoal.ShoalError, match="also passed whole"):
+        shoal.map(pair, xs, [xs])
+
+
+def test_a_chain_that_consumes_its_own_results_is_refused():
+    first = shoal.map(square, split(3))
+    second = shoal.map(pair, first, total(first))  # waits for the gather of its own chain
+    with pytest.raises(shoal.GraphError, match="cannot consume its own results"):
+        second.compute(scheduler="sync")
+
+
+def test_maps_cannot_be_pinned_by_an_assignment():
+    m = shoal.map(square, split(3))
+    out = total(m)
+    from shoal.graph import freeze
+
+    frozen = freeze([out])
+    (map_id,) = [i for i, *_ in frozen.graph.maps()]
+    with pytest.raises(shoal.GraphError, match="cannot be pinned"):
+        frozen.with_assignment({map_id: 0})
+
+
+def test_iterating_a_lazy_node_points_to_shoal_map():
+    with pytest.raises(shoal.ShoalError, match="shoal.map"):
+        list(split(3))
+
+
+@st.composite
+def pipelines(draw):
+    """A random map pipeline: a source of random width, chains of 1-3 maps with random
+    broadcast inputs, branches, and fan-ins of random maps."""
+    width = draw(st.integers(0, 12))
+    base = split(width)
+    maps = []
+    for _ in range(draw(st.integers(1, 5))):
+        parent = draw(st.sampled_from([base, *maps]))
+        step = draw(st.sampled_from(["square", "shift", "halve"]))
+        if step == "shift":
+            maps.append(shoal.map(shift, parent, const(draw(st.integers(-5, 5)))))
+        else:
+            maps.append(shoal.map(square if step == "square" else halve, parent))
+    picked = draw(st.lists(st.sampled_from(maps), min_size=1, max_size=3))
+    return [total(m) for m in picked] + [maps[-1]]
+
+
+@given(pipelines(), st.sampled_from(["sync", "threads"]))
+def test_random_map_pipelines_match_the_reference(nodes, scheduler):
+    assert shoal.compute(*nodes, scheduler=scheduler) == evaluate(*nodes)

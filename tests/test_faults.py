@@ -86,7 +86,7 @@ def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
             for _, ev in r.xrange(f"shoal:{{{run_id}}}:events"):
                 if ev["type"] == "TASK_STARTED":
                     running[ev["task"]] = ev["worker"]
-                elif ev["type"] == "TASK_COMPLETED":
+                elif ev["type"] in ("TASK_COMPLETED", "MAP_EXPANDED"):
                     running.pop(ev["task"], None)
             if running:
                 return int(random.choice(list(running.values())).split(":")[1])
@@ -113,6 +113,52 @@ def test_sigkill_a_busy_worker_mid_run(server, seed, requeue):
         assert run.result(timeout=120) == expected
         assert backend.stats.died >= 1  # the kill hit a process while it ran an invocation
         assert s.compute(*random_graph(seed + 1000)) == evaluate(*random_graph(seed + 1000))
+    no_leaks(server.url)
+
+
+@shoal.task
+def spread(n, seed):
+    return [(seed * 7 + i) % 97 for i in range(n)]
+
+
+@shoal.task
+def settle(xs):
+    return sum(xs) % 1_000_003
+
+
+def map_pipeline(seed: int) -> list[shoal.Node]:
+    """A chain of two maps over a run-time list of 60, gathered twice."""
+    first = shoal.map(step, spread(60, seed))
+    second = shoal.map(step, first, step(seed))
+    return [settle(second), settle(first), second]
+
+
+@pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
+@pytest.mark.parametrize("seed", range(FAULT_RUNS))
+def test_sigkill_a_busy_worker_during_a_map(server, seed, requeue):
+    """Elements lost with a worker are recovered from their stored items (or recomputed from
+    the element before them); the gathers count each element once."""
+    backend = LocalProcesses(max_workers=2, requeue_dead=requeue)
+    with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
+        outs = map_pipeline(seed)
+        run = s.submit(*outs)
+        time.sleep(random.Random(seed).uniform(0.02, 0.15))
+        victim = busy_worker(backend) if requeue else worker_in_a_task(server.url, run.id)
+        os.kill(victim, signal.SIGKILL)
+        assert list(run.result(timeout=120)) == list(evaluate(*outs))
+    no_leaks(server.url)
+
+
+def test_every_map_invocation_delivered_twice(server):
+    backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
+    with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
+        outs = map_pipeline(11)
+        run = s.submit(*outs)
+        assert list(run.result(timeout=120)) == list(evaluate(*outs))
+        kinds = Counter(e["type"] for e in run.events())
+        assert kinds["MAP_EXPANDED"] == 1
+        # 4 static tasks, 2 maps completed once each, 120 elements completed once each.
+        assert kinds["TASK_COMPLETED"] == 4 + 2 + 120
     no_leaks(server.url)
 
 

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from shoal.storage import keys
-from shoal.storage.base import Completion, Downstream, ErrorRecord, RunSpec
+from shoal.storage.base import (
+    Completion,
+    Downstream,
+    ErrorRecord,
+    Expansion,
+    Gather,
+    RunSpec,
+)
 from shoal.storage.memory import MemoryStorage
 from shoal.storage.redis import RedisStorage
 
@@ -253,5 +260,107 @@ def test_task_states_say_done_stored_or_not(store):
         await store.complete("r1", Completion(1, b"one", False, down, False, None))  # waits
         await store.complete("r1", Completion(2, None, False, down, False, None))  # kept
         assert await store.task_states("r1", [1, 2, 3]) == {1: True, 2: False, 3: None}
+
+    run(go())
+
+
+# -- maps (see shoal.runtime.elements) ---------------------------------------------------------
+
+E0 = (1 << 32) | 0  # element 0 of the map with ordinal 0
+E1 = (3 << 32) | 0  # element 0 of the map with ordinal 1
+ITEM0 = (2 << 32) | 0  # item 0 of the chain rooted at ordinal 0
+
+
+def chain(width, *, is_output=False, pinned_consumer=None):
+    """Map 10 (root, ord 0) -> map 11 (ord 1) element-wise; 11 is gathered into task 12."""
+    consumer = [Downstream(12, 1, pinned_consumer)]
+    maps = [Gather(10, [], False, {"name": "f"}), Gather(11, consumer, is_output, {"name": "g"})]
+    return Expansion(
+        root=10,
+        width=width,
+        items=[f"item{i}".encode() for i in range(width)],
+        item_base=ITEM0,
+        element_base=E0,
+        maps=maps,
+        worker=None,
+        event={"name": "f", "elements": str(2 * width)},
+    )
+
+
+def test_an_expansion_records_items_and_readies_the_root_elements_once(store):
+    async def go():
+        await store.submit(spec(outputs=[12]), {"type": "RUN_SUBMITTED"})
+        r = await store.expand("r1", chain(3))
+        assert r.first and r.ready == [E0, E0 + 1, E0 + 2] and not r.run_finished
+        again = await store.expand("r1", chain(3))
+        assert not again.first and again.ready == []
+        got = await store.fetch("r1", [ITEM0, ITEM0 + 2])
+        assert got.outputs == {ITEM0: b"item0", ITEM0 + 2: b"item2"}
+        leased = await store.expired("r1")  # nothing expired yet, but the elements are leased
+        assert leased == []
+        await store.release("r1", [f"t{E0 + i}" for i in range(3)])
+        expanded = [e for _, e in await store.read_events("r1") if e["type"] == "MAP_EXPANDED"]
+        assert expanded == [{"type": "MAP_EXPANDED", "task": "10", "width": "3", **chain(3).event}]
+
+    run(go())
+
+
+def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store):
+    async def go():
+        await store.submit(spec(outputs=[12]), {"type": "RUN_SUBMITTED"})
+        x = chain(2)
+        await store.expand("r1", x)
+        gather = x.maps[1]
+        assert await store.fetch("r1", [], lists={11: E1}) is not None
+        # Element 0 of map 10 readies element 0 of map 11 (one input: no counter).
+        r = await store.complete(
+            "r1",
+            Completion(
+                E0, None, False, [Downstream(E1, 1, None)], False, None, gathers=[x.maps[0]]
+            ),
+        )
+        assert r.ready == [E1]
+        r = await store.complete(
+            "r1", Completion(E1, b"a", True, [], False, None, gathers=[gather])
+        )
+        assert r.ready == []
+        assert (await store.fetch("r1", [], lists={11: E1})).lists == {}  # not all there yet
+        r = await store.complete(
+            "r1", Completion(E1, b"x", True, [], False, None, gathers=[gather])
+        )
+        assert not r.first  # a repeat counts nothing
+        r = await store.complete(
+            "r1", Completion(E1 + 1, b"b", True, [], False, None, gathers=[gather])
+        )
+        assert r.ready == [12]
+        got = await store.fetch("r1", [], lists={11: E1})
+        assert got.lists == {11: [b"a", b"b"]}
+        assert (await store.task_states("r1", [11]))[11] is False  # done; elements hold values
+        completed = [e for _, e in await store.read_events("r1") if e["type"] == "TASK_COMPLETED"]
+        assert [e["task"] for e in completed] == [str(E0), str(E1), str(E1 + 1), "11"]
+        assert completed[-1] == {"type": "TASK_COMPLETED", "task": "11", "width": "2", "name": "g"}
+
+    run(go())
+
+
+def test_width_zero_completes_every_map_of_the_chain_at_once(store):
+    async def go():
+        await store.submit(spec(outputs=[11]), {"type": "RUN_SUBMITTED"})
+        r = await store.expand("r1", chain(0, is_output=True, pinned_consumer=4))
+        assert r.first and r.ready == [] and r.run_finished
+        assert r.invoke_workers == [4]  # the consumer pinned to worker 4 got its inbox entry
+        assert await store.pop_inbox("r1", 4, 0.1) == [12]
+        got = await store.results("r1", [], lists={11: E1, 10: E0})
+        assert got.lists == {11: [], 10: []}
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert types[-4:] == ["MAP_EXPANDED", "TASK_COMPLETED", "TASK_COMPLETED", "RUN_COMPLETED"]
+
+    run(go())
+
+
+def test_lists_of_maps_that_did_not_expand_are_absent(store):
+    async def go():
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        assert (await store.fetch("r1", [], lists={10: E0})).lists == {}
 
     run(go())

@@ -213,3 +213,18 @@ def pipelines(draw):
 @given(pipelines(), st.sampled_from(["sync", "threads"]))
 def test_random_map_pipelines_match_the_reference(nodes, scheduler):
     assert shoal.compute(*nodes, scheduler=scheduler) == evaluate(*nodes)
+
+
+def test_maps_between_tasks_pinned_to_workers(scheduler):
+    """A planner pins static tasks; the maps between them stay flexible. The source's worker
+    hands the expansion on, and the last element of the gathered map pushes the pinned fan-in
+    onto its worker's inbox."""
+    k = const(3)
+    squares = shoal.map(square, split(6))
+    out = total(shoal.map(shift, squares, k))
+    from shoal.graph import freeze
+
+    graph = freeze([out]).graph
+    by_name = {graph.name(t): t for t in graph.task_ids()}
+    assignment = {by_name["split"]: 0, by_name["const"]: 1, by_name["total"]: 1}
+    assert shoal.compute(out, scheduler=scheduler, assignment=assignment) == evaluate(out)

@@ -91,6 +91,15 @@ def test_diamond_svg_nodes_edges_and_output() -> None:
     assert all(x >= 0 and x < width for x in xs.values())
 
 
+def test_maps_are_drawn_as_one_node_marked_per_item() -> None:
+    import shoal
+
+    chain = shoal.map(inc, shoal.map(inc, [1, 2]))
+    root = parse(add(chain, 0).visualize())
+    assert labels(root) == {0: "items-0", 1: "inc[*]-1", 2: "inc[*]-2", 3: "add-3"}
+    assert sorted(edges(root)) == [(0, 1), (1, 2), (2, 3)]
+
+
 def test_function_form_matches_method() -> None:
     n = add(add(1, 2), 3)
     assert visualize(n) == n.visualize()

@@ -67,7 +67,10 @@ class _Layout:
         levels = graph.levels()
         known = set(self.ids)
         self.outputs: set[int] = set(frozen.output_ids)
-        self.labels: dict[int, str] = {i: f"{graph.name(i)}-{i}" for i in self.ids}
+        maps = {m for m, *_ in graph.maps()}  # shoal.map: one task per item, drawn as name[*]
+        self.labels: dict[int, str] = {
+            i: f"{graph.name(i)}{'[*]' if i in maps else ''}-{i}" for i in self.ids
+        }
         self.workers: dict[int, int | None] = {i: graph.worker(i) for i in self.ids}
         deps: dict[int, list[int]] = {
             i: [d for d in dict.fromkeys(graph.deps(i)) if d in known] for i in self.ids

@@ -21,6 +21,8 @@ RESULTS: dict[str, dict[str, Any]] = {}
 RUNTIME: dict[str, dict[str, Any]] = {}
 #: The example workflows on shoal, Dask threads and Dask distributed (``test_examples_vs_dask.py``).
 EXAMPLES: dict[str, dict[str, Any]] = {}
+#: Dynamic fan-out (``shoal.map``) against static graphs and Dask futures (``test_map_vs_dask.py``).
+MAPS: dict[str, dict[str, Any]] = {}
 #: Fixed costs: encoding, subDAG retrieval, per-task overhead, invocation bytes
 #: (``test_overheads.py``).
 OVERHEADS: dict[str, dict[str, Any]] = {}
@@ -197,6 +199,12 @@ def pytest_terminal_summary(
 
         terminalreporter.section("example workflows: shoal vs Dask threads and Dask distributed")
         for line in examples_summary_lines():
+            terminalreporter.write_line(line)
+    if MAPS:
+        from test_map_vs_dask import maps_summary_lines
+
+        terminalreporter.section("shoal.map over run-time lists vs static graphs and Dask futures")
+        for line in maps_summary_lines():
             terminalreporter.write_line(line)
     if OVERHEADS:
         from test_overheads import overheads_summary_lines

@@ -212,6 +212,26 @@ def check_chains(stdout: str) -> None:
     assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
 
 
+def check_log_scan(stdout: str) -> None:
+    # 9 files of 200 lines; line k of file i: level and latency from Random(7 * 1000 + i).
+    totals = {"files": 9, "lines": 0, "errors": 0, "slow": 0}
+    errors = []
+    for i in range(9):
+        rng = random.Random(7 * 1000 + i)
+        lines = [
+            (rng.choices(["INFO", "WARN", "ERROR"], weights=[90, 8, 2])[0], rng.randint(1, 500))
+            for _ in range(200)
+        ]
+        errors.append(sum(level == "ERROR" for level, _ in lines))
+        totals["lines"] += len(lines)
+        totals["slow"] += sum(ms > 450 for _, ms in lines)
+    totals["errors"] = sum(errors)
+    totals["worst_file"] = errors.index(max(errors))
+    printed = result_line(stdout, "log scan of 9 files found at run time: ")
+    assert json.loads(printed) == totals
+    assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
+
+
 CHECKS = {
     "tree_reduction": check_tree_reduction,
     "fan_out": check_fan_out,
@@ -220,6 +240,7 @@ CHECKS = {
     "image_pipeline": check_image_pipeline,
     "montage": check_montage,
     "chains": check_chains,
+    "log_scan": check_log_scan,
 }
 CASES = [(name, s) for name in CHECKS for s in ("sync", "processes")] + [
     ("tree_reduction", "threads")

@@ -9,8 +9,11 @@ Four graphs, each built once as lazy Nodes outside every timed region:
   arrays), 8,448 tasks;
 * ``tree-100k``: tree reduction of 50,000 leaves, 99,999 tasks.
 
-Baseline: ``Node.__reduce__`` deliberately raises, so the baseline pickles what a naive engine
-would ship: each node converted to a plain tuple ``(func, args)`` (``(func, args, kwargs)`` when
+Two baselines, both cloudpickle. **The node graph** (the issue's baseline): the lazy ``Node``
+objects themselves, pickled as any picklable node class would be (class reference plus its
+attributes; ``Node.__reduce__`` deliberately raises, so a pickler override stands in for the
+default ``__reduce_ex__``). **Plain tuples** (a stricter one, what a lean naive engine would
+ship): each node converted to a plain tuple ``(func, args)`` (``(func, args, kwargs)`` when
 there are keyword arguments) whose upstream references are the converted tuples themselves,
 shared nodes shared (one object, so pickle's memo writes it once). The conversion is iterative;
 pickling the nested result recurses as deep as the graph, so the recursion limit is raised for
@@ -22,6 +25,8 @@ the conversion plus the dumps.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import statistics
 import sys
@@ -233,6 +238,27 @@ def baseline_kind(nodes: list[Node]) -> tuple[str, Callable[[list[Node]], Any]]:
     return "nested tuples", to_plain
 
 
+class _NodeGraphPickler(cloudpickle.Pickler):
+    """Pickles a ``Node`` as the default protocol would a plain class with these attributes."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is Node:
+            state = {a: getattr(obj, a) for a in Node.__slots__ if a != "__weakref__"}
+            return (copyreg.__newobj__, (Node,), (None, state))
+        return super().reducer_override(obj)
+
+
+def dumps_node_graph(nodes: list[Node]) -> bytes:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, RECURSION_LIMIT))
+    try:
+        buf = io.BytesIO()
+        _NodeGraphPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(nodes)
+        return buf.getvalue()
+    finally:
+        sys.setrecursionlimit(old)
+
+
 # --- timing ---
 
 
@@ -327,6 +353,23 @@ def test_cloudpickle_dumps(
     entry["pickle"] = figures
     if convert is not to_plain:
         entry["notes"].append(f"{c.name}: nested tuples overflowed the stack, pickled {kind}")
+
+
+def test_cloudpickle_node_graph(
+    benchmark: Any, case: tuple[Case, list[Node]], encoding_results: dict[str, dict[str, Any]]
+) -> None:
+    """The issue's baseline: cloudpickle of the lazy node graph itself."""
+    c, nodes = case
+
+    def run() -> bytes:
+        return dumps_node_graph(nodes)
+
+    benchmark.group = c.name
+    blob = benchmark(run)
+    seconds = _median_seconds(benchmark, run)
+    figures = {"seconds": seconds, "bytes": len(blob)}
+    benchmark.extra_info.update({"tasks": c.tasks, **figures})
+    _entry(encoding_results, c, c.tasks)["pickle_nodes"] = figures
 
 
 def test_convert_and_cloudpickle_dumps(

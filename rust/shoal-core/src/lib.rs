@@ -14,6 +14,7 @@ pub mod graph;
 pub mod hash;
 pub mod maps;
 pub mod template;
+mod wire;
 
 pub use codec::{decode, encode, Kind};
 pub use error::{CodecError, GraphError};
@@ -22,15 +23,25 @@ pub use hash::Hash16;
 pub use maps::MapSpec;
 pub use template::{Builder, Template};
 
-impl Graph {
-    /// Encodes the graph for the wire.
+impl GraphData {
+    /// Encodes graph data as [`Graph::encode`] does, without validating it first (tests and
+    /// tools that need invalid payloads).
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(Kind::Graph, self.data())
+        codec::encode(Kind::Graph, &wire::to_wire(self))
+    }
+}
+
+impl Graph {
+    /// Encodes the graph for the wire (columns, see [`wire`]).
+    pub fn encode(&self) -> Vec<u8> {
+        self.data().encode()
     }
 
     /// Decodes and validates a graph; corrupt or inconsistent input is an error.
     pub fn decode(bytes: &[u8]) -> Result<Graph, CodecError> {
-        let data: GraphData = codec::decode(Kind::Graph, bytes)?;
+        let raw: wire::WireIn = codec::decode(Kind::Graph, bytes)?;
+        let data = wire::from_wire(raw)
+            .map_err(|e| CodecError(format!("cannot decode graph payload: corrupt body: {e}")))?;
         Graph::new(data).map_err(|e| CodecError(format!("invalid graph payload: {e}")))
     }
 }

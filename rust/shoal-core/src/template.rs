@@ -134,6 +134,21 @@ impl Template {
         }
     }
 
+    /// Rewrites slot indices in order of appearance (the wire codes them, see `wire.rs`).
+    pub(crate) fn map_slots(&mut self, f: &mut impl FnMut(u32) -> u32) {
+        match self {
+            Template::List(v) | Template::Tuple(v) | Template::Set(v) | Template::FrozenSet(v) => {
+                v.iter_mut().for_each(|t| t.map_slots(f))
+            }
+            Template::Dict(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                k.map_slots(f);
+                v.map_slots(f);
+            }),
+            Template::Slot(i) => *i = f(*i),
+            _ => {}
+        }
+    }
+
     /// Rewrites constant indices (used when a subgraph re-numbers its constant table).
     pub fn remap_consts(&mut self, map: &impl Fn(u32) -> u32) {
         match self {

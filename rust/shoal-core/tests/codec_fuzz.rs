@@ -172,7 +172,7 @@ fn wrong_kind_and_invalid_graph_payload() {
     assert!(Graph::decode(&other).unwrap_err().0.contains("kind"));
 
     let cyclic: GraphData = data(vec![task(1, &[2]), task(2, &[1])]);
-    let bytes = codec::encode(Kind::Graph, &cyclic);
+    let bytes = cyclic.encode();
     let e = Graph::decode(&bytes).unwrap_err();
     assert!(
         e.0.contains("invalid graph payload") && e.0.contains("cycle"),
@@ -193,7 +193,7 @@ fn hostile_template_depth_in_graph() {
     }
     let mut t = task(1, &[]);
     t.args = vec![deep];
-    let bytes = codec::encode(Kind::Graph, &data(vec![t]));
+    let bytes = data(vec![t]).encode();
     assert!(Graph::decode(&bytes).unwrap_err().0.contains("deeper"));
 }
 

@@ -86,3 +86,62 @@ fn reduction_tree_sizes() {
         assert_eq!(Graph::decode(&bytes).unwrap().data(), sub.data());
     }
 }
+
+/// The columnar wire layout keeps regular shapes small: the tree above within 2 bytes a task,
+/// a 1 -> 1,000 -> 1 fan-out (whose fan-in lists a thousand slots) within 2.5 bytes a task.
+#[test]
+fn regular_shapes_compress_to_a_few_bytes_per_task() {
+    let tree = reduction_tree().encode();
+    assert!(
+        tree.len() <= 2 * (2 * LEAVES as usize - 1),
+        "{} bytes",
+        tree.len()
+    );
+
+    let width = 1000u32;
+    let mut tasks = vec![Task {
+        id: 0,
+        func: 0,
+        opts: 0,
+        args: vec![],
+        kwargs: vec![],
+        deps: vec![],
+        worker: None,
+    }];
+    tasks.extend((1..=width).map(|i| Task {
+        id: i,
+        func: 1,
+        opts: 0,
+        args: vec![Template::Slot(0), Template::Int(i64::from(i))],
+        kwargs: vec![],
+        deps: vec![0],
+        worker: None,
+    }));
+    tasks.push(Task {
+        id: width + 1,
+        func: 2,
+        opts: 0,
+        args: vec![Template::List((0..width).map(Template::Slot).collect())],
+        kwargs: vec![],
+        deps: (1..=width).collect(),
+        worker: None,
+    });
+    let f = |name: &str| FnRef {
+        hash: Hash16::of(name.as_bytes()),
+        name: name.to_owned(),
+    };
+    let g = Graph::new(GraphData {
+        fns: vec![f("make"), f("work"), f("total")],
+        options: vec![TaskOptions::default()],
+        consts: vec![],
+        tasks,
+        stubs: vec![],
+        outputs: vec![width + 1],
+        maps: vec![],
+    })
+    .unwrap();
+    let bytes = g.encode();
+    println!("fan-out of {width}: {} bytes", bytes.len());
+    assert!(bytes.len() * 2 <= 5 * g.len(), "{} bytes", bytes.len());
+    assert_eq!(Graph::decode(&bytes).unwrap().data(), g.data());
+}

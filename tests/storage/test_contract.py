@@ -296,6 +296,8 @@ def test_an_expansion_records_items_and_readies_the_root_elements_once(store):
         assert not again.first and again.ready == []
         got = await store.fetch("r1", [ITEM0, ITEM0 + 2])
         assert got.outputs == {ITEM0: b"item0", ITEM0 + 2: b"item2"}
+        # Items count as stored outputs (a recovery starts an element from its item).
+        assert await store.task_states("r1", [ITEM0, E0]) == {ITEM0: True, E0: None}
         leased = await store.expired("r1")  # nothing expired yet, but the elements are leased
         assert leased == []
         await store.release("r1", [f"t{E0 + i}" for i in range(3)])

@@ -23,7 +23,7 @@ questions (name, deps, options, fill, downstream, subDAG cuts) for element ids a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,9 @@ class MapView:
         self._by_ord = {info.ord: m for m, info in self.map_info.items()}
         self._children: dict[int, list[int]] = {}
         self._cuts: dict[tuple[int, ...], MapView] = {}
+        #: A cut shared by every element of a map (kept in its parent's cache, so it lives as
+        #: long as the worker's graph and may be encoded once).
+        self.shared = False
         self._gathers: dict[int, Gather] = {}
         self.outputs = graph.outputs
         self._outputs = set(graph.outputs)
@@ -210,6 +213,7 @@ class MapView:
         cut = self._cuts.get(key)
         if cut is None:
             cut = self._cuts[key] = MapView(self.core.subdag_for(worker, static))
+            cut.shared = True
         return cut
 
 
@@ -224,7 +228,7 @@ def is_map(graph: Any, task: int) -> bool:
 
 #: Types whose iteration is almost surely not what a map over them means (characters, bytes,
 #: dict keys) or has no order (sets).
-_NOT_ITEMS = (str, bytes, bytearray, dict, set, frozenset)
+_NOT_ITEMS = (str, bytes, bytearray, Mapping, set, frozenset)
 
 
 def items_of(value: Any, what: str) -> list[Any]:

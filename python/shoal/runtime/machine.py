@@ -327,7 +327,9 @@ class WorkerMachine:
             and down[0].worker == self.worker
             and down[0].task in self.graph
         )
-        if not is_output and (stays_here or not down):
+        # An output feeding a map chain is always stored: the chain may take it whole too.
+        feeds_map = self.view is not None and any(self.view.is_map(d.task) for d in down)
+        if not is_output and not feeds_map and (stays_here or not down):
             return Completion(task, None, False, down, is_output, self.worker)
         output = self.cfg.encode(value)
         self._encoded[task] = output
@@ -335,7 +337,6 @@ class WorkerMachine:
         goes_out = len(down) > 1 or (
             self.worker is not None and any(d.worker is None for d in down)
         )
-        feeds_map = self.view is not None and any(self.view.is_map(d.task) for d in down)
         must_store = is_output or pinned_elsewhere or goes_out or feeds_map
         return Completion(task, output, must_store, down, is_output, self.worker)
 

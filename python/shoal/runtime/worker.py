@@ -424,8 +424,10 @@ class _Shell:
         self, subdag: _core.Graph | MapView, start: int
     ) -> tuple[bytes | None, str | None]:
         """The subDAG inline, or stored under a name when it is large. The elements of a map
-        share one cut (kept alive by the view), encoded and stored once."""
-        cached = self._blobs.get(id(subdag)) if isinstance(subdag, MapView) else None
+        share one cut, kept alive by the worker's graph: it is encoded and stored once (other
+        cuts are short-lived, and an id is only a key while its object lives)."""
+        shared = isinstance(subdag, MapView) and subdag.shared
+        cached = self._blobs.get(id(subdag)) if shared else None
         if cached is not None:
             return cached
         blob = subdag.encode()
@@ -435,7 +437,7 @@ class _Shell:
             name = f"t{start}" if found_el is None else f"m{found_el[0]}"
             await self.storage.put_subdag(self.run_id, name, seal(blob))
             found = (None, name)
-        if isinstance(subdag, MapView):
+        if shared:
             self._blobs[id(subdag)] = found
         return found
 

@@ -188,7 +188,9 @@ class MemoryStorage:
             if x.width:
                 pending[f"g{g.map}"] = str(x.width).encode()
         outs = self._hash(keys.outputs(run_id))
-        outs.update({str(x.item_base + i): blob for i, blob in enumerate(x.items)})
+        items = {str(x.item_base + i): blob for i, blob in enumerate(x.items)}
+        outs.update(items)
+        self._set(keys.done(run_id)).update(items)  # stored like outputs (task_states: True)
         state = _RunState(self, run_id, x.worker)
         state.ready.extend(x.element_base + i for i in range(x.width))
         event = {k: v for k, v in x.event.items() if k not in ("type", "task", "width")}

@@ -84,16 +84,24 @@ impl Graph {
                 self.mark_below(below, &mut held, flexible);
             }
         }
-        // A completion that feeds a map readies its chain's root: the cut must hold it.
-        let roots: Vec<usize> = self
-            .data()
-            .maps
-            .iter()
-            .filter(|m| m.root != m.id && self.position(m.id).is_some_and(|p| held[p]))
-            .filter_map(|m| self.position(m.root))
-            .filter(|&p| !held[p])
-            .collect();
-        self.mark_below(roots, &mut held, flexible);
+        // A completion that feeds a map readies its chain's root: the cut must hold it. Its
+        // closure may reach maps of further chains, whose roots must come too.
+        loop {
+            let mut roots = Vec::new();
+            for m in &self.data().maps {
+                if m.root == m.id || !self.position(m.id).is_some_and(|p| held[p]) {
+                    continue;
+                }
+                let p = self.position(m.root).ok_or(GraphError::BadMap(m.root))?;
+                if !held[p] {
+                    roots.push(p);
+                }
+            }
+            if roots.is_empty() {
+                break;
+            }
+            self.mark_below(roots, &mut held, flexible);
+        }
         self.cut(&held)
     }
 

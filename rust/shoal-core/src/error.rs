@@ -34,10 +34,10 @@ pub enum GraphError {
     TooManyMaps(usize),
     /// A map task without a mapped input.
     MapWithoutInput(TaskId),
-    /// A map chain (rooted at `root`) takes an input that waits for the chain itself.
+    /// Map task `map` takes `input`, which waits for the map's own chain.
     MapOwnChain {
         map: TaskId,
-        root: TaskId,
+        input: TaskId,
     },
     /// A map task cannot be pinned to a worker (its elements are spread by width).
     PinnedMap(TaskId),
@@ -73,10 +73,10 @@ impl fmt::Display for GraphError {
                 crate::maps::MAX_MAPS
             ),
             GraphError::MapWithoutInput(t) => write!(f, "map task {t} has no mapped input"),
-            GraphError::MapOwnChain { map, root } => write!(
+            GraphError::MapOwnChain { map, input } => write!(
                 f,
-                "the shoal.map chain starting at task {root} takes an input that waits for the \
-                 chain itself (task {map}): a chain cannot consume its own results"
+                "shoal.map task {map} takes task {input}, which waits for the map's own chain \
+                 (directly or through other tasks): a chain cannot consume its own results"
             ),
             GraphError::PinnedMap(t) => write!(
                 f,

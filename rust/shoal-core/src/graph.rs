@@ -191,7 +191,13 @@ impl Graph {
             }
         }
         let mut map_pos = HashMap::with_capacity(data.maps.len());
+        let mut ords = std::collections::HashSet::with_capacity(data.maps.len());
         for (i, m) in data.maps.iter().enumerate() {
+            // Element ids are derived from `ord`: unique, and small enough for Lua numbers.
+            let sane = (m.ord as usize) < crate::maps::MAX_MAPS && m.group_deps >= 1;
+            if !sane || !ords.insert(m.ord) {
+                return Err(GraphError::BadMap(m.id));
+            }
             // Specs of boundary inputs are kept too (a worker gathering a map's elements needs
             // its `ord`); the ones the graph knows must have a mapped input.
             let has_input = match pos.get(&m.id) {
@@ -201,6 +207,20 @@ impl Graph {
             };
             if !has_input || map_pos.insert(m.id, i).is_some() {
                 return Err(GraphError::BadMap(m.id));
+            }
+        }
+        for m in &data.maps {
+            // A chain's root is its own root, and its mapped input is not a map.
+            if let Some(&r) = map_pos.get(&m.root) {
+                let root = &data.maps[r];
+                let input = match pos.get(&root.id) {
+                    Some(&p) if p < n => data.tasks[p].deps.first(),
+                    Some(&p) => data.stubs[p - n].deps.first(),
+                    None => None,
+                };
+                if root.root != root.id || input.is_some_and(|d| map_pos.contains_key(d)) {
+                    return Err(GraphError::BadMap(m.id));
+                }
             }
         }
         let g = Graph {

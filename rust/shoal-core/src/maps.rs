@@ -56,7 +56,8 @@ pub fn link(tasks: &[Task], map_ids: &[TaskId]) -> Result<Vec<MapSpec>, GraphErr
     let mut sorted = map_ids.to_vec();
     sorted.sort_unstable();
     let mut root_of: HashMap<TaskId, TaskId> = HashMap::with_capacity(sorted.len());
-    let mut inputs: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
+    // Per chain root: (map, static input) pairs; the distinct inputs are the root's count.
+    let mut inputs: HashMap<TaskId, Vec<(TaskId, TaskId)>> = HashMap::new();
     for &m in &sorted {
         let t = by_id.get(&m).ok_or(GraphError::UnknownTask(m))?;
         let (&first, rest) = t.deps.split_first().ok_or(GraphError::MapWithoutInput(m))?;
@@ -67,24 +68,28 @@ pub fn link(tasks: &[Task], map_ids: &[TaskId]) -> Result<Vec<MapSpec>, GraphErr
             (m, t.deps.as_slice())
         };
         root_of.insert(m, root);
-        let group = inputs.entry(root).or_default();
-        for &d in own {
-            if !group.contains(&d) {
-                group.push(d);
-            }
-        }
+        inputs
+            .entry(root)
+            .or_default()
+            .extend(own.iter().map(|&d| (m, d)));
     }
-    // A chain that takes as a broadcast input one of its own maps, or anything that waits for
-    // one of them, could never expand: contract each chain to its root and look for a cycle.
+    // A chain that takes one of its own maps whole, or anything that waits for one of them,
+    // could never expand: contract each chain to its root and look for a cycle.
     for (&root, group) in &inputs {
-        if let Some(&d) = group
+        if let Some(&(map, input)) = group
             .iter()
-            .find(|d| root_of.get(d).is_some_and(|&r| r == root))
+            .find(|(_, d)| root_of.get(d).is_some_and(|&r| r == root))
         {
-            return Err(GraphError::MapOwnChain { map: d, root });
+            return Err(GraphError::MapOwnChain { map, input });
         }
     }
-    check_contracted(tasks, &root_of)?;
+    check_contracted(tasks, &root_of, &inputs)?;
+    let distinct = |root: TaskId| {
+        let mut seen: Vec<TaskId> = inputs[&root].iter().map(|&(_, d)| d).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() as u32
+    };
     Ok(sorted
         .iter()
         .enumerate()
@@ -92,13 +97,18 @@ pub fn link(tasks: &[Task], map_ids: &[TaskId]) -> Result<Vec<MapSpec>, GraphErr
             id: m,
             ord: ord as u32,
             root: root_of[&m],
-            group_deps: inputs[&root_of[&m]].len() as u32,
+            group_deps: distinct(root_of[&m]),
         })
         .collect())
 }
 
-/// Kahn's algorithm over the graph with each chain contracted to its root.
-fn check_contracted(tasks: &[Task], root_of: &HashMap<TaskId, TaskId>) -> Result<(), GraphError> {
+/// Kahn's algorithm over the graph with each chain contracted to its root. On a cycle, names a
+/// map and the input of its chain that waits for the chain.
+fn check_contracted(
+    tasks: &[Task],
+    root_of: &HashMap<TaskId, TaskId>,
+    inputs: &HashMap<TaskId, Vec<(TaskId, TaskId)>>,
+) -> Result<(), GraphError> {
     let rep = |t: TaskId| root_of.get(&t).copied().unwrap_or(t);
     let mut edges: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
     let mut indeg: HashMap<TaskId, u32> = HashMap::new();
@@ -119,9 +129,9 @@ fn check_contracted(tasks: &[Task], root_of: &HashMap<TaskId, TaskId>) -> Result
         .filter(|(_, &n)| n == 0)
         .map(|(&t, _)| t)
         .collect();
-    let mut visited = 0;
+    let mut done: HashSet<TaskId> = HashSet::with_capacity(indeg.len());
     while let Some(t) = stack.pop() {
-        visited += 1;
+        done.insert(t);
         for &c in edges.get(&t).map_or(&[][..], |v| v.as_slice()) {
             let n = indeg.get_mut(&c).expect("every edge end has a degree");
             *n -= 1;
@@ -130,17 +140,18 @@ fn check_contracted(tasks: &[Task], root_of: &HashMap<TaskId, TaskId>) -> Result
             }
         }
     }
-    if visited == indeg.len() {
+    if done.len() == indeg.len() {
         return Ok(());
     }
-    let stuck = indeg
+    // Every cycle passes through a chain (the graph without maps is acyclic): report a stuck
+    // chain's input that is stuck too.
+    let mut stuck: Vec<(TaskId, TaskId)> = inputs
         .iter()
-        .filter(|(t, &n)| n > 0 && root_of.contains_key(t))
-        .map(|(&t, _)| t)
-        .min()
-        .unwrap_or(0);
-    Err(GraphError::MapOwnChain {
-        map: stuck,
-        root: stuck,
-    })
+        .filter(|(root, _)| !done.contains(root))
+        .flat_map(|(_, group)| group.iter().copied())
+        .filter(|&(_, d)| !done.contains(&rep(d)))
+        .collect();
+    stuck.sort_unstable();
+    let (map, input) = stuck.first().copied().unwrap_or((0, 0));
+    Err(GraphError::MapOwnChain { map, input })
 }

@@ -177,6 +177,12 @@ pub(crate) fn from_wire(w: WireIn) -> Result<GraphData, String> {
             worker: None,
         });
     }
+    let increasing = |positions: Vec<u32>| positions.windows(2).all(|w| w[0] < w[1]);
+    if !increasing(w.kwargs.iter().map(|(p, _)| *p).collect())
+        || !increasing(w.workers.iter().map(|(p, _)| *p).collect())
+    {
+        return Err("sparse columns out of order".into());
+    }
     for (p, kwargs) in w.kwargs {
         tasks
             .get_mut(p as usize)

@@ -87,6 +87,37 @@ fn cuts_keep_the_specs_of_the_maps_they_hold() {
 }
 
 #[test]
+fn a_cut_holds_the_roots_of_every_chain_its_closure_reaches() {
+    // 1 = map(f, 0); 3 = map(g, 1, 2) and 4 = map(f, 1) in its chain; 5 = total(4);
+    // 7 = map(f, 6), a second chain; 8 = map(g, 7, 5) takes the first chain's gather whole.
+    let tasks = vec![
+        task(0, &[]),
+        task(1, &[0]),
+        task(2, &[]),
+        task(3, &[1, 2]),
+        task(4, &[1]),
+        task(5, &[4]),
+        task(6, &[]),
+        task(7, &[6]),
+        task(8, &[7, 5]),
+    ];
+    let maps = link(&tasks, &[1, 3, 4, 7, 8]).unwrap();
+    let mut d = data(tasks);
+    d.maps = maps;
+    d.outputs = vec![3, 8];
+    let g = Graph::new(d).unwrap();
+    // From 2: map 3, so its root 1, whose closure reaches map 8 through 5, so root 7 as well.
+    let sub = g.subdag_for(None, &[2]).unwrap();
+    for held in [1, 3, 4, 5, 7, 8] {
+        assert!(
+            sub.contains(held),
+            "task {held} missing from {:?}",
+            sub.data().tasks
+        );
+    }
+}
+
+#[test]
 fn maps_cannot_be_pinned() {
     let mut g = pipeline();
     assert_eq!(g.assign(&[(3, 1)]), Err(GraphError::PinnedMap(3)));
@@ -103,10 +134,7 @@ fn a_chain_taking_its_own_list_is_refused() {
         task(3, &[2, 1]),
     ];
     let err = link(&tasks, &[1, 2, 3]).unwrap_err();
-    assert!(
-        matches!(err, GraphError::MapOwnChain { root: 1, .. }),
-        "{err}"
-    );
+    assert_eq!(err, GraphError::MapOwnChain { map: 3, input: 1 });
     assert!(err.to_string().contains("cannot consume its own results"));
 }
 
@@ -115,6 +143,17 @@ fn a_chain_waiting_on_its_own_gather_is_refused() {
     // 1 = map(f, 0); 2 = combine(1); 3 = map(g, 1, 2): the chain would wait for its own gather.
     let tasks = vec![task(0, &[]), task(1, &[0]), task(2, &[1]), task(3, &[1, 2])];
     let err = link(&tasks, &[1, 3]).unwrap_err();
+    assert_eq!(err, GraphError::MapOwnChain { map: 3, input: 2 });
+    // Two chains each waiting for the other's gather.
+    let tasks = vec![
+        task(0, &[]),
+        task(1, &[0, 5]), // chain A's root, taking B's total
+        task(2, &[1]),    // total(A)
+        task(3, &[]),
+        task(4, &[3, 2]), // chain B's root, taking A's total
+        task(5, &[4]),    // total(B)
+    ];
+    let err = link(&tasks, &[1, 4]).unwrap_err();
     assert!(matches!(err, GraphError::MapOwnChain { .. }), "{err}");
 }
 
@@ -129,4 +168,22 @@ fn bad_map_tables_are_refused() {
     assert_eq!(Graph::new(d).unwrap_err(), GraphError::BadMap(1));
     let tasks = vec![task(0, &[])];
     assert_eq!(link(&tasks, &[0]), Err(GraphError::MapWithoutInput(0)));
+    // Crafted tables: a repeated or huge ord (element ids would collide or lose precision),
+    // a root that is not its own root, no count.
+    let good = pipeline().into_data();
+    let cases: [fn(&mut shoal_core::GraphData); 4] = [
+        |d| d.maps[1].ord = d.maps[0].ord,
+        |d| d.maps[0].ord = 4_000_000_000,
+        |d| d.maps[0].root = 3,
+        |d| d.maps[2].group_deps = 0,
+    ];
+    for (k, spoil) in cases.iter().enumerate() {
+        let mut d = good.clone();
+        spoil(&mut d);
+        assert!(
+            matches!(Graph::new(d.clone()), Err(GraphError::BadMap(_))),
+            "case {k}"
+        );
+        assert!(Graph::decode(&d.encode()).is_err(), "case {k}");
+    }
 }

@@ -191,7 +191,15 @@ impl<'py> Freezer<'py> {
                 _ => unreachable!("every output was exited"),
             })
             .collect::<Vec<u32>>();
-        let maps = shoal_core::maps::link(&self.tasks, &self.map_ids).map_err(graph_err)?;
+        let maps = shoal_core::maps::link(&self.tasks, &self.map_ids).map_err(|e| match e {
+            shoal_core::GraphError::MapOwnChain { map, input } => GraphError::new_err(format!(
+                "shoal.map '{}' takes '{}' (task {input}), which waits for the map's own chain \
+                 (directly or through other tasks): a map chain cannot consume its own results",
+                self.task_name(map),
+                self.task_name(input)
+            )),
+            other => graph_err(other),
+        })?;
         let data = GraphData {
             fns: self.fns,
             options: self.options,
@@ -207,6 +215,15 @@ impl<'py> Freezer<'py> {
             fn_blobs: self.fn_blobs,
             const_blobs: self.const_blobs,
         })
+    }
+
+    /// A frozen task's display name: its `name` option, else its function's name.
+    fn task_name(&self, id: u32) -> String {
+        let t = &self.tasks[id as usize];
+        self.options[t.opts as usize]
+            .name
+            .clone()
+            .unwrap_or_else(|| self.fns[t.func as usize].name.clone())
     }
 
     fn cycle_error(&self, node: &Bound<'py, PyAny>) -> PyErr {

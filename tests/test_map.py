@@ -302,3 +302,28 @@ class Table(Mapping):
 
     def __len__(self):
         return 1
+
+
+@shoal.task
+def countdown(n):
+    yield from range(n, 0, -1)
+
+
+class FrameLike:
+    """Iterates over its column labels, as data frames do."""
+
+    columns = ("a", "b")
+
+    def __iter__(self):
+        return iter(self.columns)
+
+
+def test_a_generator_source_is_read_once_as_the_list(scheduler):
+    squares = shoal.map(square, countdown(4))
+    out = pair(squares, total(squares))
+    assert out.compute(scheduler=scheduler) == ([16, 9, 4, 1], 30)
+
+
+def test_a_data_frame_like_source_is_refused_not_mapped_over_its_columns():
+    with pytest.raises(shoal.TaskError, match=r"column labels.*itertuples"):
+        shoal.map(square, const(FrameLike())).compute(scheduler="sync")

@@ -235,6 +235,11 @@ def items_of(value: Any, what: str) -> list[Any]:
     """The items a map chain's source produced; a clear TypeError for anything else."""
     if isinstance(value, list):
         return value
+    if hasattr(value, "columns"):  # a data frame iterates over its column labels, not rows
+        raise TypeError(
+            f"{what} is a {type(value).__name__}, whose items would be its column labels; "
+            "return its rows as a list (e.g. list(df.itertuples()) or df.to_dict('records'))"
+        )
     if not isinstance(value, _NOT_ITEMS):
         try:
             return list(value)

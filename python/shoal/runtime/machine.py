@@ -45,7 +45,7 @@ among ``recompute`` and ``resume`` become ready here once their recomputed input
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,8 +188,17 @@ class WorkerMachine:
 
     def on_executed(self, task: int, value: Any, fetched: dict[int, Any]) -> list[Instruction]:
         self.values.update(fetched)
+        if isinstance(value, Iterator) and self._feeds_map(task):
+            # A generator feeding a map: read it once, as the list the chain maps over (it is
+            # stored, and a generator can be neither pickled nor read twice).
+            value = list(value)
         self.values[task] = value
         return [Complete(self._completion(task, value))]
+
+    def _feeds_map(self, task: int) -> bool:
+        return self.view is not None and any(
+            self.view.is_map(d) for d, _n, _w, _held in self.graph.downstream(task)
+        )
 
     def on_failed(
         self, task: int, failure: TaskFailure, retryable: bool = True

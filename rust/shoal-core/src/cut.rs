@@ -92,8 +92,8 @@ impl Graph {
                 if m.root == m.id || !self.position(m.id).is_some_and(|p| held[p]) {
                     continue;
                 }
-                let p = self.position(m.root).ok_or(GraphError::BadMap(m.root))?;
-                if !held[p] {
+                // A root outside this graph (a hand-made subgraph) cannot be added.
+                if let Some(p) = self.position(m.root).filter(|&p| !held[p]) {
                     roots.push(p);
                 }
             }

@@ -209,7 +209,22 @@ impl Graph {
                 return Err(GraphError::BadMap(m.id));
             }
         }
+        let mapped_input = |id: TaskId| match pos.get(&id) {
+            Some(&p) if p < n => data.tasks[p].deps.first().copied(),
+            Some(&p) => data.stubs[p - n].deps.first().copied(),
+            None => None,
+        };
         for m in &data.maps {
+            // A map below a root runs element-wise after a map of its own chain.
+            if m.root != m.id {
+                let parent = mapped_input(m.id).and_then(|d| map_pos.get(&d));
+                let held = matches!(pos.get(&m.id), Some(&p) if p < n);
+                if parent.is_some_and(|&q| data.maps[q].root != m.root)
+                    || (held && parent.is_none())
+                {
+                    return Err(GraphError::BadMap(m.id));
+                }
+            }
             // A chain's root is its own root, and its mapped input is not a map.
             if let Some(&r) = map_pos.get(&m.root) {
                 let root = &data.maps[r];

@@ -143,15 +143,42 @@ fn check_contracted(
     if done.len() == indeg.len() {
         return Ok(());
     }
-    // Every cycle passes through a chain (the graph without maps is acyclic): report a stuck
-    // chain's input that is stuck too.
-    let mut stuck: Vec<(TaskId, TaskId)> = inputs
-        .iter()
-        .filter(|(root, _)| !done.contains(root))
-        .flat_map(|(_, group)| group.iter().copied())
-        .filter(|&(_, d)| !done.contains(&rep(d)))
-        .collect();
-    stuck.sort_unstable();
-    let (map, input) = stuck.first().copied().unwrap_or((0, 0));
-    Err(GraphError::MapOwnChain { map, input })
+    // Every cycle passes through a chain (the graph without maps is acyclic). Name an input of
+    // a chain that the chain itself reaches: that input waits for the chain. (Tasks merely
+    // waiting behind a cycle are stuck too, but not reachable from their own chain.)
+    let reaches = |from: TaskId, to: TaskId| {
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(t) = stack.pop() {
+            for &c in edges.get(&t).map_or(&[][..], |v| v.as_slice()) {
+                if c == to {
+                    return true;
+                }
+                if !done.contains(&c) && seen.insert(c) {
+                    stack.push(c);
+                }
+            }
+        }
+        false
+    };
+    let mut roots: Vec<&TaskId> = inputs.keys().filter(|r| !done.contains(r)).collect();
+    roots.sort_unstable();
+    for &root in roots {
+        let mut group = inputs[&root].clone();
+        group.sort_unstable();
+        if let Some(&(map, input)) = group.iter().find(|&&(_, d)| reaches(root, rep(d))) {
+            return Err(GraphError::MapOwnChain { map, input });
+        }
+    }
+    Err(GraphError::Cycle(roots_fallback(&indeg, &done)))
+}
+
+/// A task on the stalled part of the graph (only if no chain could be blamed: not expected).
+fn roots_fallback(indeg: &HashMap<TaskId, u32>, done: &HashSet<TaskId>) -> TaskId {
+    indeg
+        .keys()
+        .filter(|t| !done.contains(t))
+        .min()
+        .copied()
+        .unwrap_or(0)
 }

@@ -155,6 +155,18 @@ fn a_chain_waiting_on_its_own_gather_is_refused() {
     ];
     let err = link(&tasks, &[1, 4]).unwrap_err();
     assert!(matches!(err, GraphError::MapOwnChain { .. }), "{err}");
+    // Only the map on the cycle is blamed, not one merely waiting behind it:
+    // 1 = map(f, 0); 2 = total(1); 4 = map(innocent, 3, 2); 5 = map(culprit, 1, 2).
+    let tasks = vec![
+        task(0, &[]),
+        task(1, &[0]),
+        task(2, &[1]),
+        task(3, &[]),
+        task(4, &[3, 2]),
+        task(5, &[1, 2]),
+    ];
+    let err = link(&tasks, &[1, 4, 5]).unwrap_err();
+    assert_eq!(err, GraphError::MapOwnChain { map: 5, input: 2 });
 }
 
 #[test]

@@ -11,6 +11,9 @@ wall time; the acceptance section of the table marks each target ``ok`` or ``MIS
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,6 +38,20 @@ BIG_GRAPH_SECONDS_MAX = 1.0
 
 TREE = "tree-1k"
 BIG = "tree-100k"
+
+
+@contextlib.contextmanager
+def dask_cluster(*, set_as_default: bool = True) -> Iterator[Any]:
+    """The Dask distributed every bench compares with: 2 worker processes x 1 thread, here."""
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=set_as_default) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +205,19 @@ def summary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: The summary sections: (results, module, function returning the lines, title), in order.
+SECTIONS: list[tuple[dict[str, dict[str, Any]], str, str, str]] = [
+    (RUNTIME, "test_runtime_vs_dask", "runtime_summary_lines",
+     "shoal end to end vs Dask distributed (2 workers x 1 thread)"),
+    (EXAMPLES, "test_examples_vs_dask", "examples_summary_lines",
+     "example workflows: shoal vs Dask threads and Dask distributed"),
+    (MAPS, "test_map_vs_dask", "maps_summary_lines",
+     "shoal.map over run-time lists vs static graphs and Dask futures"),
+    (OVERHEADS, "test_overheads", "overheads_summary_lines",
+     "shoal fixed costs: encoding, subDAG fetch, per task, per invocation"),
+]  # fmt: skip
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
@@ -195,29 +225,9 @@ def pytest_terminal_summary(
         terminalreporter.section("shoal graph encoding vs cloudpickle")
         for line in summary_lines(RESULTS):
             terminalreporter.write_line(line)
-    if RUNTIME:
-        from test_runtime_vs_dask import runtime_summary_lines
-
-        terminalreporter.section("shoal end to end vs Dask distributed (2 workers x 1 thread)")
-        for line in runtime_summary_lines():
-            terminalreporter.write_line(line)
-    if EXAMPLES:
-        from test_examples_vs_dask import examples_summary_lines
-
-        terminalreporter.section("example workflows: shoal vs Dask threads and Dask distributed")
-        for line in examples_summary_lines():
-            terminalreporter.write_line(line)
-    if MAPS:
-        from test_map_vs_dask import maps_summary_lines
-
-        terminalreporter.section("shoal.map over run-time lists vs static graphs and Dask futures")
-        for line in maps_summary_lines():
-            terminalreporter.write_line(line)
-    if OVERHEADS:
-        from test_overheads import overheads_summary_lines
-
-        terminalreporter.section(
-            "shoal fixed costs: encoding, subDAG fetch, per task, per invocation"
-        )
-        for line in overheads_summary_lines():
-            terminalreporter.write_line(line)
+    for results, module, function, title in SECTIONS:
+        if results:
+            lines = getattr(importlib.import_module(module), function)()
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)

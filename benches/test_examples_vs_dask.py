@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import shoal
-from conftest import EXAMPLES, _table
+from conftest import EXAMPLES, _table, dask_cluster
 from shoal.backends.local import LocalProcesses
 from shoal.graph import freeze
 from shoal.server import EmbeddedServer
@@ -94,15 +94,8 @@ def shoal_session():
 
 @pytest.fixture(scope="module")
 def dask_client():
-    pytest.importorskip("dask")
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    with dask_cluster(set_as_default=False) as client:
+        yield client
 
 
 @pytest.mark.parametrize("example", list(GRAPHS))

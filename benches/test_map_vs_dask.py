@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import shoal
-from conftest import MAPS
+from conftest import MAPS, dask_cluster
 from shoal.backends.local import LocalProcesses
 from shoal.server import EmbeddedServer
 
@@ -76,15 +76,9 @@ def session():
 
 @pytest.fixture(scope="module")
 def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = distributed.Client(cluster)
-    dask_dynamic(client, 200)  # warm
-    yield client
-    client.close()
-    cluster.close()
+    with dask_cluster() as client:
+        dask_dynamic(client, 200)  # warm
+        yield client
 
 
 def dask_dynamic(client: Any, n: int) -> int:

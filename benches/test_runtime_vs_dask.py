@@ -31,7 +31,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import RUNTIME
+from conftest import RUNTIME, dask_cluster
 from shoal.backends.local import LocalProcesses
 from shoal.server import EmbeddedServer
 
@@ -99,15 +99,9 @@ def shoal_session(server):
 @pytest.fixture(scope="module")
 def dask_client():
     dask = pytest.importorskip("dask")
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = distributed.Client(cluster)
-    tree_graph(dask.delayed).compute()  # warm
-    yield client
-    client.close()
-    cluster.close()
+    with dask_cluster() as client:
+        tree_graph(dask.delayed).compute()  # warm
+        yield client
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

@@ -79,6 +79,18 @@ local function chunked(cmd, key, args, width, flag)
   end
   return out
 end
+-- Leases: members scored by their expiry, lease_ms from now on the server's clock.
+local function lease(key, members, lease_ms, flag)
+  if #members == 0 then return end
+  local now = redis.call('TIME')
+  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + lease_ms
+  local scored = {}
+  for _, m in ipairs(members) do
+    scored[#scored + 1] = expiry
+    scored[#scored + 1] = m
+  end
+  chunked('ZADD', key, scored, 2, flag)
+end
 """
 
 # The run-state helpers COMPLETE and EXPAND share. KEYS: 1 out, 2 pending, 3 started, 4 meta,
@@ -127,15 +139,9 @@ local function finish_map(g)
   if g[2] == 1 then output_done() end
 end
 local function lease_ready(lease_ms)
-  if #ready == 0 then return end
-  local now = redis.call('TIME')
-  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + lease_ms
   local members = {}
-  for _, d in ipairs(ready) do
-    members[#members + 1] = expiry
-    members[#members + 1] = 't' .. id(d)
-  end
-  chunked('ZADD', KEYS[6], members, 2)
+  for _, d in ipairs(ready) do members[#members + 1] = 't' .. id(d) end
+  lease(KEYS[6], members, lease_ms)
 end
 """
 )
@@ -201,16 +207,8 @@ START = (
 local outs, consts = {}, {}
 local event = cmsgpack.unpack(ARGV[1])
 if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
-local lease = cmsgpack.unpack(ARGV[4])
-if #lease > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
-  local now = redis.call('TIME')
-  local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[5])
-  local members = {}
-  for _, m in ipairs(lease) do
-    members[#members + 1] = expiry
-    members[#members + 1] = m
-  end
-  chunked('ZADD', KEYS[4], members, 2)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  lease(KEYS[4], cmsgpack.unpack(ARGV[4]), tonumber(ARGV[5]))
 end
 local ids = cmsgpack.unpack(ARGV[2])
 if #ids > 0 then outs = chunked('HMGET', KEYS[2], ids, 1) end
@@ -234,14 +232,9 @@ return {outs, consts, lists}
 RENEW = (
     _CHUNKED
     + """
-local now = redis.call('TIME')
-local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[1])
 local members = {}
-for j = 2, #ARGV do
-  members[#members + 1] = expiry
-  members[#members + 1] = ARGV[j]
-end
-chunked('ZADD', KEYS[1], members, 2, 'XX')
+for j = 2, #ARGV do members[#members + 1] = ARGV[j] end
+lease(KEYS[1], members, tonumber(ARGV[1]), 'XX')
 return 1
 """
 )

@@ -277,8 +277,7 @@ class _Shell:
         expanding = isinstance(g, MapView) and g.is_root(task)
         fn_hash = g.fn_hash(task)
         func = self.caches.functions.get(fn_hash)
-        if expanding:
-            func = _no_function
+        need_function = func is None and not expanding
         const_hashes = [
             h
             for h in ([] if expanding else g.const_hashes(task))
@@ -309,7 +308,7 @@ class _Shell:
         got = await self.storage.fetch(
             self.run_id,
             ins.missing,
-            [] if func is not None else [fn_hash],
+            [fn_hash] if need_function else [],
             const_hashes,
             event=started,
             lease=lease,
@@ -320,7 +319,7 @@ class _Shell:
                 blobs = got.lists.get(d)
                 if blobs is None:
                     raise ShoalError(
-                        f"the outputs of map '{g.name(d)}', needed by task '{g.name(task)}', "
+                        f"the outputs of map task {d}, needed by task '{g.name(task)}', "
                         "are not in storage"
                     )
                 input_bytes += sum(len(b) for b in blobs)
@@ -333,7 +332,7 @@ class _Shell:
                 )
             input_bytes += len(blob)
             fetched_values[d] = loads_value(blob)
-        if func is None:
+        if need_function:
             blob = got.functions.get(fn_hash)
             if blob is None:
                 raise ShoalError(
@@ -358,6 +357,7 @@ class _Shell:
                 failure = TaskFailure("TypeError", str(e), "", self.caches.now())
                 return machine.on_failed(task, failure, retryable=False)
             return machine.on_expanded(task, items, fetched_values)
+        assert func is not None
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
         args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
         timeout_s = g.options(task)[2]
@@ -440,11 +440,6 @@ class _Shell:
         if shared:
             self._blobs[id(subdag)] = found
         return found
-
-
-def _no_function(*args: Any, **kwargs: Any) -> Any:
-    """Stands in for a map root's function, which the expansion never calls."""
-    raise AssertionError("a map's root expands; its function runs in its elements")
 
 
 _INTERNAL = (

@@ -72,7 +72,6 @@ class MapView:
         #: long as the worker's graph and may be encoded once).
         self.shared = False
         self._gathers: dict[int, Gather] = {}
-        self.outputs = graph.outputs
         self._outputs = set(graph.outputs)
 
     def __getattr__(self, name: str) -> Any:

@@ -138,10 +138,19 @@ local function finish_map(g)
     'width', redis.call('HGET', KEYS[7], m) or '0', unpack(g[4]))
   if g[2] == 1 then output_done() end
 end
-local function lease_ready(lease_ms)
+-- How a state change starts: the run must still exist ({-1} if not), the task's lease goes,
+-- and its marker field is set once ({0} for a repeat, which changes nothing).
+local function claim(task, marker, value)
+  if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
+  redis.call('ZREM', KEYS[6], 't' .. task)
+  if redis.call('HSETNX', marker, task, value) == 0 then return {0} end
+end
+-- How it ends: the tasks made ready are leased until a worker holds them.
+local function result(lease_ms)
   local members = {}
   for _, d in ipairs(ready) do members[#members + 1] = 't' .. id(d) end
   lease(KEYS[6], members, lease_ms)
+  return {1, ready, invoke, finished}
 end
 """
 )
@@ -149,10 +158,9 @@ end
 COMPLETE = (
     _RUN_STATE
     + """
-if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
 local task = ARGV[1]
-redis.call('ZREM', KEYS[6], 't' .. task)
-if redis.call('HSETNX', KEYS[1], task, '') == 0 then return {0} end
+local refused = claim(task, KEYS[1], '')
+if refused then return refused end
 own, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local waits = count_down(cmsgpack.unpack(ARGV[7]))
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
@@ -164,19 +172,16 @@ if ARGV[4] == '1' then output_done() end
 for _, g in ipairs(cmsgpack.unpack(ARGV[10])) do
   if redis.call('HINCRBY', KEYS[2], 'g' .. id(g[1]), -1) == 0 then finish_map(g) end
 end
-lease_ready(tonumber(ARGV[9]))
-return {1, ready, invoke, finished}
+return result(tonumber(ARGV[9]))
 """
 )
 
 EXPAND = (
     _RUN_STATE
     + """
-if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
-local root = ARGV[1]
-redis.call('ZREM', KEYS[6], 't' .. root)
-local width = tonumber(ARGV[2])
-if redis.call('HSETNX', KEYS[7], root, width) == 0 then return {0} end
+local root, width = ARGV[1], tonumber(ARGV[2])
+local refused = claim(root, KEYS[7], width)
+if refused then return refused end
 own, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 local maps = cmsgpack.unpack(ARGV[6])
 for _, g in ipairs(maps) do
@@ -196,8 +201,7 @@ redis.call('XADD', KEYS[5], '*', 'type', 'MAP_EXPANDED', 'task', root, 'width', 
 if width == 0 then
   for _, g in ipairs(maps) do finish_map(g) end
 end
-lease_ready(tonumber(ARGV[9]))
-return {1, ready, invoke, finished}
+return result(tonumber(ARGV[9]))
 """
 )
 

@@ -134,34 +134,36 @@ impl Template {
         }
     }
 
-    /// Rewrites slot indices in order of appearance (the wire codes them, see `wire.rs`).
-    pub(crate) fn map_slots(&mut self, f: &mut impl FnMut(u32) -> u32) {
+    /// Calls `f` on every leaf, mutably, in the order of [`Template::for_each_leaf`].
+    fn for_each_leaf_mut(&mut self, f: &mut impl FnMut(&mut Template)) {
         match self {
             Template::List(v) | Template::Tuple(v) | Template::Set(v) | Template::FrozenSet(v) => {
-                v.iter_mut().for_each(|t| t.map_slots(f))
+                v.iter_mut().for_each(|t| t.for_each_leaf_mut(f))
             }
             Template::Dict(pairs) => pairs.iter_mut().for_each(|(k, v)| {
-                k.map_slots(f);
-                v.map_slots(f);
+                k.for_each_leaf_mut(f);
+                v.for_each_leaf_mut(f);
             }),
-            Template::Slot(i) => *i = f(*i),
-            _ => {}
+            leaf => f(leaf),
         }
+    }
+
+    /// Rewrites slot indices in order of appearance (the wire codes them, see `wire.rs`).
+    pub(crate) fn map_slots(&mut self, f: &mut impl FnMut(u32) -> u32) {
+        self.for_each_leaf_mut(&mut |t| {
+            if let Template::Slot(i) = t {
+                *i = f(*i)
+            }
+        });
     }
 
     /// Rewrites constant indices (used when a subgraph re-numbers its constant table).
     pub fn remap_consts(&mut self, map: &impl Fn(u32) -> u32) {
-        match self {
-            Template::List(v) | Template::Tuple(v) | Template::Set(v) | Template::FrozenSet(v) => {
-                v.iter_mut().for_each(|t| t.remap_consts(map))
+        self.for_each_leaf_mut(&mut |t| {
+            if let Template::Const(i) = t {
+                *i = map(*i)
             }
-            Template::Dict(pairs) => pairs.iter_mut().for_each(|(k, v)| {
-                k.remap_consts(map);
-                v.remap_consts(map);
-            }),
-            Template::Const(i) => *i = map(*i),
-            _ => {}
-        }
+        });
     }
 }
 

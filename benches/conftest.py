@@ -41,6 +41,24 @@ BIG = "tree-100k"
 
 
 @contextlib.contextmanager
+def shoal_processes(redis_url: str | None = None) -> Iterator[Any]:
+    """The shoal side of every bench: 2 worker processes (LocalProcesses) on ``redis_url``, or
+    on an embedded server started for the purpose."""
+    import shoal
+    from shoal.backends.local import LocalProcesses
+    from shoal.server import EmbeddedServer
+
+    with contextlib.ExitStack() as stack:
+        if redis_url is None:
+            redis_url = stack.enter_context(EmbeddedServer()).url
+        yield stack.enter_context(
+            shoal.Session(
+                redis_url=redis_url, backend=LocalProcesses(max_workers=2), progress=False
+            )
+        )
+
+
+@contextlib.contextmanager
 def dask_cluster(*, set_as_default: bool = True) -> Iterator[Any]:
     """The Dask distributed every bench compares with: 2 worker processes x 1 thread, here."""
     pytest.importorskip("dask")

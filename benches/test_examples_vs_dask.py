@@ -31,10 +31,8 @@ import numpy as np
 import pytest
 
 import shoal
-from conftest import EXAMPLES, _table, dask_cluster
-from shoal.backends.local import LocalProcesses
+from conftest import EXAMPLES, _table, dask_cluster, shoal_processes
 from shoal.graph import freeze
-from shoal.server import EmbeddedServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
@@ -83,12 +81,7 @@ def same(a: Any, b: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def shoal_session():
-    with (
-        EmbeddedServer() as server,
-        shoal.Session(
-            redis_url=server.url, backend=LocalProcesses(max_workers=2), progress=False
-        ) as s,
-    ):
+    with shoal_processes() as s:
         yield s
 
 

@@ -23,9 +23,7 @@ from typing import Any
 import pytest
 
 import shoal
-from conftest import MAPS, dask_cluster
-from shoal.backends.local import LocalProcesses
-from shoal.server import EmbeddedServer
+from conftest import MAPS, dask_cluster, shoal_processes
 
 ROUNDS = 5
 WIDTHS = [100, 1000]
@@ -64,12 +62,7 @@ def static(n: int) -> shoal.Node:
 
 @pytest.fixture(scope="module")
 def session():
-    with (
-        EmbeddedServer() as server,
-        shoal.Session(
-            redis_url=server.url, backend=LocalProcesses(max_workers=2), progress=False
-        ) as s,
-    ):
+    with shoal_processes() as s:
         s.compute(dynamic(200), static(200))  # warm: processes started, functions cached
         yield s
 

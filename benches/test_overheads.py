@@ -29,10 +29,9 @@ from typing import Any
 import pytest
 
 import shoal
-from conftest import OVERHEADS, _table
+from conftest import OVERHEADS, _table, shoal_processes
 from shoal import _core
 from shoal.backends.base import Capabilities, Resources
-from shoal.backends.local import LocalProcesses
 from shoal.config import Settings
 from shoal.graph import FrozenGraph, freeze
 from shoal.runtime import client
@@ -209,12 +208,7 @@ def test_subdag_retrieval(benchmark, tree_frozen):
 
 
 def test_per_task_overhead(benchmark):
-    with (
-        EmbeddedServer() as server,
-        shoal.Session(
-            redis_url=server.url, backend=LocalProcesses(max_workers=2), progress=False
-        ) as s,
-    ):
+    with shoal_processes() as s:
         s.compute(chain(10), fan(10))  # warm: worker processes started, functions cached
         chain_times, fan_times = [], []
         for _ in range(ROUNDS):

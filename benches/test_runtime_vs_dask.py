@@ -31,7 +31,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import RUNTIME, dask_cluster
+from conftest import RUNTIME, dask_cluster, shoal_processes
 from shoal.backends.local import LocalProcesses
 from shoal.server import EmbeddedServer
 
@@ -89,9 +89,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def shoal_session(server):
-    with shoal.Session(
-        redis_url=server.url, backend=LocalProcesses(max_workers=2), progress=False
-    ) as s:
+    with shoal_processes(server.url) as s:
         s.compute(tree_graph(shoal_make))  # warm: processes started, functions cached
         yield s
 

@@ -11,15 +11,12 @@ from shoal.runtime.machine import (
     Exit,
     Expand,
     Invoke,
-    MachineConfig,
     WorkerMachine,
 )
 from shoal.serialize import dumps_value
 from shoal.storage.base import CompletionResult
 
-
-def config(inline=64 * 1024):
-    return MachineConfig("w-test", inline, 0.1, dumps_value, lambda: 0.5)
+from .test_machine import config
 
 
 @shoal.task

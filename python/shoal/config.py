@@ -2,69 +2,122 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
 
 KIB = 1024
+#: Redis's limit for one value.
+REDIS_MAX_VALUE = 512 * 1024 * KIB
+#: Sizes go to the Rust core as a ``usize``; no sensible setting comes near this.
+_MAX_SIZE = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What values a setting accepts: its type and the range ``[lo, hi]`` (or ``(lo, hi]``)."""
+
+    kind: type[int] | type[float]
+    lo: float
+    above_lo: bool = False
+    hi: float = _MAX_SIZE
+    unit: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is refused, or None."""
+        # bool is an int to Python, never a size or a duration here.
+        ok_types = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_types):
+            return f"must be {'an integer' if self.kind is int else 'a number'}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if value < self.lo or (self.above_lo and value == self.lo):
+            return f"must be {'>' if self.above_lo else '>='} {self.lo:g}{self.unit}"
+        if value > self.hi:
+            return f"must be <= {self.hi:,}{self.unit}"
+        return None
+
+
+def _setting(default: int | float, bounds: Bounds) -> Any:
+    return field(default=default, metadata={"bounds": bounds})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunables shared by the client and the workers.
+    """Tunables shared by the client and the workers. Each is checked on construction
+    (:class:`~shoal.errors.ConfigError` naming the setting and its variable).
 
     ``const_threshold``: argument leaves larger than this (bytes) are stored once by content hash.
     ``inline_output_limit``: upstream outputs up to this size (total) travel inside an invocation.
     ``inline_subdag_limit``: subDAGs up to this size travel inside an invocation, larger ones are
     stored and referenced.
+    ``retry_backoff_s``: the first retry of a failing task waits about this long, doubling after.
     ``lease_ttl_s``: a worker that stops renewing its leases for this long is taken for dead
     and its work is recovered (renewed every third of it).
     ``max_value_bytes``: the largest encoded output that may go to the store (Redis's limit for
     one value is 512 MiB); a larger one fails its task, naming the limit.
     """
 
-    const_threshold: int = 64 * KIB
-    inline_output_limit: int = 64 * KIB
-    inline_subdag_limit: int = 128 * KIB
-    retry_backoff_s: float = 0.05
-    lease_ttl_s: float = 5.0
-    max_value_bytes: int = 512 * 1024 * KIB
+    # 0 is meaningful for the sizes: every leaf by hash, nothing inline.
+    const_threshold: int = _setting(64 * KIB, Bounds(int, 0))
+    inline_output_limit: int = _setting(64 * KIB, Bounds(int, 0))
+    inline_subdag_limit: int = _setting(128 * KIB, Bounds(int, 0))
+    retry_backoff_s: float = _setting(0.05, Bounds(float, 0, unit=" s"))
+    # Workers renew every max(0.05 s, a third of the TTL): a shorter lease would lapse between
+    # renewals, and every task would look dead.
+    lease_ttl_s: float = _setting(5.0, Bounds(float, 0.15, unit=" s"))
+    # 0 would refuse every output; Redis refuses a value over 512 MiB with an unclear error.
+    max_value_bytes: int = _setting(REDIS_MAX_VALUE, Bounds(int, 0, True, REDIS_MAX_VALUE))
+
+    def __post_init__(self) -> None:
+        self.check()
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
         values: dict[str, Any] = {}
         for f in fields(cls):
-            env = os.environ.get(f"SHOAL_{f.name.upper()}")
-            if env is not None:
-                values[f.name] = _parse(f.name, env, type(getattr(cls(), f.name)))
-        for name, value in overrides.items():
-            if name not in values and not any(f.name == name for f in fields(cls)):
-                raise ConfigError(f"unknown setting {name!r}")
-            if value is not None:
-                values[name] = value
-        settings = replace(cls(), **values)
-        settings.check()
-        return settings
+            if overrides.get(f.name) is not None:  # an argument wins over the environment
+                values[f.name] = overrides[f.name]
+                continue
+            raw = os.environ.get(env_var(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, f.metadata["bounds"].kind)
+        return replace(cls(), **values)
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``SHOAL_*`` variables, for worker processes started by a backend."""
-        return {f"SHOAL_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+        return {env_var(f.name): str(getattr(self, f.name)) for f in fields(self)}
 
     def check(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value < 0:
-                raise ConfigError(f"setting {f.name} must be >= 0, got {value!r}")
+            problem = f.metadata["bounds"].problem(value)
+            if problem is not None:
+                raise ConfigError(
+                    f"setting {f.name} (environment variable {env_var(f.name)}) {problem}, "
+                    f"got {value!r:.40}"
+                )
 
 
-def _parse(name: str, raw: str, kind: type) -> Any:
+def env_var(name: str) -> str:
+    """The environment variable of setting ``name``."""
+    return f"SHOAL_{name.upper()}"
+
+
+def _parse(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
     try:
         return kind(raw)
     except ValueError:
+        what = "an integer" if kind is int else "a number"
         raise ConfigError(
-            f"environment variable SHOAL_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+            f"setting {name}: environment variable {env_var(name)}={raw!r} is not {what}"
         ) from None
 
 

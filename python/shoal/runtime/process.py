@@ -20,7 +20,8 @@ import resource
 import struct
 import time
 
-from ..backends.local import QueueInvoker, decode_frame, delivery_copies
+from ..backends.frames import decode_frame, delivery_copies
+from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
 from .worker import WorkerCaches, run_in_thread, run_worker

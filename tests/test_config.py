@@ -160,3 +160,16 @@ def test_a_bad_redis_url_is_a_config_error(monkeypatch, url):
 @shoal.task
 def add(x, y):
     return x + y
+
+
+def test_the_version_is_cargos_alone():
+    """Cargo.toml's workspace version is the one version: pyproject leaves it to maturin, and
+    ``shoal.__version__`` is the installed package's (from that build)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cargo = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert shoal.__version__ == cargo

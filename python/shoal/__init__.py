@@ -8,6 +8,8 @@
 10
 """
 
+from importlib import metadata as _metadata
+
 from . import backends
 from .config import Settings
 from .errors import (
@@ -23,7 +25,8 @@ from .maps import MapNode, map
 from .session import Run, Session, compute
 from .task import Node, TaskFunction, TaskOptions, task
 
-__version__ = "0.1.0"
+# One version number, Cargo's: maturin writes it into the package metadata at build time.
+__version__ = _metadata.version("shoal")
 
 __all__ = [
     "ConfigError",

@@ -111,7 +111,7 @@ def test_an_explicit_pinned_assignment_uses_the_inboxes(session):
     out = tree([leaf(i) for i in range(32)])
     n = len(freeze([out]).graph)
     assignment = {t: t % 2 for t in range(n) if t % 3}
-    assert session.compute(out, assignment=assignment) == evaluate(out)
+    assert session.compute(out, plan=assignment) == evaluate(out)
 
 
 @settings(max_examples=20)
@@ -119,7 +119,7 @@ def test_an_explicit_pinned_assignment_uses_the_inboxes(session):
 def test_random_dags_with_random_pinning(session, outs, data):
     n = len(freeze(outs).graph)
     assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, 2))) >= 0}
-    assert session.compute(*outs, assignment=assignment) == evaluate(*outs)
+    assert session.compute(*outs, plan=assignment) == evaluate(*outs)
 
 
 def test_ten_runs_submitted_concurrently_do_not_interfere(session):

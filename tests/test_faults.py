@@ -304,7 +304,7 @@ def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
         out = step(2, first, *feeders)  # pinned: waits in the inbox for the feeders
         g = freeze([out]).graph
         pinned = {t: 0 for t in g.task_ids() if g.name(t) == "step"}
-        run = s.submit(out, assignment=pinned)
+        run = s.submit(out, plan=pinned)
         pool = backend._pool
         assert pool is not None
         end = time.monotonic() + 5

@@ -185,9 +185,9 @@ def test_maps_cannot_be_pinned_by_an_assignment():
     from shoal.graph import freeze
 
     frozen = freeze([out])
-    (map_id,) = [i for i, *_ in frozen.graph.maps()]
+    (map_id,) = [m.id for m in frozen.graph.maps()]
     with pytest.raises(shoal.GraphError, match="cannot be pinned"):
-        frozen.with_assignment({map_id: 0})
+        frozen.with_plan({map_id: 0})
 
 
 def test_iterating_a_lazy_node_points_to_shoal_map():
@@ -230,7 +230,7 @@ def test_maps_between_tasks_pinned_to_workers(scheduler):
     graph = freeze([out]).graph
     by_name = {graph.name(t): t for t in graph.task_ids()}
     assignment = {by_name["split"]: 0, by_name["const"]: 1, by_name["total"]: 1}
-    assert shoal.compute(out, scheduler=scheduler, assignment=assignment) == evaluate(out)
+    assert shoal.compute(out, scheduler=scheduler, plan=assignment) == evaluate(out)
 
 
 def test_a_chain_may_take_its_own_source_whole_further_down(scheduler):

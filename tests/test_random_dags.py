@@ -54,7 +54,7 @@ def test_random_dag_with_random_pinning(outs, data):
     n = len(freeze(outs).graph)
     workers = data.draw(st.integers(1, 4))
     assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, workers - 1))) >= 0}
-    assert shoal.compute(*outs, scheduler="sync", assignment=assignment) == evaluate(*outs)
+    assert shoal.compute(*outs, scheduler="sync", plan=assignment) == evaluate(*outs)
 
 
 def test_deep_chain_has_no_recursion_error(scheduler):
@@ -81,14 +81,14 @@ def test_explicit_assignment_everything_on_two_workers():
 
     n = len(freeze(level).graph)
     assignment = {t: t % 2 for t in range(n)}
-    assert shoal.compute(*level, scheduler="sync", assignment=assignment) == evaluate(*level)
+    assert shoal.compute(*level, scheduler="sync", plan=assignment) == evaluate(*level)
 
 
 def test_assignment_with_unknown_task_is_an_error():
     with pytest.raises(shoal.GraphError, match="task 99 is not in the graph"):
-        shoal.compute(mix(1), scheduler="sync", assignment={99: 0})
+        shoal.compute(mix(1), scheduler="sync", plan={99: 0})
 
 
 def test_assignment_with_bad_types_is_an_error():
     with pytest.raises(TypeError, match="worker id must be an int"):
-        shoal.compute(mix(1), scheduler="sync", assignment={0: "w1"})
+        shoal.compute(mix(1), scheduler="sync", plan={0: "w1"})

@@ -3,9 +3,121 @@
 from collections.abc import Callable, Iterable
 from typing import Any, final
 
-__all__ = ["FORMAT_VERSION", "Graph", "decode_constant", "freeze", "hash16"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Downstream",
+    "Graph",
+    "MapSpec",
+    "Optimization",
+    "Size",
+    "TaskOptions",
+    "TaskPlan",
+    "WorkerPlan",
+    "decode_constant",
+    "freeze",
+    "hash16",
+]
 
 FORMAT_VERSION: int
+
+@final
+class TaskOptions:
+    """A task's options (``@shoal.task(...)`` / ``.options(...)``); None means the default."""
+
+    @property
+    def retries(self) -> int: ...
+    @property
+    def memory_mb(self) -> int | None: ...
+    @property
+    def timeout_s(self) -> float | None: ...
+    @property
+    def name(self) -> str | None: ...
+
+@final
+class Downstream:
+    """A downstream edge as a completion counts it."""
+
+    @property
+    def task(self) -> int:
+        """The downstream task (for an edge into a map: its chain's root)."""
+    @property
+    def ndeps(self) -> int:
+        """How many completions it waits for."""
+    @property
+    def worker(self) -> int | None:
+        """The worker it is pinned to (None = flexible)."""
+    @property
+    def held(self) -> bool:
+        """Whether this graph holds its full spec (it may run here)."""
+
+@final
+class MapSpec:
+    """A map task (``shoal.map``) as the graph knows it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ord(self) -> int:
+        """Dense index among the run's maps; element ids derive from it."""
+    @property
+    def root(self) -> int:
+        """The first map of its chain (itself for a root)."""
+    @property
+    def group_deps(self) -> int:
+        """Static inputs of the whole chain: completions its root waits for."""
+
+@final
+class Size:
+    """Resources a task needs or a worker has; None leaves the platform's default."""
+
+    def __new__(cls, memory_mb: int | None = None, cpu: float | None = None) -> Size: ...
+    @property
+    def memory_mb(self) -> int | None: ...
+    @property
+    def cpu(self) -> float | None:
+        """Share of one CPU (1.0 = one core)."""
+
+@final
+class Optimization:
+    """An optimization attached to a task: a kind and typed parameters (bool, int, float, str
+    or a list of task ids). The core stores it without interpreting it."""
+
+    def __new__(
+        cls, kind: str, params: dict[str, bool | int | float | str | list[int]] | None = None
+    ) -> Optimization: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def params(self) -> dict[str, bool | int | float | str | list[int]]:
+        """A new dict of the parameters, in the order given."""
+
+@final
+class TaskPlan:
+    """A planner's decision for one task."""
+
+    def __new__(
+        cls,
+        worker: int | None = None,
+        size: Size | None = None,
+        optimizations: list[Optimization] = ...,
+    ) -> TaskPlan: ...
+    @property
+    def worker(self) -> int | None:
+        """The worker it is pinned to (None = flexible)."""
+    @property
+    def size(self) -> Size | None: ...
+    @property
+    def optimizations(self) -> list[Optimization]: ...
+
+@final
+class WorkerPlan:
+    """The planned size of one worker."""
+
+    def __new__(cls, worker: int, size: Size) -> WorkerPlan: ...
+    @property
+    def worker(self) -> int: ...
+    @property
+    def size(self) -> Size: ...
 
 @final
 class Graph:
@@ -26,19 +138,27 @@ class Graph:
     def closure(self, starts: list[int]) -> list[int]: ...
     def subgraph(self, ids: list[int]) -> Graph: ...
     def subdag_for(self, worker: int | None, starts: list[int]) -> Graph: ...
-    def with_assignment(self, assignment: list[tuple[int, int]]) -> Graph: ...
+    def with_plan(self, tasks: dict[int, TaskPlan], workers: list[WorkerPlan] = ...) -> Graph:
+        """A copy whose plan table is exactly this plan (tasks not named: flexible, unplanned)."""
+    def plan_of(self, id: int) -> TaskPlan:
+        """Task ``id``'s planned worker, size and optimizations."""
+    def worker_size(self, worker: int) -> Size | None:
+        """The planned size of ``worker``, if the plan gives one."""
+    def planned_workers(self) -> list[WorkerPlan]: ...
     def partition(self) -> list[tuple[int | None, list[int]]]: ...
     def name(self, id: int) -> str: ...
     def deps(self, id: int) -> list[int]: ...
     def worker(self, id: int) -> int | None: ...
-    def downstream(self, id: int) -> list[tuple[int, int, int | None, bool]]: ...
+    def downstream(self, id: int) -> list[Downstream]:
+        """The downstream tasks counted when ``id`` completes."""
     def consumers(self, id: int) -> list[int]: ...
     @property
     def has_maps(self) -> bool: ...
-    def maps(self) -> list[tuple[int, int, int, int]]: ...
+    def maps(self) -> list[MapSpec]:
+        """The map tasks this graph knows."""
     def tasks_of(self, worker: int) -> list[int]: ...
     def fn_hash(self, id: int) -> bytes: ...
-    def options(self, id: int) -> tuple[int, int | None, float | None, str | None]: ...
+    def options(self, id: int) -> TaskOptions: ...
     def fn_hashes(self) -> list[bytes]: ...
     def const_hashes(self, id: int | None = None) -> list[bytes]: ...
     def fill(

@@ -8,12 +8,13 @@ Python face of it and the place the runtime gets a frozen graph from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from . import _core
 from .config import Settings
+from .planning.plan import Plan, as_plan
 from .serialize import dumps_leaf
 from .task import Node
 
@@ -32,23 +33,16 @@ class FrozenGraph:
     #: The live function objects by hash (in-process workers use them as their warm cache).
     live_functions: dict[bytes, Callable[..., Any]]
 
-    def with_assignment(self, assignment: dict[int, int] | None) -> FrozenGraph:
-        """Pins tasks to worker ids (``{task_id: worker_id}``), as a planner does."""
-        if not assignment:
+    #: The plan applied to ``graph`` (None: all flexible, no planner ran).
+    plan: Plan | None = None
+
+    def with_plan(self, plan: Plan | Mapping[int, int] | None) -> FrozenGraph:
+        """This graph under ``plan`` (a :class:`~shoal.planning.Plan`, or a
+        ``{task_id: worker_id}`` mapping that pins those tasks)."""
+        found = as_plan(plan)
+        if found is None:
             return self
-        pairs = _assignment_pairs(assignment)
-        graph = self.graph.with_assignment(pairs)
-        return replace(self, graph=graph)
-
-
-def _assignment_pairs(assignment: dict[int, int]) -> list[tuple[int, int]]:
-    pairs = []
-    for task, worker in assignment.items():
-        for what, value in (("task id", task), ("worker id", worker)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
-                raise TypeError(f"assignment {what} must be an int in [0, 2**32), got {value!r}")
-        pairs.append((task, worker))
-    return pairs
+        return replace(self, graph=found.apply(self.graph), plan=found)
 
 
 def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = None) -> FrozenGraph:

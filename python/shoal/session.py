@@ -15,7 +15,7 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from .backends.local import LocalProcesses
 from .config import Settings, redact_url
 from .errors import ConfigError, StorageError
 from .graph import FrozenGraph, freeze
+from .planning.plan import Plan
 from .progress import RunProgress
 from .runtime import client
 from .server import EmbeddedServer
@@ -106,12 +107,12 @@ class Session:
     def compute(
         self,
         *nodes: Node,
-        assignment: dict[int, int] | None = None,
+        plan: Plan | Mapping[int, int] | None = None,
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """Runs the graph ending in ``nodes``; returns their values as a tuple."""
         _check_timeout(timeout)
-        frozen = self._freeze(nodes, assignment)
+        frozen = self._freeze(nodes, plan)
         if not nodes:
             return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
@@ -125,9 +126,9 @@ class Session:
         with progress:
             return tuple(self._run(go()))
 
-    def submit(self, *nodes: Node, assignment: dict[int, int] | None = None) -> Run:
+    def submit(self, *nodes: Node, plan: Plan | Mapping[int, int] | None = None) -> Run:
         """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""
-        frozen = self._freeze(nodes, assignment)
+        frozen = self._freeze(nodes, plan)
         if not nodes:
             raise ConfigError("submit() needs at least one node")
 
@@ -139,10 +140,12 @@ class Session:
         self._runs[sub.run_id] = sub
         return Run(self, sub)
 
-    def _freeze(self, nodes: tuple[Node, ...], assignment: dict[int, int] | None) -> FrozenGraph:
+    def _freeze(
+        self, nodes: tuple[Node, ...], plan: Plan | Mapping[int, int] | None
+    ) -> FrozenGraph:
         if self._closed:
             raise ConfigError("this Session is closed")
-        return freeze(nodes, self.settings).with_assignment(assignment)
+        return freeze(nodes, self.settings).with_plan(plan)
 
     async def _ensure_started(self, frozen: FrozenGraph) -> None:
         if not self._started:
@@ -323,27 +326,28 @@ def compute(
     *nodes: Node,
     scheduler: str | None = None,
     session: Session | None = None,
-    assignment: dict[int, int] | None = None,
+    plan: Plan | Mapping[int, int] | None = None,
     timeout: float | None = None,
 ) -> tuple[Any, ...]:
     """Computes several nodes over one shared graph; returns a tuple of their values.
 
     ``scheduler``: ``"processes"`` (the default session: Redis + worker processes), ``"sync"``
     (in-process, one task at a time) or ``"threads"``. ``session``: an explicit
-    :class:`Session`. ``assignment``: ``{task_id: worker_id}`` pins tasks to workers (as a
-    planner would). ``timeout``: seconds before :class:`~shoal.RunTimeout`.
+    :class:`Session`. ``plan``: a :class:`~shoal.planning.Plan`, or ``{task_id: worker_id}``
+    to pin tasks to workers (as a planner would). ``timeout``: seconds before
+    :class:`~shoal.RunTimeout`.
     """
     if session is not None and scheduler is not None:
         raise ConfigError("pass either scheduler= or session=, not both")
     if session is not None:
-        return session.compute(*nodes, assignment=assignment, timeout=timeout)
+        return session.compute(*nodes, plan=plan, timeout=timeout)
     scheduler = scheduler or _defaults["scheduler"]
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if scheduler == "processes":
-        return default_session().compute(*nodes, assignment=assignment, timeout=timeout)
+        return default_session().compute(*nodes, plan=plan, timeout=timeout)
     with Session.for_scheduler(scheduler) as s:
-        return s.compute(*nodes, assignment=assignment, timeout=timeout)
+        return s.compute(*nodes, plan=plan, timeout=timeout)
 
 
 def _run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

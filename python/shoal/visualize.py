@@ -67,7 +67,7 @@ class _Layout:
         levels = graph.levels()
         known = set(self.ids)
         self.outputs: set[int] = set(frozen.output_ids)
-        maps = {m for m, *_ in graph.maps()}  # shoal.map: one task per item, drawn as name[*]
+        maps = {m.id for m in graph.maps()}  # shoal.map: one task per item, drawn as name[*]
         self.labels: dict[int, str] = {
             i: f"{graph.name(i)}{'[*]' if i in maps else ''}-{i}" for i in self.ids
         }

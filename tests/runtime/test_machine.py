@@ -6,6 +6,7 @@ import pytest
 
 import shoal
 from shoal.graph import freeze
+from shoal.planning import Plan
 from shoal.runtime.machine import (
     Complete,
     Execute,
@@ -110,7 +111,7 @@ def test_missing_inputs_are_fetched():
 def test_pinned_worker_waits_on_its_inbox_until_its_tasks_are_done():
     a = f(1)
     b = f(a)
-    g = freeze([b]).graph.with_assignment([(0, 0), (1, 7)])
+    g = Plan.pinned({0: 0, 1: 7}).apply(freeze([b]).graph)
     sub = g.subdag_for(7, [])
     m = WorkerMachine(sub, 7, config())
     assert m.start([], {}) == [WaitInbox(7)]
@@ -123,7 +124,7 @@ def test_pinned_worker_waits_on_its_inbox_until_its_tasks_are_done():
 def test_pinned_consumer_elsewhere_forces_storage_and_invocation():
     a = f(1)
     b = f(a)
-    g = freeze([b]).graph.with_assignment([(0, 0), (1, 7)])
+    g = Plan.pinned({0: 0, 1: 7}).apply(freeze([b]).graph)
     m = WorkerMachine(g.subdag_for(0, []), 0, config())
     m.start([0], {})
     [comp] = m.on_executed(0, 1, {})
@@ -165,7 +166,7 @@ def test_duplicate_completion_changes_nothing_here():
 
 
 def test_starting_a_task_of_another_worker_is_refused():
-    g = freeze([f(f(1))]).graph.with_assignment([(0, 3)])
+    g = Plan.pinned({0: 3}).apply(freeze([f(f(1))]).graph)
     with pytest.raises(ValueError, match="pinned to worker 3"):
         WorkerMachine(g, None, config()).start([0], {})
 
@@ -206,7 +207,7 @@ def test_pinned_recovery_skips_done_tasks_and_waits_for_the_rest():
     c = f(b, f(5))
     g = freeze([c]).graph
     order = g.topo_order()
-    pinned = g.with_assignment([(t, 0) for t in order])
+    pinned = Plan.pinned({t: 0 for t in order}).apply(g)
     # a and f(5) done; b was lost; c waits for b.
     a_id, b_id = order[0], order[1]
     five = next(t for t in order if t not in (a_id, b_id) and not g.deps(t))

@@ -29,7 +29,7 @@ from ..storage.base import Event, RunSpec, Storage
 from .elements import MapView, view
 from .invocation import Invocation
 from .recovery import recovery_invocation
-from .worker import resources_for
+from .resources import resources_for, worker_resources
 
 #: How often the waiting client wakes up to check the run timeout (it is woken by events too).
 WAIT_SLICE_S = 1.0
@@ -79,7 +79,7 @@ async def submit(
         else:
             pinned_roots.setdefault(w, []).append(root)
     for w, roots in pinned_roots.items():
-        res = resources_for(graph, graph.tasks_of(w))
+        res = worker_resources(graph, w, graph.tasks_of(w))
         invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))
     spec = RunSpec(
         run_id=run_id,

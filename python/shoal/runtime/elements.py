@@ -64,7 +64,7 @@ class MapView:
 
     def __init__(self, graph: _core.Graph) -> None:
         self.core = graph
-        self.map_info = {m: MapInfo(o, r, g) for m, o, r, g in graph.maps()}
+        self.map_info = {m.id: MapInfo(m.ord, m.root, m.group_deps) for m in graph.maps()}
         self._by_ord = {info.ord: m for m, info in self.map_info.items()}
         self._children: dict[int, list[int]] = {}
         self._cuts: dict[tuple[int, ...], MapView] = {}
@@ -153,8 +153,15 @@ class MapView:
     def worker(self, task: int) -> int | None:
         return None if task >= DYNAMIC else self.core.worker(task)
 
-    def options(self, task: int) -> tuple[int, int | None, float | None, str | None]:
+    def options(self, task: int) -> _core.TaskOptions:
         return self.core.options(task if task < DYNAMIC else self._map_of(task))
+
+    def plan_of(self, task: int) -> _core.TaskPlan:
+        if task < DYNAMIC:
+            return self.core.plan_of(task)
+        # An element runs as its map was planned, but flexible (maps are never pinned).
+        planned = self.core.plan_of(self._map_of(task))
+        return _core.TaskPlan(None, planned.size, planned.optimizations)
 
     def fn_hash(self, task: int) -> bytes:
         return self.core.fn_hash(task if task < DYNAMIC else self._map_of(task))
@@ -174,13 +181,13 @@ class MapView:
         # An element's template is its map's: slot 0 is the mapped input, the rest broadcast.
         return self.core.fill(task if task < DYNAMIC else self._map_of(task), values, loads, consts)
 
-    def downstream(self, task: int) -> list[tuple[int, int, int | None, bool]]:
+    def downstream(self, task: int) -> list[_core.Downstream] | list[Downstream]:
         found = self.element(task)
         if found is None:
             return self.core.downstream(task)
         m, index = found
         return [
-            (element_id(self.map_info[c].ord, index), 1, None, True) for c in self.child_maps(m)
+            Downstream(element_id(self.map_info[c].ord, index), 1, None) for c in self.child_maps(m)
         ]
 
     def consumers(self, task: int) -> list[int]:
@@ -198,7 +205,7 @@ class MapView:
         """What completes when the last element of map ``m`` is done."""
         g = self._gathers.get(m)
         if g is None:
-            down = [Downstream(d, n, w) for d, n, w, _held in self.core.downstream(m)]
+            down = [Downstream(d.task, d.ndeps, d.worker) for d in self.core.downstream(m)]
             g = self._gathers[m] = Gather(m, down, m in self._outputs, {"name": self.core.name(m)})
         return g
 

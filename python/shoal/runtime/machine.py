@@ -197,14 +197,14 @@ class WorkerMachine:
 
     def _feeds_map(self, task: int) -> bool:
         return self.view is not None and any(
-            self.view.is_map(d) for d, _n, _w, _held in self.graph.downstream(task)
+            self.view.is_map(d.task) for d in self.graph.downstream(task)
         )
 
     def on_failed(
         self, task: int, failure: TaskFailure, retryable: bool = True
     ) -> list[Instruction]:
         attempt = self.attempts.get(task, 0)
-        retries = self.graph.options(task)[0]
+        retries = self.graph.options(task).retries
         if retryable and attempt < retries:
             self.attempts[task] = attempt + 1
             delay = self.cfg.retry_backoff_s * (2**attempt) * (0.5 + self.cfg.jitter())
@@ -325,7 +325,7 @@ class WorkerMachine:
         return Execute(task, self.attempts.get(task, 0) + 1, local, missing)
 
     def _completion(self, task: int, value: Any) -> Completion:
-        down = [Downstream(d, n, w) for d, n, w, _held in self.graph.downstream(task)]
+        down = [Downstream(d.task, d.ndeps, d.worker) for d in self.graph.downstream(task)]
         if task >= DYNAMIC:
             return self._element_completion(task, value, down)
         is_output = task in self.outputs

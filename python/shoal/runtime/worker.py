@@ -47,6 +47,7 @@ from .machine import (
     WaitInbox,
     WorkerMachine,
 )
+from .resources import resources_for, worker_resources
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -360,7 +361,7 @@ class _Shell:
         assert func is not None
         consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
         args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
-        timeout_s = g.options(task)[2]
+        timeout_s = g.options(task).timeout_s
         start = self.caches.now()
         try:
             value = await asyncio.wait_for(self.runner(lambda: func(*args, **kwargs)), timeout_s)
@@ -409,8 +410,9 @@ class _Shell:
         items: list[tuple[bytes, Resources | None]] = []
         for ins in batch:
             if ins.subdag is None:
+                assert ins.worker is not None
                 inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
-                items.append((inv.encode(), None))
+                items.append((inv.encode(), worker_resources(self.graph, ins.worker, ins.start)))
                 continue
             blob, name = await self._subdag_blob(ins.subdag, ins.start[0])
             inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, name, ins.inputs)
@@ -455,11 +457,3 @@ def user_traceback(e: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
-
-
-def resources_for(
-    graph: _core.Graph | MapView, tasks: list[int] | tuple[int, ...]
-) -> Resources | None:
-    """The largest ``memory_mb`` among ``tasks`` (None when none asks for a limit)."""
-    sizes = [mb for t in tasks if (mb := graph.options(t)[1]) is not None]
-    return Resources(memory_mb=max(sizes)) if sizes else None

@@ -12,8 +12,8 @@ use serde::Serialize;
 use std::io::Read;
 
 pub const MAGIC: [u8; 2] = *b"SH";
-/// 2: graphs travel as columns (see `wire.rs`).
-pub const VERSION: u8 = 2;
+/// 2: graphs travel as columns (see `wire.rs`); 3: with the plan table (see `plan.rs`).
+pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 9;
 const FLAG_ZSTD: u8 = 1;
 /// Bodies shorter than this are sent raw: a zstd frame would cost more than it saves.

@@ -191,6 +191,7 @@ impl Graph {
                 .filter(|&o| self.position(o).is_some_and(|p| held[p]))
                 .collect(),
             maps: Vec::new(),
+            plan: Default::default(),
         };
         let kept: HashSet<TaskId> = data
             .tasks
@@ -206,6 +207,7 @@ impl Graph {
                 .filter(|m| kept.contains(&m.id))
                 .cloned()
                 .collect(),
+            plan: src.plan.cut(&data),
             ..data
         };
         Graph::new(data)

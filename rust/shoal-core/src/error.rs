@@ -43,6 +43,8 @@ pub enum GraphError {
     PinnedMap(TaskId),
     /// The map table names a task the graph does not hold, or names it twice.
     BadMap(TaskId),
+    /// The plan table is inconsistent with the graph (the message says how).
+    BadPlan(String),
 }
 
 impl fmt::Display for GraphError {
@@ -84,6 +86,7 @@ impl fmt::Display for GraphError {
                  on as many workers as its width needs)"
             ),
             GraphError::BadMap(t) => write!(f, "the map table names task {t}, which is not a map task of this graph"),
+            GraphError::BadPlan(m) => write!(f, "invalid plan: {m}"),
         }
     }
 }

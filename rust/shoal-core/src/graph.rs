@@ -11,6 +11,7 @@
 use crate::error::GraphError;
 use crate::hash::Hash16;
 use crate::maps::MapSpec;
+use crate::plan::{Plan, PlannedTask, PlannedWorker, TaskPlan};
 use crate::template::Template;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -68,8 +69,9 @@ pub struct GraphData {
     /// Requested outputs held by this graph.
     pub outputs: Vec<TaskId>,
     /// The map tasks among `tasks` and `stubs` (see [`crate::maps`]); absent in older payloads.
-    #[serde(default)]
     pub maps: Vec<MapSpec>,
+    /// What a planner decided (see [`crate::plan`]); empty without one.
+    pub plan: Plan,
 }
 
 /// A validated graph with its indexes.
@@ -85,6 +87,8 @@ pub struct Graph {
     outside: std::sync::OnceLock<HashMap<TaskId, Vec<usize>>>,
     /// Map task id -> position in `data.maps`.
     map_pos: HashMap<TaskId, usize>,
+    /// Task id -> position in `data.plan.tasks`.
+    plan_pos: HashMap<TaskId, usize>,
 }
 
 /// One downstream edge as the completion logic needs it.
@@ -190,60 +194,16 @@ impl Graph {
                 _ => return Err(GraphError::UnknownOutput(o)),
             }
         }
-        let mut map_pos = HashMap::with_capacity(data.maps.len());
-        let mut ords = std::collections::HashSet::with_capacity(data.maps.len());
-        for (i, m) in data.maps.iter().enumerate() {
-            // Element ids are derived from `ord`: unique, and small enough for Lua numbers.
-            let sane = (m.ord as usize) < crate::maps::MAX_MAPS && m.group_deps >= 1;
-            if !sane || !ords.insert(m.ord) {
-                return Err(GraphError::BadMap(m.id));
-            }
-            // Specs of boundary inputs are kept too (a worker gathering a map's elements needs
-            // its `ord`); the ones the graph knows must have a mapped input.
-            let has_input = match pos.get(&m.id) {
-                Some(&p) if p < n => !data.tasks[p].deps.is_empty(),
-                Some(&p) => !data.stubs[p - n].deps.is_empty(),
-                None => true,
-            };
-            if !has_input || map_pos.insert(m.id, i).is_some() {
-                return Err(GraphError::BadMap(m.id));
-            }
-        }
-        let mapped_input = |id: TaskId| match pos.get(&id) {
-            Some(&p) if p < n => data.tasks[p].deps.first().copied(),
-            Some(&p) => data.stubs[p - n].deps.first().copied(),
-            None => None,
-        };
-        for m in &data.maps {
-            // A map below a root runs element-wise after a map of its own chain.
-            if m.root != m.id {
-                let parent = mapped_input(m.id).and_then(|d| map_pos.get(&d));
-                let held = matches!(pos.get(&m.id), Some(&p) if p < n);
-                if parent.is_some_and(|&q| data.maps[q].root != m.root)
-                    || (held && parent.is_none())
-                {
-                    return Err(GraphError::BadMap(m.id));
-                }
-            }
-            // A chain's root is its own root, and its mapped input is not a map.
-            if let Some(&r) = map_pos.get(&m.root) {
-                let root = &data.maps[r];
-                let input = match pos.get(&root.id) {
-                    Some(&p) if p < n => data.tasks[p].deps.first(),
-                    Some(&p) => data.stubs[p - n].deps.first(),
-                    None => None,
-                };
-                if root.root != root.id || input.is_some_and(|d| map_pos.contains_key(d)) {
-                    return Err(GraphError::BadMap(m.id));
-                }
-            }
-        }
+        let map_pos = crate::maps::index(&data, &pos)?;
+        crate::plan::check(&data, |id| matches!(pos.get(&id), Some(&p) if p < n))?;
+        let plan_pos = data.plan.index();
         let g = Graph {
             data,
             pos,
             children,
             outside: std::sync::OnceLock::new(),
             map_pos,
+            plan_pos,
         };
         g.topo_order()?;
         Ok(g)
@@ -504,19 +464,59 @@ impl Graph {
         Ok(self.data.tasks.iter().map(|t| level[&t.id]).collect())
     }
 
-    /// Pins tasks to workers (a planner's assignment); unknown ids are an error.
-    pub fn assign(&mut self, assignment: &[(TaskId, WorkerId)]) -> Result<(), GraphError> {
-        for &(id, w) in assignment {
-            if self.map_pos.contains_key(&id) {
-                return Err(GraphError::PinnedMap(id));
+    /// Replaces the plan table (see [`crate::plan`]): every task named gets its worker, size
+    /// and optimizations; tasks not named become flexible, with none. Unknown ids, map tasks
+    /// given a worker and bad sizes are errors, and leave the graph unchanged.
+    pub fn apply_plan(
+        &mut self,
+        tasks: &[(TaskId, TaskPlan)],
+        workers: &[PlannedWorker],
+    ) -> Result<(), GraphError> {
+        let mut data = self.data.clone();
+        data.tasks.iter_mut().for_each(|t| t.worker = None);
+        let mut planned = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(tasks.len());
+        for (id, p) in tasks {
+            if !seen.insert(*id) {
+                return Err(GraphError::BadPlan(format!("task {id} is planned twice")));
             }
-            let n = self.data.tasks.len();
-            match self.pos.get(&id) {
-                Some(&p) if p < n => self.data.tasks[p].worker = Some(w),
-                _ => return Err(GraphError::UnknownTask(id)),
+            if p.worker.is_some() && self.map_pos.contains_key(id) {
+                return Err(GraphError::PinnedMap(*id));
+            }
+            let pos = self.position(*id).ok_or(GraphError::UnknownTask(*id))?;
+            data.tasks[pos].worker = p.worker;
+            if p.size.is_some() || !p.optimizations.is_empty() {
+                planned.push(PlannedTask {
+                    task: *id,
+                    size: p.size,
+                    optimizations: p.optimizations.clone(),
+                });
             }
         }
+        planned.sort_by_key(|p| p.task);
+        let mut workers = workers.to_vec();
+        workers.sort_by_key(|w| w.worker);
+        data.plan = Plan {
+            tasks: planned,
+            workers,
+        };
+        *self = Graph::new(data)?;
         Ok(())
+    }
+
+    /// A task's planned worker, size and optimizations (all empty when it was not planned).
+    pub fn plan_of(&self, id: TaskId) -> Result<TaskPlan, GraphError> {
+        let t = self.task(id)?;
+        let entry = self.plan_pos.get(&id).map(|&i| &self.data.plan.tasks[i]);
+        Ok(TaskPlan {
+            worker: t.worker,
+            size: entry.and_then(|e| e.size),
+            optimizations: entry.map_or_else(Vec::new, |e| e.optimizations.clone()),
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.data.plan
     }
 
     pub(crate) fn position(&self, id: TaskId) -> Option<usize> {

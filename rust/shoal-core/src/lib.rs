@@ -4,7 +4,8 @@
 //! - [`graph`]: the frozen graph, its validation and indexes;
 //! - [`cut`]: descendant closures, per-worker subDAGs, partition by worker;
 //! - [`codec`]: the versioned msgpack + zstd wire format;
-//! - [`maps`]: map tasks (`shoal.map`) and how their chains are counted;
+//! - [`maps`]: map tasks (`shoal.map`), how their chains are counted, and their validation;
+//! - [`plan`]: the plan table (per task: worker, size, optimizations; per worker: size);
 //! - [`hash`]: 16-byte blake3 content hashes for the function table and constants.
 
 pub mod codec;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod hash;
 pub mod maps;
+pub mod plan;
 pub mod template;
 mod wire;
 
@@ -21,6 +23,7 @@ pub use error::{CodecError, GraphError};
 pub use graph::{Downstream, FnRef, Graph, GraphData, Stub, Task, TaskId, TaskOptions, WorkerId};
 pub use hash::Hash16;
 pub use maps::MapSpec;
+pub use plan::{Optimization, Param, Plan, PlannedTask, PlannedWorker, Size, TaskPlan};
 pub use template::{Builder, Template};
 
 impl GraphData {

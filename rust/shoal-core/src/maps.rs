@@ -21,7 +21,7 @@
 //! graph-level facts, once, at freeze time (a subDAG may hold a map without its root).
 
 use crate::error::GraphError;
-use crate::graph::{Task, TaskId};
+use crate::graph::{GraphData, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -181,4 +181,53 @@ fn roots_fallback(indeg: &HashMap<TaskId, u32>, done: &HashSet<TaskId>) -> TaskI
         .min()
         .copied()
         .unwrap_or(0)
+}
+
+/// Validates the map table of `data` against the graph (`pos`: task id -> position in
+/// `data.tasks`, or `tasks.len() + i` for `data.stubs[i]`) and indexes it by map id.
+///
+/// The table of a cut may hold specs of boundary inputs (a worker gathering a map's elements
+/// needs its `ord`); the maps the graph knows must have a mapped input, and a map below a
+/// root must run element-wise after a map of its own chain, whose root is its own root and
+/// takes a mapped input that is not a map.
+pub(crate) fn index(
+    data: &GraphData,
+    pos: &HashMap<TaskId, usize>,
+) -> Result<HashMap<TaskId, usize>, GraphError> {
+    let n = data.tasks.len();
+    let mapped_input = |id: TaskId| match pos.get(&id) {
+        Some(&p) if p < n => data.tasks[p].deps.first().copied(),
+        Some(&p) => data.stubs[p - n].deps.first().copied(),
+        None => None,
+    };
+    let mut map_pos = HashMap::with_capacity(data.maps.len());
+    let mut ords = HashSet::with_capacity(data.maps.len());
+    for (i, m) in data.maps.iter().enumerate() {
+        // Element ids are derived from `ord`: unique, and small enough for Lua numbers.
+        let sane = (m.ord as usize) < MAX_MAPS && m.group_deps >= 1;
+        if !sane || !ords.insert(m.ord) {
+            return Err(GraphError::BadMap(m.id));
+        }
+        let has_input = !pos.contains_key(&m.id) || mapped_input(m.id).is_some();
+        if !has_input || map_pos.insert(m.id, i).is_some() {
+            return Err(GraphError::BadMap(m.id));
+        }
+    }
+    for m in &data.maps {
+        if m.root != m.id {
+            let parent = mapped_input(m.id).and_then(|d| map_pos.get(&d));
+            let held = matches!(pos.get(&m.id), Some(&p) if p < n);
+            if parent.is_some_and(|&q| data.maps[q].root != m.root) || (held && parent.is_none()) {
+                return Err(GraphError::BadMap(m.id));
+            }
+        }
+        if let Some(&r) = map_pos.get(&m.root) {
+            let root = &data.maps[r];
+            let input = mapped_input(root.id);
+            if root.root != root.id || input.is_some_and(|d| map_pos.contains_key(&d)) {
+                return Err(GraphError::BadMap(m.id));
+            }
+        }
+    }
+    Ok(map_pos)
 }

@@ -10,7 +10,7 @@
 //! unambiguous. A slot costs three bytes.
 //!
 //! Filling a template back with values is generic over a [`Builder`]: the Python binding builds
-//! Python objects, the tests build [`Value`]s. The walk itself lives here, in Rust.
+//! Python objects, the tests build plain Rust values. The walk itself lives here, in Rust.
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
@@ -368,75 +368,75 @@ impl<'de> Deserialize<'de> for Template {
     }
 }
 
-/// A plain Rust value, used to fill templates in tests and in Rust-only tools.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Nil,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    Set(Vec<Value>),
-    Opaque(Vec<u8>),
-}
-
-/// Fills slots from `slots` and constants from `consts`; pickles stay opaque bytes.
-pub struct ValueBuilder<'a> {
-    pub slots: &'a [Value],
-    pub consts: &'a [Value],
-}
-
-impl Builder for ValueBuilder<'_> {
-    type Value = Value;
-    type Error = String;
-    fn scalar(&mut self, leaf: &Template) -> Result<Value, String> {
-        Ok(match leaf {
-            Template::Nil => Value::Nil,
-            Template::Bool(b) => Value::Bool(*b),
-            Template::Int(i) => Value::Int((*i).into()),
-            Template::UInt(u) => Value::Int((*u).into()),
-            Template::Float(f) => Value::Float(*f),
-            Template::Str(s) => Value::Str(s.clone()),
-            Template::Bytes(b) => Value::Bytes(b.clone()),
-            other => return Err(format!("not a scalar: {other:?}")),
-        })
-    }
-    fn list(&mut self, items: Vec<Value>) -> Result<Value, String> {
-        Ok(Value::List(items))
-    }
-    fn tuple(&mut self, items: Vec<Value>) -> Result<Value, String> {
-        Ok(Value::Tuple(items))
-    }
-    fn dict(&mut self, items: Vec<(Value, Value)>) -> Result<Value, String> {
-        Ok(Value::Dict(items))
-    }
-    fn set(&mut self, items: Vec<Value>, _frozen: bool) -> Result<Value, String> {
-        Ok(Value::Set(items))
-    }
-    fn slot(&mut self, index: u32) -> Result<Value, String> {
-        self.slots
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| format!("slot {index} out of range"))
-    }
-    fn pickled(&mut self, blob: &[u8]) -> Result<Value, String> {
-        Ok(Value::Opaque(blob.to_vec()))
-    }
-    fn constant(&mut self, index: u32) -> Result<Value, String> {
-        self.consts
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| format!("constant {index} out of range"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain Rust value to fill templates with (a test-only [`Builder`]).
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Nil,
+        Bool(bool),
+        Int(i128),
+        Float(f64),
+        Str(String),
+        Bytes(Vec<u8>),
+        List(Vec<Value>),
+        Tuple(Vec<Value>),
+        Dict(Vec<(Value, Value)>),
+        Set(Vec<Value>),
+        Opaque(Vec<u8>),
+    }
+
+    /// Fills slots from `slots` and constants from `consts`; pickles stay opaque bytes.
+    pub struct ValueBuilder<'a> {
+        pub slots: &'a [Value],
+        pub consts: &'a [Value],
+    }
+
+    impl Builder for ValueBuilder<'_> {
+        type Value = Value;
+        type Error = String;
+        fn scalar(&mut self, leaf: &Template) -> Result<Value, String> {
+            Ok(match leaf {
+                Template::Nil => Value::Nil,
+                Template::Bool(b) => Value::Bool(*b),
+                Template::Int(i) => Value::Int((*i).into()),
+                Template::UInt(u) => Value::Int((*u).into()),
+                Template::Float(f) => Value::Float(*f),
+                Template::Str(s) => Value::Str(s.clone()),
+                Template::Bytes(b) => Value::Bytes(b.clone()),
+                other => return Err(format!("not a scalar: {other:?}")),
+            })
+        }
+        fn list(&mut self, items: Vec<Value>) -> Result<Value, String> {
+            Ok(Value::List(items))
+        }
+        fn tuple(&mut self, items: Vec<Value>) -> Result<Value, String> {
+            Ok(Value::Tuple(items))
+        }
+        fn dict(&mut self, items: Vec<(Value, Value)>) -> Result<Value, String> {
+            Ok(Value::Dict(items))
+        }
+        fn set(&mut self, items: Vec<Value>, _frozen: bool) -> Result<Value, String> {
+            Ok(Value::Set(items))
+        }
+        fn slot(&mut self, index: u32) -> Result<Value, String> {
+            self.slots
+                .get(index as usize)
+                .cloned()
+                .ok_or_else(|| format!("slot {index} out of range"))
+        }
+        fn pickled(&mut self, blob: &[u8]) -> Result<Value, String> {
+            Ok(Value::Opaque(blob.to_vec()))
+        }
+        fn constant(&mut self, index: u32) -> Result<Value, String> {
+            self.consts
+                .get(index as usize)
+                .cloned()
+                .ok_or_else(|| format!("constant {index} out of range"))
+        }
+    }
 
     fn roundtrip(t: &Template) -> Template {
         let bytes = rmp_serde::to_vec(t).unwrap();

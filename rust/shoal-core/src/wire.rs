@@ -10,7 +10,8 @@
 //! - a task's first dependency is stored as the difference from the previous task's first
 //!   dependency (a fan-out's branches all write 0), each next one as the difference from the one
 //!   before (a fan-in over tasks 1..1000 becomes a first difference and 999 ones);
-//! - the rare fields (keyword arguments, pinned workers) are sparse `(position, value)` lists;
+//! - the rare fields (keyword arguments, pinned workers) are sparse `(position, value)` lists,
+//!   and the plan table (see [`crate::plan`]) is keyed by task id;
 //! - a slot is written as `next - index` (mod 2^32), where `next` counts the distinct slots met
 //!   so far in the task's arguments: the freeze walk numbers slots by first appearance, so a new
 //!   slot is always written 0 and a fan-in's list of a thousand slots is a thousand zeros.
@@ -21,6 +22,7 @@
 use crate::graph::{FnRef, GraphData, Stub, Task, TaskId, TaskOptions, WorkerId};
 use crate::hash::Hash16;
 use crate::maps::MapSpec;
+use crate::plan::Plan;
 use crate::template::Template;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,7 @@ struct WireOut<'a> {
     stubs: &'a [Stub],
     outputs: &'a [TaskId],
     maps: &'a [MapSpec],
+    plan: &'a Plan,
 }
 
 /// What decoding reads.
@@ -60,6 +63,7 @@ pub(crate) struct WireIn {
     stubs: Vec<Stub>,
     outputs: Vec<TaskId>,
     maps: Vec<MapSpec>,
+    plan: Plan,
 }
 
 pub(crate) fn to_wire(d: &GraphData) -> impl Serialize + '_ {
@@ -117,6 +121,7 @@ pub(crate) fn to_wire(d: &GraphData) -> impl Serialize + '_ {
         stubs: &d.stubs,
         outputs: &d.outputs,
         maps: &d.maps,
+        plan: &d.plan,
     }
 }
 
@@ -206,6 +211,7 @@ pub(crate) fn from_wire(w: WireIn) -> Result<GraphData, String> {
         stubs: w.stubs,
         outputs: w.outputs,
         maps: w.maps,
+        plan: w.plan,
     })
 }
 
@@ -275,6 +281,7 @@ mod tests {
             stubs: vec![],
             outputs: vec![9],
             maps: vec![],
+            plan: Plan::default(),
         };
         let raw: WireIn = crate::codec::decode(crate::codec::Kind::Graph, &d.encode()).unwrap();
         assert_eq!(from_wire(raw).unwrap(), d);

@@ -251,18 +251,19 @@ proptest! {
         prop_assert_eq!(got, want_order);
     }
 
-    /// After `assign`, `partition` puts every task in exactly one group, the group of the
-    /// worker it was last assigned to (or `None`), groups sorted and tasks in graph order.
+    /// After a plan, `partition` puts every task in exactly one group, the group of the
+    /// worker it was assigned to (or `None`), groups sorted and tasks in graph order.
     #[test]
-    fn partition_after_assign(
+    fn partition_after_plan(
         d in arb_dag(60, 0),
         assignment in prop::collection::vec((any::<Index>(), 0u32..5), 0..80),
     ) {
         let mut g = Graph::new(d.clone()).unwrap();
         let all: Vec<TaskId> = d.tasks.iter().map(|t| t.id).collect();
-        let pairs: Vec<(TaskId, u32)> =
+        let last: BTreeMap<TaskId, u32> =
             assignment.iter().map(|(i, w)| (all[i.index(all.len())], *w)).collect();
-        g.assign(&pairs).unwrap();
+        let pairs: Vec<(TaskId, u32)> = last.into_iter().collect();
+        pin(&mut g, &pairs).unwrap();
         let mut want: HashMap<TaskId, Option<u32>> = all.iter().map(|&t| (t, None)).collect();
         for &(t, w) in &pairs {
             want.insert(t, Some(w));

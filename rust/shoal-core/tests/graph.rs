@@ -221,17 +221,26 @@ fn check_complete_errors() {
     assert_eq!(g.topo_order().unwrap(), vec![1]);
 }
 
-/// `assign` pins known tasks and refuses unknown ids and stubs.
+/// A plan pins known tasks and refuses unknown ids, stubs and repeats, leaving the graph as it
+/// was.
 #[test]
-fn assign_known_and_unknown() {
+fn plan_known_and_unknown() {
     let mut d = data(vec![task(1, &[]), task(2, &[1])]);
     d.stubs = vec![stub(3, &[2], None)];
     let mut g = Graph::new(d).unwrap();
-    g.assign(&[(2, 7), (1, 0)]).unwrap();
+    pin(&mut g, &[(2, 7), (1, 0)]).unwrap();
     assert_eq!(g.task(1).unwrap().worker, Some(0));
     assert_eq!(g.task(2).unwrap().worker, Some(7));
-    assert_eq!(g.assign(&[(9, 1)]), Err(GraphError::UnknownTask(9)));
-    assert_eq!(g.assign(&[(3, 1)]), Err(GraphError::UnknownTask(3)));
+    assert_eq!(pin(&mut g, &[(9, 1)]), Err(GraphError::UnknownTask(9)));
+    assert_eq!(pin(&mut g, &[(3, 1)]), Err(GraphError::UnknownTask(3)));
+    assert!(matches!(
+        pin(&mut g, &[(1, 1), (1, 2)]),
+        Err(GraphError::BadPlan(_))
+    ));
+    assert_eq!(g.task(2).unwrap().worker, Some(7));
+    // A new plan replaces the old one: task 2 is flexible again.
+    pin(&mut g, &[(1, 3)]).unwrap();
+    assert_eq!(g.task(2).unwrap().worker, None);
 }
 
 /// Checks that `order` is a permutation of the graph's tasks with every in-graph dependency

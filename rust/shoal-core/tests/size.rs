@@ -48,6 +48,7 @@ fn reduction_tree() -> Graph {
         stubs: vec![],
         outputs: level,
         maps: vec![],
+        plan: Default::default(),
     })
     .unwrap()
 }
@@ -138,6 +139,7 @@ fn regular_shapes_compress_to_a_few_bytes_per_task() {
         stubs: vec![],
         outputs: vec![width + 1],
         maps: vec![],
+        plan: Default::default(),
     })
     .unwrap();
     let bytes = g.encode();

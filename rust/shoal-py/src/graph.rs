@@ -2,6 +2,7 @@
 
 use crate::errors::{graph_err, payload_err};
 use crate::fill::PyBuilder;
+use crate::records::{PyDownstream, PyMapSpec, PySize, PyTaskOptions, PyTaskPlan, PyWorkerPlan};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -94,11 +95,41 @@ impl PyGraph {
         wrap(self.inner.subdag_for(worker, &starts))
     }
 
-    /// A copy with tasks pinned to workers: `{task_id: worker_id}`.
-    fn with_assignment(&self, assignment: Vec<(TaskId, WorkerId)>) -> PyResult<PyGraph> {
+    /// A copy whose plan table is exactly this plan: tasks named get their worker, size and
+    /// optimizations; the others are flexible, with none.
+    #[pyo3(signature = (tasks, workers=Vec::new()))]
+    fn with_plan(
+        &self,
+        tasks: std::collections::BTreeMap<TaskId, PyTaskPlan>,
+        workers: Vec<PyWorkerPlan>,
+    ) -> PyResult<PyGraph> {
+        let tasks: Vec<_> = tasks.into_iter().map(|(t, p)| (t, p.inner)).collect();
+        let workers: Vec<_> = workers.into_iter().map(|w| w.inner).collect();
         let mut g = self.inner.clone();
-        g.assign(&assignment).map_err(graph_err)?;
+        g.apply_plan(&tasks, &workers).map_err(graph_err)?;
         Ok(PyGraph { inner: g })
+    }
+
+    /// Task `id`'s planned worker, size and optimizations.
+    fn plan_of(&self, id: TaskId) -> PyResult<PyTaskPlan> {
+        Ok(PyTaskPlan {
+            inner: self.inner.plan_of(id).map_err(graph_err)?,
+        })
+    }
+
+    /// The planned size of worker `worker`, if the plan gives one.
+    fn worker_size(&self, worker: WorkerId) -> Option<PySize> {
+        self.inner.plan().worker_size(worker).map(PySize::from)
+    }
+
+    /// The planned worker sizes this graph knows.
+    fn planned_workers(&self) -> Vec<PyWorkerPlan> {
+        self.inner
+            .plan()
+            .workers
+            .iter()
+            .map(|&w| PyWorkerPlan { inner: w })
+            .collect()
     }
 
     /// `[(worker or None, [task ids])]`: every task exactly once.
@@ -118,15 +149,19 @@ impl PyGraph {
         Ok(self.task(id)?.worker)
     }
 
-    /// `[(id, ndeps, worker, held)]` for each downstream task.
-    #[allow(clippy::type_complexity)]
-    fn downstream(&self, id: TaskId) -> PyResult<Vec<(TaskId, u32, Option<WorkerId>, bool)>> {
+    /// The downstream tasks counted when `id` completes.
+    fn downstream(&self, id: TaskId) -> PyResult<Vec<PyDownstream>> {
         Ok(self
             .inner
             .downstream(id)
             .map_err(graph_err)?
             .into_iter()
-            .map(|d| (d.id, d.ndeps, d.worker, d.held))
+            .map(|d| PyDownstream {
+                task: d.id,
+                ndeps: d.ndeps,
+                worker: d.worker,
+                held: d.held,
+            })
             .collect())
     }
 
@@ -141,13 +176,18 @@ impl PyGraph {
         !self.inner.data().maps.is_empty()
     }
 
-    /// `[(map id, ord, root, group_deps)]`: the map tasks this graph knows.
-    fn maps(&self) -> Vec<(TaskId, u32, TaskId, u32)> {
+    /// The map tasks this graph knows.
+    fn maps(&self) -> Vec<PyMapSpec> {
         self.inner
             .data()
             .maps
             .iter()
-            .map(|m| (m.id, m.ord, m.root, m.group_deps))
+            .map(|m| PyMapSpec {
+                id: m.id,
+                ord: m.ord,
+                root: m.root,
+                group_deps: m.group_deps,
+            })
             .collect()
     }
 
@@ -159,11 +199,9 @@ impl PyGraph {
         Ok(PyBytes::new(py, &self.inner.fn_of(self.task(id)?).hash.0))
     }
 
-    /// `(retries, memory_mb, timeout_s, name)`.
-    #[allow(clippy::type_complexity)]
-    fn options(&self, id: TaskId) -> PyResult<(u32, Option<u32>, Option<f64>, Option<String>)> {
-        let o = self.inner.options_of(self.task(id)?);
-        Ok((o.retries, o.memory_mb, o.timeout_s, o.name.clone()))
+    /// Task `id`'s options.
+    fn options(&self, id: TaskId) -> PyResult<PyTaskOptions> {
+        Ok(self.inner.options_of(self.task(id)?).into())
     }
 
     fn fn_hashes<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {

@@ -3,6 +3,7 @@
 mod errors;
 mod fill;
 mod graph;
+mod records;
 mod walk;
 
 use graph::PyGraph;
@@ -70,6 +71,7 @@ fn hash16<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGraph>()?;
+    records::register(m)?;
     m.add_function(wrap_pyfunction!(freeze, m)?)?;
     m.add_function(wrap_pyfunction!(decode_constant, m)?)?;
     m.add_function(wrap_pyfunction!(hash16, m)?)?;

@@ -208,6 +208,7 @@ impl<'py> Freezer<'py> {
             stubs: Vec::new(),
             outputs: outputs.clone(),
             maps,
+            plan: Default::default(),
         };
         Ok(Frozen {
             data,

@@ -4,7 +4,10 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use shoal_core::{FnRef, GraphData, Hash16, Stub, Task, TaskId, TaskOptions, Template, WorkerId};
+use shoal_core::{
+    FnRef, Graph, GraphData, GraphError, Hash16, Stub, Task, TaskId, TaskOptions, TaskPlan,
+    Template, WorkerId,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub const NFNS: u32 = 4;
@@ -36,6 +39,21 @@ pub fn pinned(mut t: Task, w: WorkerId) -> Task {
     t
 }
 
+/// Pins tasks to workers through the plan table (every other task becomes flexible).
+pub fn pin(g: &mut Graph, pairs: &[(TaskId, WorkerId)]) -> Result<(), GraphError> {
+    let plan: Vec<(TaskId, TaskPlan)> = pairs
+        .iter()
+        .map(|&(t, w)| {
+            let p = TaskPlan {
+                worker: Some(w),
+                ..TaskPlan::default()
+            };
+            (t, p)
+        })
+        .collect();
+    g.apply_plan(&plan, &[])
+}
+
 pub fn stub(id: TaskId, deps: &[TaskId], worker: Option<WorkerId>) -> Stub {
     Stub {
         id,
@@ -54,6 +72,7 @@ pub fn data(tasks: Vec<Task>) -> GraphData {
         stubs: vec![],
         outputs: vec![],
         maps: vec![],
+        plan: Default::default(),
     }
 }
 
@@ -76,6 +95,7 @@ pub fn full_tables(tasks: Vec<Task>) -> GraphData {
         stubs: vec![],
         outputs: vec![],
         maps: vec![],
+        plan: Default::default(),
     }
 }
 

@@ -19,11 +19,38 @@ from shoal.storage.memory import MemoryStorage
 from shoal.storage.redis import RedisStorage
 
 
+class FakeClock:
+    """The memory store's clock in these tests: leases run out when a test advances it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request):
     if request.param == "memory":
-        return MemoryStorage()
+        return MemoryStorage(clock=FakeClock())
     return RedisStorage(request.getfixturevalue("clean_redis"))
+
+
+async def run_out(store, run_id="r1"):
+    """Lets every lease held now run out; the members ``expired()`` reported meanwhile.
+
+    A sentinel lease taken last expires last: once it is reported, so is every lease that was
+    held before it (on the memory store the clock jumps; on Redis the poll is bounded)."""
+    await store.fetch(run_id, [], lease=["sentinel"])
+    if isinstance(store, MemoryStorage):
+        store.clock.now += store.lease_ttl_s
+    seen = set()
+    for _ in range(1000):
+        seen.update(await store.expired(run_id))
+        if "sentinel" in seen:
+            return sorted(seen - {"sentinel"})
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the sentinel lease never expired (seen: {sorted(seen)})")
 
 
 def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
@@ -232,23 +259,45 @@ def test_leases_cover_tasks_from_ready_to_completed(store):
         done = await store.complete("r1", Completion(1, b"v", False, down, False, None))
         assert sorted(done.ready) == [2, 3]
         await store.release("r1", ["t3"])  # task 3 went into a durable queue
-        await asyncio.sleep(0.4)
         # Task 1's lease went with its completion; 2 and the worker lease ran out.
-        assert sorted(await store.expired("r1")) == ["t2", "w4"]
+        assert await run_out(store) == ["t2", "w4"]
         assert await store.expired("r1") == []  # reported once, then given a grace period
         await store.renew("r1", ["t2", "t3"])  # renewing a dropped lease does not revive it
-        await asyncio.sleep(0.4)
-        assert sorted(await store.expired("r1")) == ["t2", "w4"]
+        assert await run_out(store) == ["t2", "w4"]
         # A repeat completion drops the lease its worker took.
         await store.fetch("r1", [], lease=["t1"])
         await store.complete("r1", Completion(1, b"v", False, down, False, None))
         await store.release("r1", ["t2", "w4"])
-        await asyncio.sleep(0.4)
-        assert await store.expired("r1") == []
+        assert await run_out(store) == []
         await store.cleanup("r1", [])
         assert await store.expired("r1") is None
         await store.fetch("r1", [], lease=["t9"])
         assert await store.run_keys("r1") == [keys.events("r1")]
+
+    run(go())
+
+
+def test_expired_leases_come_soonest_first_and_renewal_postpones_them():
+    clock = FakeClock()
+    store = MemoryStorage(lease_ttl_s=10, clock=clock)
+
+    async def go():
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        await store.fetch("r1", [], lease=["t5", "t7"])
+        clock.now += 4
+        await store.fetch("r1", [], lease=["t1"])
+        clock.now += 5
+        await store.renew("r1", ["t7"])  # now expires at +19
+        clock.now += 1  # t5 at +10 is due; t1 (+14) and t7 not yet
+        assert await store.expired("r1") == ["t5"]
+        clock.now += 9
+        assert await store.expired("r1") == ["t1", "t7"]  # soonest first
+        clock.now += 0.5
+        assert await store.expired("r1") == []  # each reported once, then given a grace
+        clock.now += 0.5
+        assert await store.expired("r1") == ["t5"]  # its grace ran out
+        clock.now += 9
+        assert await store.expired("r1") == ["t1", "t7"]  # one expiry: by name
 
     run(go())
 

@@ -238,12 +238,13 @@ def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
         down = [Downstream(5, 1, 7), Downstream(6, 2, None)]
         await store.complete("r1", Completion(1, b"v", True, down, False, 0))
         await store.put_subdag("r1", "t9", b"big")
+        assert await store.fail("r1", ErrorRecord(6, "t", 1, "E", "m", "tb", "w", 1.0))
         await store.close()
 
     run(go())
     r = redis.Redis.from_url(clean_redis)
     run_keys = [k for k in r.keys("*") if b"{r1}" in k]
-    assert len(run_keys) >= 6
+    assert keys.errors("r1").encode() in run_keys and len(run_keys) >= 7
     assert all(r.ttl(k) > 0 for k in run_keys), {k: r.ttl(k) for k in run_keys}
     r.close()
 

@@ -4,6 +4,8 @@ The scripts refuse to touch a run whose ``meta`` (or ``leases``) key is gone (cl
 expired): a straggler worker must never re-create keys of a finished run, which would then live
 without a TTL. Every key they name arrives in KEYS and carries the run's hash tag, so they also
 run on a Redis Cluster. Lease times come from the server's clock (TIME), so hosts need not agree.
+:mod:`.state` is the same contract in Python (the memory store runs it); its docstring maps each
+script and helper to its counterpart there.
 
 ``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
 
@@ -61,7 +63,8 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
 
     KEYS: meta, errors, events
     ARGV: task, error record blob, then the TASK_FAILED event's field/value pairs
-    ->    1, or 0 when the run had already ended (completed, failed or gone)
+    ->    1, or 0 when the run had already ended (completed, failed or gone); the errors hash
+          it creates gets the TTL left to ``meta``
 """
 
 from __future__ import annotations
@@ -256,6 +259,9 @@ FAIL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], 'ended', 'failed') == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+-- The errors hash is new here: it lives as long as the rest of the run.
+local ttl = redis.call('TTL', KEYS[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 local event = {}
 for j = 3, #ARGV do event[#event + 1] = ARGV[j] end
 redis.call('XADD', KEYS[3], '*', unpack(event))

@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install build demo lint test test-rust test-python bench clean
+.PHONY: help install build demo lint test test-fast test-rust test-python bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,13 +31,17 @@ lint:  ## ruff, mypy, clippy -D warnings, rustfmt --check, .pyi check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo fmt --all -- --check
 
-test: test-rust test-python  ## cargo tests + pytest
+test: test-rust test-python  ## cargo tests + the whole pytest suite, slow tests included (CI)
+
+test-fast:  ## pytest without the slow tests (what plain `pytest` runs)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-rust:
 	cargo test --workspace -q
 
+# pyproject's addopts deselect slow tests; this later -m selects them again.
 test-python:
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 bench: install  ## benchmarks against Dask (installs the bench extra), JSON kept in bench-results/
 	$(BIN)/pip install -q -e ".[dev,bench]"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOAL = [sys.executable, "-m", "shoal.cli"]
 
@@ -67,12 +69,14 @@ def test_show_an_unknown_run(redis_url):
     assert "no events for run 'nosuchrun'" in out.stderr
 
 
+@pytest.mark.slow  # connection retries with backoff
 def test_unreachable_server_is_a_clear_error():
     out = shoal_cli("runs", "--redis", "redis://127.0.0.1:1/0")
     assert out.returncode == 1
     assert "cannot reach redis://127.0.0.1:1/0" in out.stderr
 
 
+@pytest.mark.slow  # connection retries with backoff
 def test_a_script_against_an_unreachable_server_fails_clearly(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)

@@ -130,6 +130,7 @@ def test_ten_runs_submitted_concurrently_do_not_interfere(session):
         assert run.result(timeout=60) == evaluate(g)
 
 
+@pytest.mark.slow
 def test_ten_sessions_in_threads_on_one_server(redis_url):
     """Ten clients at once (each with its own pool), one server."""
     results: dict[int, object] = {}

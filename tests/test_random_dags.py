@@ -65,6 +65,7 @@ def test_deep_chain_has_no_recursion_error(scheduler):
     n.visualize()
 
 
+@pytest.mark.slow
 def test_wide_fan_out_and_in(scheduler):
     src = mix(1)
     mids = [mix(i, src) for i in range(5000)]

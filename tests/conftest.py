@@ -4,7 +4,6 @@ of any run may be left except event streams."""
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -92,25 +91,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             "marked slow: add -m 'slow or not slow' (as make test does) to run them",
             yellow=True,
         )
-
-
-#: Tests whose Redis stores are never closed: tests/storage/test_contract.py's ``store``
-#: fixture makes a RedisStorage per test and drops it with its connections open (bound to a
-#: loop ``asyncio.run`` has closed). Their ResourceWarnings are ignored there, and only there,
-#: until that fixture closes its store; everywhere else an unclosed connection fails the test.
-_UNCLOSED_STORES = os.path.join(os.path.dirname(__file__), "storage")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if str(item.path).startswith(_UNCLOSED_STORES + os.sep):
-            item.add_marker(pytest.mark.filterwarnings("ignore::ResourceWarning"))
-
-
-@pytest.fixture(autouse=True)
-def _collect_unclosed_stores(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Set up first, torn down last: the dropped stores (held in reference cycles) are
-    collected while their own test's warning filters apply, not in whichever test runs next."""
-    yield
-    if str(request.node.path).startswith(_UNCLOSED_STORES + os.sep):
-        gc.collect()

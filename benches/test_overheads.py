@@ -12,7 +12,7 @@
   before: completion, hand-over, fetch) divided by N, and a fan-out of W no-op tasks between one
   root and one join (workers invoked by the root's worker, run two at a time) divided by W.
 * **Bytes per invocation**: the invocations the client sends to start a 1,024-leaf tree, as
-  ``shoal.runtime.client.submit`` encodes them (captured by a backend that records instead of
+  ``shoal.client.submit.submit`` encodes them (captured by a backend that records instead of
   invoking), plus the function blobs the run stores once.
 
 Figures are printed in the summary, never asserted.
@@ -32,9 +32,9 @@ import shoal
 from conftest import OVERHEADS, _table, shoal_processes
 from shoal import _core
 from shoal.backends.base import Capabilities, Resources
+from shoal.client import submit as client
 from shoal.config import Settings
 from shoal.graph import FrozenGraph, freeze
-from shoal.runtime import client
 from shoal.runtime.invocation import Invocation
 from shoal.server import EmbeddedServer
 from shoal.storage import keys

@@ -120,10 +120,10 @@ def test_partition_covers_every_task_exactly_once():
     assignment = [(t, rng.randrange(4)) for t in g.task_ids() if rng.random() < 0.7]
     pinned = Plan.pinned(dict(assignment)).apply(g)
     groups = pinned.partition()
-    seen = [t for _, ids in groups for t in ids]
+    seen = [t for ids in groups.values() for t in ids]
     assert sorted(seen) == g.task_ids()
     expected = dict(assignment)
-    for worker, ids in groups:
+    for worker, ids in groups.items():
         for t in ids:
             assert expected.get(t) == worker
 

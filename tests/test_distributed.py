@@ -4,6 +4,7 @@ checked against the reference evaluator, and after each run nothing left but its
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -14,6 +15,7 @@ import shoal
 from conftest import assert_no_leaks
 from reference import evaluate
 from shoal.backends.local import LocalProcesses
+from shoal.events import TaskCompleted, TaskStarted, WorkerExited, decode
 from shoal.graph import freeze
 from test_random_dags import dags
 
@@ -154,21 +156,49 @@ def test_run_events_carry_timings_and_start_kinds(session):
     run = session.submit(node)
     assert run.result(timeout=60) == evaluate(node)
     events = list(run.events())
-    kinds = Counter(e["type"] for e in events)
+    kinds = Counter(e.type for e in events)
     assert kinds["RUN_SUBMITTED"] == 1 and kinds["RUN_COMPLETED"] == 1
     assert kinds["TASK_STARTED"] == kinds["TASK_COMPLETED"] == 15
-    done = [e for e in events if e["type"] == "TASK_COMPLETED"]
+    done = [e for e in events if isinstance(e, TaskCompleted)]
     for e in done:
-        assert float(e["end"]) >= float(e["start"]) > 0
-        assert int(e["input_bytes"]) >= 0 and float(e["fetch_s"]) >= 0
-        assert e["worker"] and e["name"] in ("leaf", "add")
+        assert e.end is not None and e.start is not None and e.end >= e.start > 0
+        assert e.input_bytes >= 0 and e.fetch_s >= 0
+        assert e.inputs_fetched + e.inputs_local == (0 if e.name == "leaf" else 2)
+        assert e.worker and e.name in ("leaf", "add")
+        assert e.fn == f"{__name__}:{e.name}" and len(e.fn_hash) == 32
     # Every task started before it completed, on the stream's order.
-    order = [(e["type"], e["task"]) for e in events if e["type"].startswith("TASK_")]
+    order = [(e.type, e.task) for e in events if isinstance(e, TaskStarted | TaskCompleted)]
     for task in {t for _, t in order}:
         assert order.index(("TASK_STARTED", task)) < order.index(("TASK_COMPLETED", task))
-    starts = [e for e in events if e["type"] == "TASK_STARTED" and "start_kind" in e]
-    assert starts and {e["start_kind"] for e in starts} <= {"cold", "warm"}
-    assert all(float(e["start_latency_s"]) >= 0 for e in starts)
+    starts = [e for e in events if isinstance(e, TaskStarted) and e.start_kind is not None]
+    assert starts and {e.start_kind for e in starts} <= {"cold", "warm"}
+    assert all(e.start_latency_s is not None and e.start_latency_s >= 0 for e in starts)
+    assert all(e.subdag_bytes is not None and e.subdag_bytes > 0 for e in starts)
+    # Each invocation says where its time went; every completion's round trip is counted once.
+    # The last ones may land after RUN_COMPLETED: read the stream until all have.
+    exited = workers_exited(session, run.id, len(starts))
+    assert all(e.reason == "no more work" for e in exited)
+    stored = [t for e in exited for t in e.store_s]
+    assert sorted(stored) == sorted(e.task for e in done)
+    assert sum(e.tasks for e in exited) == 15
+    # The makespan, on the server's clock: submission to completion.
+    submitted, completed = events[0], next(e for e in events if e.type == "RUN_COMPLETED")
+    assert submitted.type == "RUN_SUBMITTED" and completed.at >= submitted.at > 0
+
+
+def workers_exited(session, run_id, n, deadline_s=10.0):
+    """The run's WORKER_EXITED records once there are ``n`` (a bounded wait on the stream)."""
+    after, found = "0", []
+    end = time.monotonic() + deadline_s
+    while len(found) < n:
+        left = end - time.monotonic()
+        assert left > 0, f"{len(found)} of {n} workers reported their exit"
+        for entry_id, fields in session._run(session.storage.read_events(run_id, after, left)):
+            after = entry_id
+            ev = decode(fields, entry_id)
+            if isinstance(ev, WorkerExited):
+                found.append(ev)
+    return found
 
 
 def test_each_shared_task_runs_once(session):
@@ -176,7 +206,7 @@ def test_each_shared_task_runs_once(session):
     a, b = add(shared, 1), add(shared, 2)
     run = session.submit(a, b)
     assert run.result(timeout=60) == evaluate(a, b)
-    ran = Counter(e["name"] for e in run.events() if e["type"] == "TASK_COMPLETED")
+    ran = Counter(e.name for e in run.events() if isinstance(e, TaskCompleted))
     assert ran == {"leaf": 1, "add": 2}
 
 

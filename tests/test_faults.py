@@ -22,6 +22,7 @@ from conftest import leaked_keys
 from reference import evaluate
 from shoal.backends import LocalProcesses
 from shoal.config import Settings
+from shoal.events import TaskRetry, WorkerLost
 from shoal.graph import freeze
 from shoal.server import EmbeddedServer
 from shoal.storage import keys
@@ -187,7 +188,7 @@ def test_every_map_invocation_delivered_twice(server):
         outs = map_pipeline(11)
         run = s.submit(*outs)
         assert list(run.result(timeout=120)) == list(evaluate(*outs))
-        kinds = Counter(e["type"] for e in run.events())
+        kinds = Counter(e.type for e in run.events())
         assert kinds["MAP_EXPANDED"] == 1
         # 4 static tasks, 2 maps completed once each, 120 elements completed once each.
         assert kinds["TASK_COMPLETED"] == 4 + 2 + 120
@@ -202,7 +203,7 @@ def test_every_invocation_delivered_twice(server):
         outs = random_graph(7, n=120)
         run = s.submit(*outs)
         assert run.result(timeout=120) == evaluate(*outs)
-        kinds = Counter(e["type"] for e in run.events())
+        kinds = Counter(e.type for e in run.events())
         # Tasks ran more often than they completed: the duplicates were real, and harmless.
         assert kinds["TASK_STARTED"] > kinds["TASK_COMPLETED"] == len(freeze(outs).graph)
     no_leaks(server.url)
@@ -244,7 +245,7 @@ def test_flaky_task_with_enough_retries_succeeds(tmp_path):
         run = s.submit(flaky(str(marks)))
         assert run.result(timeout=60) == ("ok",)
         assert marks.read_text() == "xxx"
-        assert [e["attempt"] for e in run.events() if e["type"] == "TASK_RETRY"] == ["1", "2"]
+        assert [e.attempt for e in run.events() if isinstance(e, TaskRetry)] == [1, 2]
 
 
 def test_flaky_task_without_enough_retries_fails_with_the_remote_traceback():
@@ -354,8 +355,8 @@ def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
         assert parked, "the pinned worker never parked"
         os.kill(parked[0], signal.SIGKILL)
         assert run.result(timeout=60) == evaluate(out)
-        lost = [e for e in run.events() if e["type"] == "WORKER_LOST"]
-        assert any(e["lease"] == "w0" for e in lost)
+        lost = [e for e in run.events() if isinstance(e, WorkerLost)]
+        assert any(e.lease == "w0" for e in lost)
     no_leaks(server.url)
 
 

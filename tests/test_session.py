@@ -88,7 +88,7 @@ def test_run_handle(redis_url):
             run.result(timeout=0)
         assert run.result(timeout=30) == (6,)
         assert run.result() == (6,)  # the outcome is kept; keys were cleaned up once
-        types = [e["type"] for e in run.events()]
+        types = [e.type for e in run.events()]
         assert types[0] == "RUN_SUBMITTED" and types[-1] == "RUN_COMPLETED"
     assert_no_leaks(redis_url)
 

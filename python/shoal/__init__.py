@@ -9,6 +9,8 @@
 """
 
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from . import backends
 from .config import Settings
@@ -22,8 +24,29 @@ from .errors import (
     TaskError,
 )
 from .maps import MapNode, map
-from .session import Run, Session, compute
 from .task import Node, TaskFunction, TaskOptions, task
+
+if _TYPE_CHECKING:
+    from .session import Run, Session, compute
+
+#: Loaded on first use: a worker process imports ``shoal`` but never the client side.
+_LAZY = {"Run": "session", "Session": "session", "compute": "session"}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 # One version number, Cargo's: maturin writes it into the package metadata at build time.
 __version__ = _metadata.version("shoal")

@@ -6,6 +6,7 @@ from typing import Any, final
 __all__ = [
     "FORMAT_VERSION",
     "Downstream",
+    "Frozen",
     "Graph",
     "MapSpec",
     "Optimization",
@@ -145,7 +146,8 @@ class Graph:
     def worker_size(self, worker: int) -> Size | None:
         """The planned size of ``worker``, if the plan gives one."""
     def planned_workers(self) -> list[WorkerPlan]: ...
-    def partition(self) -> list[tuple[int | None, list[int]]]: ...
+    def partition(self) -> dict[int | None, list[int]]:
+        """``{worker or None: [task ids]}``: every task exactly once."""
     def name(self, id: int) -> str: ...
     def deps(self, id: int) -> list[int]: ...
     def worker(self, id: int) -> int | None: ...
@@ -157,6 +159,8 @@ class Graph:
     def maps(self) -> list[MapSpec]:
         """The map tasks this graph knows."""
     def tasks_of(self, worker: int) -> list[int]: ...
+    def fn_name(self, id: int) -> str:
+        """Qualified name (``module:qualname``) of task ``id``'s function."""
     def fn_hash(self, id: int) -> bytes: ...
     def options(self, id: int) -> TaskOptions: ...
     def fn_hashes(self) -> list[bytes]: ...
@@ -169,13 +173,33 @@ class Graph:
         consts: dict[bytes, Any] | None = None,
     ) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
 
+@final
+class Frozen:
+    """What freezing lazy nodes produces."""
+
+    @property
+    def graph(self) -> Graph:
+        """The whole run's graph."""
+    @property
+    def outputs(self) -> list[int]:
+        """Task id of each distinct requested node, in the order given."""
+    @property
+    def functions(self) -> dict[bytes, bytes]:
+        """``{fn_hash: cloudpickled blob}``."""
+    @property
+    def constants(self) -> dict[bytes, bytes]:
+        """``{const_hash: encoded constant}``."""
+    @property
+    def live_functions(self) -> dict[bytes, Callable[..., Any]]:
+        """``{fn_hash: the live function object}``."""
+
 def freeze(
     outputs: Iterable[Any],
     node_type: type,
     dumps: Callable[[Any], bytes],
     const_threshold: int,
-) -> tuple[
-    Graph, list[int], dict[bytes, bytes], dict[bytes, bytes], dict[bytes, Callable[..., Any]]
-]: ...
+) -> Frozen:
+    """Freezes lazy nodes into a graph, its function table and its large constants."""
+
 def decode_constant(blob: bytes, loads: Callable[[bytes], Any]) -> Any: ...
 def hash16(data: bytes) -> bytes: ...

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, events
 from .config import redact_url
 from .session import SCHEDULERS, defaults
 
@@ -113,16 +113,16 @@ def runs(redis_url: str | None, limit: int) -> None:
     """List recent runs on a server (while their event streams are kept, one day)."""
     url = _server_url(redis_url)
 
-    async def work(storage: Any) -> list[tuple[str, float, list[tuple[str, dict[str, str]]]]]:
+    async def work(storage: Any) -> list[tuple[str, float, list[events.Event]]]:
         found = []
         for rid, submitted in await storage.recent_runs(limit):
-            found.append((rid, submitted, await storage.events_range(rid)))
+            found.append((rid, submitted, _decoded(await storage.events_range(rid))))
         return found
 
     table = Table("submitted", "tasks", "outputs", "state", "duration")
     table.add_column("run", no_wrap=True, min_width=16)  # ids must stay whole: they are input
-    for rid, submitted, events in _with_storage(url, work):
-        info = _summary(events)
+    for rid, submitted, evs in _with_storage(url, work):
+        info = _summary(evs)
         table.add_row(
             time.strftime("%m-%d %H:%M:%S", time.localtime(submitted)),
             info["tasks"],
@@ -141,43 +141,44 @@ def show(run_id: str, redis_url: str | None) -> None:
     """Print a run's tasks and timings."""
     url = _server_url(redis_url)
 
-    async def work(storage: Any) -> list[tuple[str, dict[str, str]]]:
-        events: list[tuple[str, dict[str, str]]] = await storage.events_range(run_id)
-        return events
+    async def work(storage: Any) -> list[events.Event]:
+        return _decoded(await storage.events_range(run_id))
 
-    events = _with_storage(url, work)
-    if not events:
+    evs = _with_storage(url, work)
+    if not evs:
         raise click.ClickException(f"no events for run {run_id!r} (unknown, or expired)")
-    info = _summary(events)
+    info = _summary(evs)
     out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
-    t0 = float(events[0][1].get("time", "0") or 0)
+    t0 = evs[0].at
+    kinds = {e.task: e.start_kind for e in evs if isinstance(e, events.TaskStarted)}
     table = Table("task", "name", "worker", "start", "run (ms)", "in (B)", "out (B)", "start kind")
-    for _, ev in events:
-        if ev.get("type") != "TASK_COMPLETED":
-            continue
-        start, end = float(ev.get("start", 0)), float(ev.get("end", 0))
+    for ev in evs:
+        if not isinstance(ev, events.TaskCompleted) or ev.start is None or ev.end is None:
+            continue  # a gathered map: its elements have the timings
         table.add_row(
-            ev.get("task", "?"),
-            ev.get("name", "?"),
-            ev.get("worker", "?"),
-            f"+{start - t0:.3f} s",
-            f"{(end - start) * 1000:.2f}",
-            ev.get("input_bytes", ""),
-            ev.get("output_bytes", ""),
-            ev.get("start_kind", ""),
+            str(ev.task),
+            ev.name,
+            ev.worker,
+            f"+{ev.start - t0:.3f} s",
+            f"{(ev.end - ev.start) * 1000:.2f}",
+            str(ev.input_bytes),
+            str(ev.output_bytes),
+            kinds.get(ev.task) or "",
         )
     out.print(table)
-    for _, ev in events:
-        if ev.get("type") == "TASK_FAILED":
-            out.print(
-                f"[red]failed:[/] {ev.get('name')}: {ev.get('exc_type')}: {ev.get('message')}"
-            )
-            out.print(ev.get("traceback", ""))
+    for ev in evs:
+        if isinstance(ev, events.TaskFailed):
+            out.print(f"[red]failed:[/] {ev.name}: {ev.exc_type}: {ev.message}")
+            out.print(ev.traceback)
 
 
-def _summary(events: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
-    first = events[0][1] if events else {}
-    kinds = [e.get("type") for _, e in events]
+def _decoded(entries: list[tuple[str, dict[str, str]]]) -> list[events.Event]:
+    return [events.decode(fields, entry_id) for entry_id, fields in entries]
+
+
+def _summary(evs: list[events.Event]) -> dict[str, str]:
+    first = evs[0] if evs else None
+    kinds = {e.type for e in evs}
     state = (
         "completed"
         if "RUN_COMPLETED" in kinds
@@ -186,13 +187,14 @@ def _summary(events: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
         else "running"
     )
     duration = "-"
-    if len(events) > 1 and state != "running":
-        # Stream ids are server milliseconds: the last minus the first is the run's duration.
-        ms = int(events[-1][0].split("-")[0]) - int(events[0][0].split("-")[0])
-        duration = f"{ms / 1000:.3f} s"
+    end = next((e for e in evs if e.type in events.TERMINAL), None)
+    if first is not None and end is not None:
+        # The run's makespan: RUN_SUBMITTED to its end, on the server's clock.
+        duration = f"{end.at - first.at:.3f} s"
+    submitted = first if isinstance(first, events.RunSubmitted) else None
     return {
-        "tasks": first.get("tasks", "?"),
-        "names": first.get("names", ""),
+        "tasks": "?" if submitted is None else str(submitted.tasks),
+        "names": "" if submitted is None else submitted.names,
         "state": state,
         "duration": duration,
     }

@@ -56,9 +56,9 @@ def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = N
                 f"got {type(n).__name__}: {n!r:.60}"
             )
     distinct = list({id(n): n for n in nodes}.values())
-    graph, ids, functions, constants, live = _core.freeze(
-        distinct, Node, dumps_leaf, settings.const_threshold
-    )
-    by_node = {id(n): i for n, i in zip(distinct, ids, strict=True)}
+    frozen = _core.freeze(distinct, Node, dumps_leaf, settings.const_threshold)
+    by_node = {id(n): i for n, i in zip(distinct, frozen.outputs, strict=True)}
     output_ids = tuple(by_node[id(n)] for n in nodes)
-    return FrozenGraph(graph, output_ids, functions, constants, live)
+    return FrozenGraph(
+        frozen.graph, output_ids, frozen.functions, frozen.constants, frozen.live_functions
+    )

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .storage.base import Event
+from .events import Event, MapExpanded, TaskCompleted
 
 SHOW_AFTER_S = 1.0
 
@@ -24,11 +24,10 @@ class RunProgress:
         self._task: object = None
 
     def __call__(self, ev: Event) -> None:
-        kind = ev.get("type")
-        if kind == "TASK_COMPLETED":
+        if isinstance(ev, TaskCompleted):
             self.done += 1
-        elif kind == "MAP_EXPANDED":  # a map's elements become known at run time
-            self.total += int(ev.get("elements", "0"))
+        elif isinstance(ev, MapExpanded):  # a map's elements become known at run time
+            self.total += ev.elements
             if self._bar is not None:
                 self._bar.update(self._task, total=self.total)  # type: ignore[arg-type]
         if not self.enabled:

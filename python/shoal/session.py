@@ -22,14 +22,16 @@ from typing import Any, TypeVar
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
+from .client.submit import Submitted, submit
+from .client.wait import run_to_end, wait
 from .config import Settings, redact_url
 from .errors import ConfigError, StorageError
+from .events import TERMINAL, Event, decode
 from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
 from .progress import RunProgress
-from .runtime import client
 from .server import EmbeddedServer
-from .storage.base import Event, Storage
+from .storage.base import Storage
 from .storage.memory import MemoryStorage
 from .task import Node
 
@@ -68,7 +70,7 @@ class Session:
         self._server: EmbeddedServer | None = None
         self._started = False
         self._closed = False
-        self._runs: dict[str, client.Submitted] = {}
+        self._runs: dict[str, Submitted] = {}
         # One loop for the session's life: storage and backend state is bound to it.
         self._loop = asyncio.new_event_loop()
 
@@ -119,7 +121,7 @@ class Session:
 
         async def go() -> list[Any]:
             await self._ensure_started(frozen)
-            return await client.run_to_end(
+            return await run_to_end(
                 frozen, self.storage, self.backend, self.settings, timeout, progress
             )
 
@@ -132,9 +134,9 @@ class Session:
         if not nodes:
             raise ConfigError("submit() needs at least one node")
 
-        async def go() -> client.Submitted:
+        async def go() -> Submitted:
             await self._ensure_started(frozen)
-            return await client.submit(frozen, self.storage, self.backend, self.settings)
+            return await submit(frozen, self.storage, self.backend, self.settings)
 
         sub = self._run(go())
         self._runs[sub.run_id] = sub
@@ -208,7 +210,7 @@ class Session:
 class Run:
     """A submitted run: ``id``, ``result(timeout=)``, ``events()``."""
 
-    def __init__(self, session: Session, submitted: client.Submitted) -> None:
+    def __init__(self, session: Session, submitted: Submitted) -> None:
         self.session = session
         self._sub = submitted
         self._outcome: tuple[Any, ...] | BaseException | None = None
@@ -227,7 +229,7 @@ class Run:
             try:
                 with progress:
                     values = s._run(
-                        client.wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
+                        wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
                     )
                 self._outcome = tuple(values)
             except BaseException as e:
@@ -241,15 +243,17 @@ class Run:
         return self._outcome
 
     def events(self) -> Iterator[Event]:
-        """The run's events in order, from the start; follows a live run until it ends."""
+        """The run's events in order, from the start, as typed records (see
+        :mod:`shoal.events`); follows a live run until it ends."""
         s = self.session
         after = "0"
         while True:
             batch = s._run(s.storage.read_events(self.id, after, block_s=1.0))
-            for entry_id, ev in batch:
+            for entry_id, fields in batch:
                 after = entry_id
+                ev = decode(fields, entry_id)
                 yield ev
-                if ev.get("type") in ("RUN_COMPLETED", "RUN_FAILED"):
+                if ev.type in TERMINAL:
                     return
             if not batch and self._outcome is not None:
                 return

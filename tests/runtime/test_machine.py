@@ -9,12 +9,18 @@ from shoal.graph import freeze
 from shoal.planning import Plan
 from shoal.runtime.machine import (
     Complete,
+    Completed,
     Execute,
+    Executed,
     Exit,
     Fail,
+    Failed,
+    InboxPopped,
     Invoke,
     MachineConfig,
     Retry,
+    RetryDue,
+    Started,
     TaskFailure,
     WaitInbox,
     WorkerMachine,
@@ -42,19 +48,19 @@ def test_chain_stays_on_one_worker_and_never_encodes():
     c = f(b)
     g = freeze([c]).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config())
-    [ex] = m.start([0], {})
+    [ex] = m.handle(Started([0], {}))
     assert ex == Execute(0, 1, {}, [])
-    [comp] = m.on_executed(0, 1, {})
+    [comp] = m.handle(Executed(0, 1, {}))
     assert isinstance(comp, Complete)
     assert comp.completion.output is None  # its one consumer runs right here
-    [ex] = m.on_completed(0, done([1]))
+    [ex] = m.handle(Completed(0, done([1])))
     assert ex == Execute(1, 1, {0: 1}, [])
-    m.on_executed(1, 1, {})
-    [ex] = m.on_completed(1, done([2]))
-    [comp] = m.on_executed(2, 1, {})
+    m.handle(Executed(1, 1, {}))
+    [ex] = m.handle(Completed(1, done([2])))
+    [comp] = m.handle(Executed(2, 1, {}))
     assert comp.completion.is_output and comp.completion.must_store
     assert comp.completion.output == dumps_value(1)
-    assert m.on_completed(2, done()) == [Exit("no more work")]
+    assert m.handle(Completed(2, done())) == [Exit("no more work")]
 
 
 def test_fan_out_keeps_one_and_invokes_the_rest_with_inline_input():
@@ -62,12 +68,12 @@ def test_fan_out_keeps_one_and_invokes_the_rest_with_inline_input():
     outs = [f(src, i) for i in range(3)]
     g = freeze(outs).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config())
-    m.start([0], {})
-    [comp] = m.on_executed(0, 1, {})
+    m.handle(Started([0], {}))
+    [comp] = m.handle(Executed(0, 1, {}))
     c = comp.completion
     # Small: it travels inline, and is stored too (a recovery elsewhere may need it).
     assert c.output is not None and c.must_store
-    ins = m.on_completed(0, done([1, 2, 3]))
+    ins = m.handle(Completed(0, done([1, 2, 3])))
     invokes = [i for i in ins if isinstance(i, Invoke)]
     assert [i.start for i in invokes] == [[2], [3]]
     assert all(i.inputs == {0: c.output} for i in invokes)
@@ -80,10 +86,10 @@ def test_large_fan_out_output_is_stored_not_inlined():
     outs = [f(src, i) for i in range(2)]
     g = freeze(outs).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config(inline=4))
-    m.start([0], {})
-    [comp] = m.on_executed(0, list(range(100)), {})
+    m.handle(Started([0], {}))
+    [comp] = m.handle(Executed(0, list(range(100)), {}))
     assert comp.completion.must_store
-    invokes = [i for i in m.on_completed(0, done([1, 2])) if isinstance(i, Invoke)]
+    invokes = [i for i in m.handle(Completed(0, done([1, 2]))) if isinstance(i, Invoke)]
     assert invokes and all(i.inputs == {} for i in invokes)
 
 
@@ -91,20 +97,20 @@ def test_fan_in_output_is_sent_for_conditional_storage():
     a, b = f(1), f(2)
     g = freeze([f(a, b)]).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config())
-    m.start([0], {})
-    [comp] = m.on_executed(0, 1, {})
+    m.handle(Started([0], {}))
+    [comp] = m.handle(Executed(0, 1, {}))
     # The consumer waits for another input: the store keeps the value if it is not ready.
     assert comp.completion.output is not None and not comp.completion.must_store
-    assert m.on_completed(0, done([])) == [Exit("no more work")]
+    assert m.handle(Completed(0, done([]))) == [Exit("no more work")]
 
 
 def test_missing_inputs_are_fetched():
     a, b = f(1), f(2)
     g = freeze([f(a, b)]).graph
     m = WorkerMachine(g.subdag_for(None, [1]), None, config())
-    m.start([1], {})
-    m.on_executed(1, 2, {})
-    [ex] = m.on_completed(1, done([2]))
+    m.handle(Started([1], {}))
+    m.handle(Executed(1, 2, {}))
+    [ex] = m.handle(Completed(1, done([2])))
     assert ex.task == 2 and ex.local == {1: 2} and ex.missing == [0]
 
 
@@ -114,11 +120,11 @@ def test_pinned_worker_waits_on_its_inbox_until_its_tasks_are_done():
     g = Plan.pinned({0: 0, 1: 7}).apply(freeze([b]).graph)
     sub = g.subdag_for(7, [])
     m = WorkerMachine(sub, 7, config())
-    assert m.start([], {}) == [WaitInbox(7)]
-    [ex] = m.on_inbox([1])
+    assert m.handle(Started([], {})) == [WaitInbox(7)]
+    [ex] = m.handle(InboxPopped([1]))
     assert ex.task == 1 and ex.missing == [0]
-    m.on_executed(1, 2, {0: 1})
-    assert m.on_completed(1, done()) == [Exit("no more work")]
+    m.handle(Executed(1, 2, {0: 1}))
+    assert m.handle(Completed(1, done())) == [Exit("no more work")]
 
 
 def test_pinned_consumer_elsewhere_forces_storage_and_invocation():
@@ -126,24 +132,24 @@ def test_pinned_consumer_elsewhere_forces_storage_and_invocation():
     b = f(a)
     g = Plan.pinned({0: 0, 1: 7}).apply(freeze([b]).graph)
     m = WorkerMachine(g.subdag_for(0, []), 0, config())
-    m.start([0], {})
-    [comp] = m.on_executed(0, 1, {})
+    m.handle(Started([0], {}))
+    [comp] = m.handle(Executed(0, 1, {}))
     assert comp.completion.must_store
-    ins = m.on_completed(0, CompletionResult(True, [], [7], False))
+    ins = m.handle(Completed(0, CompletionResult(True, [], [7], False)))
     assert ins[0] == Invoke(7, [], None)
 
 
 def test_retries_then_failure_record():
     g = freeze([f.options(retries=2)(1)]).graph
     m = WorkerMachine(g, None, config())
-    m.start([0], {})
+    m.handle(Started([0], {}))
     boom = TaskFailure("ValueError", "boom", "Traceback...", 123.0)
-    [r1] = m.on_failed(0, boom)
+    [r1] = m.handle(Failed(0, boom))
     assert isinstance(r1, Retry) and r1.attempt == 1
-    assert m.on_retry_due(0)[0].attempt == 2
-    [r2] = m.on_failed(0, boom)
+    assert m.handle(RetryDue(0))[0].attempt == 2
+    [r2] = m.handle(Failed(0, boom))
     assert isinstance(r2, Retry) and r2.delay_s > r1.delay_s
-    fail, ex = m.on_failed(0, boom)
+    fail, ex = m.handle(Failed(0, boom))
     assert isinstance(fail, Fail) and isinstance(ex, Exit)
     rec = fail.record
     assert (rec.task, rec.name, rec.attempt, rec.exc_type, rec.message, rec.worker) == (
@@ -160,15 +166,15 @@ def test_duplicate_completion_changes_nothing_here():
     a = f(1)
     g = freeze([f(a)]).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config())
-    m.start([0], {})
-    m.on_executed(0, 1, {})
-    assert m.on_completed(0, done(first=False)) == [Exit("no more work")]
+    m.handle(Started([0], {}))
+    m.handle(Executed(0, 1, {}))
+    assert m.handle(Completed(0, done(first=False))) == [Exit("no more work")]
 
 
 def test_starting_a_task_of_another_worker_is_refused():
     g = Plan.pinned({0: 3}).apply(freeze([f(f(1))]).graph)
     with pytest.raises(ValueError, match="pinned to worker 3"):
-        WorkerMachine(g, None, config()).start([0], {})
+        WorkerMachine(g, None, config()).handle(Started([0], {}))
 
 
 def test_recovery_recomputes_lost_chain_links_then_resumes():
@@ -179,15 +185,15 @@ def test_recovery_recomputes_lost_chain_links_then_resumes():
     d = f(c)
     g = freeze([d]).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config(), recompute=[0, 1], resume=[2])
-    assert m.start([0], {}) == [Execute(0, 1, {}, [])]
-    m.on_executed(0, 1, {})
+    assert m.handle(Started([0], {})) == [Execute(0, 1, {}, [])]
+    m.handle(Executed(0, 1, {}))
     # a's completion is a repeat: b (also recomputed) becomes ready here all the same.
-    assert m.on_completed(0, done(first=False)) == [Execute(1, 1, {0: 1}, [])]
-    m.on_executed(1, 1, {})
-    assert m.on_completed(1, done(first=False)) == [Execute(2, 1, {1: 1}, [])]
-    m.on_executed(2, 1, {})
+    assert m.handle(Completed(0, done(first=False))) == [Execute(1, 1, {0: 1}, [])]
+    m.handle(Executed(1, 1, {}))
+    assert m.handle(Completed(1, done(first=False))) == [Execute(2, 1, {1: 1}, [])]
+    m.handle(Executed(2, 1, {}))
     # c completes for the first time: from here on the run goes on as usual.
-    assert m.on_completed(2, done([3])) == [Execute(3, 1, {2: 1}, [])]
+    assert m.handle(Completed(2, done([3]))) == [Execute(3, 1, {2: 1}, [])]
 
 
 def test_recovery_does_not_wander_into_done_work_elsewhere():
@@ -195,9 +201,9 @@ def test_recovery_does_not_wander_into_done_work_elsewhere():
     left, right = f(a, 1), f(a, 2)
     g = freeze([left, right]).graph
     m = WorkerMachine(g.subdag_for(None, [0]), None, config(), recompute=[0], resume=[1])
-    m.start([0], {})
-    m.on_executed(0, 1, {})
-    ins = m.on_completed(0, done(first=False))
+    m.handle(Started([0], {}))
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done(first=False)))
     assert ins == [Execute(1, 1, {0: 1}, [])]  # only the resumed task, not the other branch
 
 
@@ -215,5 +221,5 @@ def test_pinned_recovery_skips_done_tasks_and_waits_for_the_rest():
         pinned.subdag_for(0, []), 0, config(), recompute=[a_id], resume=[b_id], skip=[five]
     )
     assert m.mine_left == 3
-    ins = m.start([a_id], {})
+    ins = m.handle(Started([a_id], {}))
     assert ins == [Execute(a_id, 1, {}, [])]

@@ -7,10 +7,14 @@ from shoal.graph import freeze
 from shoal.runtime.elements import MapView, element_id, item_id, view
 from shoal.runtime.machine import (
     Complete,
+    Completed,
     Execute,
+    Executed,
     Exit,
     Expand,
+    Expanded,
     Invoke,
+    Started,
     WorkerMachine,
 )
 from shoal.serialize import dumps_value
@@ -49,13 +53,13 @@ def test_the_root_fetches_its_source_only_and_expands():
     root = next(m for m in g.map_info if g.is_root(m))
     source = g.deps(root)[0]
     m = WorkerMachine(g.subdag_for(None, [source]), None, config())
-    m.start([source], {})
-    [comp] = m.on_executed(source, [5, 6, 7], {})
+    m.handle(Started([source], {}))
+    [comp] = m.handle(Executed(source, [5, 6, 7], {}))
     # The source feeds a map: stored, whatever happens next (elements elsewhere need items).
     assert comp.completion.must_store
-    [ex] = m.on_completed(source, done([root]))
+    [ex] = m.handle(Completed(source, done([root])))
     assert ex == Execute(root, 1, {source: [5, 6, 7]}, [])
-    [expand] = m.on_expanded(root, [5, 6, 7], {})
+    [expand] = m.handle(Expanded(root, [5, 6, 7], {}))
     assert isinstance(expand, Expand)
     x = expand.expansion
     ord0 = g.map_info[root].ord
@@ -63,7 +67,7 @@ def test_the_root_fetches_its_source_only_and_expands():
     assert x.items == [dumps_value(v) for v in (5, 6, 7)]
     assert x.item_base == item_id(ord0, 0)
     assert [gm.map for gm in x.maps] == [root, *g.child_maps(root)]
-    assert x.event["elements"] == "6"
+    assert x.width * len(x.maps) == 6  # elements the MAP_EXPANDED event announces
 
 
 def test_elements_keep_one_invoke_the_rest_and_chain_element_wise():
@@ -73,30 +77,30 @@ def test_elements_keep_one_invoke_the_rest_and_chain_element_wise():
     e = [element_id(g.map_info[root].ord, i) for i in range(3)]
     items = [item_id(g.map_info[root].ord, i) for i in range(3)]
     m = WorkerMachine(g.subdag_for(None, [root]), None, config())
-    m.start([root], {g.deps(root)[0]: [5, 6, 7]})
-    m.on_expanded(root, [5, 6, 7], {})
-    out = m.on_completed(root, done(e))
+    m.handle(Started([root], {g.deps(root)[0]: [5, 6, 7]}))
+    m.handle(Expanded(root, [5, 6, 7], {}))
+    out = m.handle(Completed(root, done(e)))
     invokes = [i for i in out if isinstance(i, Invoke)]
     assert [i.start for i in invokes] == [[e[1]], [e[2]]]
     assert invokes[0].inputs == {items[1]: dumps_value(6)}  # each takes its item along
     assert invokes[0].subdag is invokes[1].subdag  # one cut for every element of a map
     [ex] = [i for i in out if isinstance(i, Execute)]
     assert ex == Execute(e[0], 1, {items[0]: 5}, [])
-    [comp] = m.on_executed(e[0], 5, {})
+    [comp] = m.handle(Executed(e[0], 5, {}))
     c = comp.completion
     # The one next element runs here, and nobody gathers the first map: nothing is encoded.
     assert c.output is None and [gm.map for gm in c.gathers] == [root]
     e2 = element_id(g.map_info[child].ord, 0)
     assert [d.task for d in c.downstream] == [e2]
-    [ex] = m.on_completed(e[0], done([e2]))
+    [ex] = m.handle(Completed(e[0], done([e2])))
     k = g.deps(child)[1]
     assert ex == Execute(e2, 1, {e[0]: 5}, [k])  # the broadcast input is fetched
-    [comp] = m.on_executed(e2, 12, {k: 7})
+    [comp] = m.handle(Executed(e2, 12, {k: 7}))
     c = comp.completion
     # The second map is gathered into a static task: its elements are stored.
     assert c.must_store and c.output == dumps_value(12)
     assert [gm.map for gm in c.gathers] == [child] and c.gathers[0].downstream
-    assert m.on_completed(e2, done()) == [Exit("no more work")]
+    assert m.handle(Completed(e2, done())) == [Exit("no more work")]
 
 
 def test_element_names_deps_and_fill_follow_their_map():
@@ -116,15 +120,15 @@ def test_a_repeated_expansion_readies_nothing():
     g = pipeline()
     root = next(m for m in g.map_info if g.is_root(m))
     m = WorkerMachine(g.subdag_for(None, [root]), None, config())
-    m.start([root], {g.deps(root)[0]: [1]})
-    m.on_expanded(root, [1], {})
-    assert m.on_completed(root, done(first=False)) == [Exit("no more work")]
+    m.handle(Started([root], {g.deps(root)[0]: [1]}))
+    m.handle(Expanded(root, [1], {}))
+    assert m.handle(Completed(root, done(first=False))) == [Exit("no more work")]
 
 
 def test_complete_instructions_for_static_tasks_are_unchanged_without_maps():
     g = freeze([f(f(1))]).graph
     assert view(g) is g
     m = WorkerMachine(g, None, config())
-    m.start([0], {})
-    [comp] = m.on_executed(0, 1, {})
+    m.handle(Started([0], {}))
+    [comp] = m.handle(Executed(0, 1, {}))
     assert isinstance(comp, Complete) and comp.completion.gathers == ()

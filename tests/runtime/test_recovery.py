@@ -9,11 +9,11 @@ import asyncio
 import pytest
 
 import shoal
+from shoal.client.recovery import Need, Recovery, decide, recovery_invocation
 from shoal.config import Settings
 from shoal.graph import FrozenGraph, freeze
 from shoal.runtime.elements import MapView, element_id, item_id, view
 from shoal.runtime.invocation import Invocation
-from shoal.runtime.recovery import Need, Recovery, decide, recovery_invocation
 from shoal.signing import seal
 
 

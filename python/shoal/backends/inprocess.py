@@ -24,7 +24,7 @@ class InProcess:
     capabilities = Capabilities(max_payload=None, warm_reuse=True, workers_may_die=False)
 
     def __init__(self, threads: bool = False) -> None:
-        from ..runtime.worker import WorkerCaches
+        from ..runtime.inputs import WorkerCaches
 
         self.threads = threads
         self._caches = WorkerCaches()

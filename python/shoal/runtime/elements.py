@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _core
+from .. import _core, events
 from ..storage.base import Downstream, Gather
 
 #: Static task ids are below this; element and item ids above.
@@ -163,6 +163,9 @@ class MapView:
         planned = self.core.plan_of(self._map_of(task))
         return _core.TaskPlan(None, planned.size, planned.optimizations)
 
+    def fn_name(self, task: int) -> str:
+        return self.core.fn_name(task if task < DYNAMIC else self._map_of(task))
+
     def fn_hash(self, task: int) -> bytes:
         return self.core.fn_hash(task if task < DYNAMIC else self._map_of(task))
 
@@ -206,7 +209,8 @@ class MapView:
         g = self._gathers.get(m)
         if g is None:
             down = [Downstream(d.task, d.ndeps, d.worker) for d in self.core.downstream(m)]
-            g = self._gathers[m] = Gather(m, down, m in self._outputs, {"name": self.core.name(m)})
+            name = self.core.name(m)
+            g = self._gathers[m] = Gather(m, down, m in self._outputs, _gather_fields(m, name))
         return g
 
     def subdag_for(self, worker: int | None, starts: list[int]) -> _core.Graph | MapView:
@@ -221,6 +225,12 @@ class MapView:
             cut = self._cuts[key] = MapView(self.core.subdag_for(worker, static))
             cut.shared = True
         return cut
+
+
+def _gather_fields(m: int, name: str) -> dict[str, str]:
+    """The TASK_COMPLETED fields of a gathered map the store's script does not add."""
+    fields = events.encode(events.TaskCompleted(task=m, name=name))
+    return {k: v for k, v in fields.items() if k not in ("type", "task")}
 
 
 def view(graph: _core.Graph) -> _core.Graph | MapView:

@@ -1,33 +1,35 @@
 """A worker's decisions as a sans-IO state machine: events in, instructions out.
 
-A worker holds a subDAG (see ``shoal._core.Graph.subdag_for``) and a queue of tasks that are
-ready to run *here*. The I/O shell (:mod:`.worker`) feeds it events and carries out the
-instructions it returns; nothing in this module touches a network, a clock or a thread, so every
-decision is tested without Redis (``tests/runtime/test_machine.py``).
+A worker holds a subDAG (see ``shoal._core.Graph.subdag_for``) and runs the tasks that are ready
+*here*. The I/O shell (:mod:`.worker`) feeds the machine events through its one entry point,
+:meth:`WorkerMachine.handle`, and carries out the instructions it returns; nothing in this
+module touches a network, a clock or a thread, so every decision is tested without Redis
+(``tests/runtime/test_machine.py``). The choices that optimizations change (what to fetch, what
+to store, what runs here and what goes to new workers) are made by a :mod:`.policy` object fed
+by the plan; the machine keeps the books.
 
 The cycle for one task::
 
     Execute(task, local inputs, missing inputs)      shell fetches, fills, runs the function
-      -> on_executed(value) / on_failed(error)
+      -> Executed(value) / Failed(error)
     Complete(completion)                             shell runs the atomic completion
-      -> on_completed(result)
+      -> Completed(result)
     Invoke(...) for ready tasks that run elsewhere, then Execute(next) / WaitInbox / Exit
 
-Who runs a ready task (DESIGN §5):
+Who runs a ready task (DESIGN §5; :meth:`.policy.Policy.place`): a *flexible* worker (no worker
+id) keeps one ready flexible task and invokes a new flexible worker for each other one, with
+the subDAG below it cut from its own; a *pinned* worker (worker id W) runs the tasks pinned to
+W. Ready tasks pinned to another worker are pushed onto that worker's inbox by the completion
+itself (which also says when that worker must be invoked for the first time). While tasks
+pinned to W remain, it waits on its inbox.
 
-- a *flexible* worker (no worker id) keeps one ready flexible task and invokes a new flexible
-  worker for each other one, with the subDAG below it cut from its own;
-- a *pinned* worker (worker id W) runs the tasks pinned to W. Ready tasks pinned to another
-  worker are pushed onto that worker's inbox by the completion itself (which also says when that
-  worker must be invoked for the first time). Flexible tasks it makes ready are invoked. While
-  tasks pinned to W remain, it waits on its inbox.
-
-Outputs leave the worker only when needed: a value whose only consumer is the next task here
-is never encoded. Otherwise it is encoded, and the completion stores it if the task is a
-requested output, if any consumer may run on another worker (it also travels inline to the
-workers this completion invokes, when small), or (decided atomically by the store) if some
-consumer still waits for other inputs. So an output that is not stored was consumed on its own
-worker: what a dead worker takes with it can be recomputed by one worker.
+Outputs leave the worker only when needed (:meth:`.policy.Policy.output`): a value whose only
+consumer is the next task here is never encoded. Otherwise it is encoded, and the completion
+stores it if the task is a requested output, if any consumer may run on another worker (it
+also travels inline to the workers this completion invokes, when small), or (decided
+atomically by the store) if some consumer still waits for other inputs. So an output that is
+not stored was consumed on its own worker: what a dead worker takes with it can be recomputed
+by one worker.
 
 Maps (``shoal.map``; see :mod:`.elements`): the root of a map chain is ready once its source
 and the chain's broadcast inputs are done. Running it *expands* the chain: the source's items
@@ -36,31 +38,168 @@ elements as ready (a flexible worker keeps one, as for any fan-out). An element'
 makes the next element of its chain ready and counts down its map's gather; outputs that feed
 a chain, and elements whose map is gathered, are always stored.
 
-Recovery (a worker died; see :mod:`.recovery`): the new worker runs ``recompute`` tasks again
-(done tasks whose outputs died with the old worker; their completions are repeats) and then the
-``resume`` tasks they feed. After a repeated completion of a ``recompute`` task, its consumers
-among ``recompute`` and ``resume`` become ready here once their recomputed inputs are back.
+Recovery (a worker died; see :mod:`shoal.client.recovery`): the new worker runs ``recompute``
+tasks again (done tasks whose outputs died with the old worker; their completions are repeats)
+and then the ``resume`` tasks they feed. After a repeated completion of a ``recompute`` task,
+its consumers among ``recompute`` and ``resume`` become ready here once their recomputed inputs
+are back.
+
+State
+-----
+``state: dict[int, TaskState]``
+    Every task this worker has dealt with: READY (queued here), RUNNING (an ``Execute`` or a
+    retry is out), COMPLETING (a ``Complete``/``Expand`` is out), DONE (completed, by this
+    worker or, for ``skip`` tasks, before it), HANDED_OFF (invoked on another worker), FAILED.
+    A task missing from it has not reached this worker. At most one task is RUNNING or
+    COMPLETING at a time.
+``ready: deque[int]``
+    The tasks to run here, in order; each is READY in ``state`` (a task is queued once).
+``values: dict[int, Any]``
+    Upstream values held in memory, by task id (outputs of tasks run here, inline inputs,
+    fetched inputs). A value is dropped once every consumer this subDAG holds is DONE.
+``attempts: dict[int, int]``
+    Failed attempts so far, per task (absent: none).
+``mine_left: int``
+    Pinned worker: tasks pinned to it that are not DONE yet (0 for a flexible worker).
+``recompute``, ``resume: set[int]``
+    Recovery only (see above); fixed at construction.
+``log: deque[str]``
+    The last ``MachineConfig.log_size`` events handled, summarized (never values), printed
+    with the error when the worker fails unexpectedly.
+``exited: bool``
+    An ``Exit`` was returned; nothing more will be asked.
+
+Example (a chain of two tasks on one flexible worker)::
+
+    >>> import shoal
+    >>> from shoal.graph import freeze
+    >>> from shoal.storage.base import CompletionResult
+    >>> inc = shoal.task(lambda x: x + 1, name="inc")
+    >>> m = WorkerMachine(freeze([inc(inc(1))]).graph, None, MachineConfig.plain("w"))
+    >>> m.handle(Started([0], {}))
+    [Execute(task=0, attempt=1, local={}, missing=[])]
+    >>> [complete] = m.handle(Executed(0, 2, {}))
+    >>> complete.completion.output is None  # its one consumer runs here: never encoded
+    True
+    >>> m.handle(Completed(0, CompletionResult(True, [1], [], False)))
+    [Execute(task=1, attempt=1, local={0: 2}, missing=[])]
+    >>> m.state[0], m.state[1]
+    (<TaskState.DONE: 'done'>, <TaskState.RUNNING: 'running'>)
+    >>> for line in m.log:
+    ...     print(line)
+    Started(start=[0], inputs=[])
+    Executed(task=0)
+    Completed(task=0, first=True, ready=[1], invoke=[])
 """
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core
+from ..serialize import dumps_value
 from ..storage.base import (
     Completion,
     CompletionResult,
     Downstream,
     ErrorRecord,
     Expansion,
-    Gather,
 )
 from .elements import DYNAMIC, MapView
+from .policy import DefaultPolicy, OutputFacts, Policy
 
-# -- instructions --------------------------------------------------------------------------
+# -- events (what the shell tells the machine) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The invocation arrived: ``start`` tasks are ready, ``inputs`` came inline."""
+
+    start: Sequence[int]
+    inputs: dict[int, Any]
+
+    def summary(self) -> str:
+        return f"Started(start={list(self.start)}, inputs={sorted(self.inputs)})"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPopped:
+    """Tasks pinned to this worker arrived on its inbox."""
+
+    tasks: Sequence[int]
+
+    def summary(self) -> str:
+        return f"InboxPopped(tasks={list(self.tasks)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """A task's function returned ``value``; ``fetched`` are the inputs the shell fetched."""
+
+    task: int
+    value: Any
+    fetched: dict[int, Any]
+
+    def summary(self) -> str:
+        return f"Executed(task={self.task})"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A task's function raised (or its output was refused: ``retryable`` False)."""
+
+    task: int
+    failure: TaskFailure
+    retryable: bool = True
+
+    def summary(self) -> str:
+        return f"Failed(task={self.task}, exc_type={self.failure.exc_type})"
+
+
+@dataclass(frozen=True, slots=True)
+class Expanded:
+    """The root of a map chain ran: its source produced ``items``."""
+
+    task: int
+    items: list[Any]
+    fetched: dict[int, Any]
+
+    def summary(self) -> str:
+        return f"Expanded(task={self.task}, width={len(self.items)})"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """A retry's backoff is over."""
+
+    task: int
+
+    def summary(self) -> str:
+        return f"RetryDue(task={self.task})"
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The store recorded a completion (or an expansion) of ``task``."""
+
+    task: int
+    result: CompletionResult
+
+    def summary(self) -> str:
+        r = self.result
+        return (
+            f"Completed(task={self.task}, first={r.first}, ready={r.ready[:8]}"
+            f"{'...' if len(r.ready) > 8 else ''}, invoke={r.invoke_workers})"
+        )
+
+
+MachineEvent = Started | InboxPopped | Executed | Failed | Expanded | RetryDue | Completed
+
+# -- instructions (what the machine tells the shell) ----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +215,8 @@ class Execute:
 @dataclass(frozen=True, slots=True)
 class Complete:
     completion: Completion
+    #: Optimizations that acted on this task (for its TASK_COMPLETED event).
+    acted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +269,15 @@ class TaskFailure:
     time: float
 
 
+class TaskState(enum.Enum):
+    READY = "ready"
+    RUNNING = "running"
+    COMPLETING = "completing"
+    DONE = "done"
+    HANDED_OFF = "handed-off"
+    FAILED = "failed"
+
+
 @dataclass
 class MachineConfig:
     worker_name: str
@@ -137,6 +287,15 @@ class MachineConfig:
     encode: Callable[[Any], bytes]
     #: Returns a number in [0, 1) for retry jitter.
     jitter: Callable[[], float]
+    #: The decisions optimizations change (see :mod:`.policy`).
+    policy: Policy = field(default_factory=DefaultPolicy)
+    #: How many events the machine remembers for error reports.
+    log_size: int = 64
+
+    @classmethod
+    def plain(cls, worker_name: str) -> MachineConfig:
+        """Defaults for examples and tests: 64 KiB inline limit, fixed jitter."""
+        return cls(worker_name, 64 * 1024, 0.05, dumps_value, lambda: 0.5)
 
 
 class WorkerMachine:
@@ -152,16 +311,18 @@ class WorkerMachine:
         self.graph = graph
         self.worker = worker
         self.cfg = config
-        self.values: dict[int, Any] = {}
+        self.policy = config.policy
+        self.state: dict[int, TaskState] = dict.fromkeys(skip, TaskState.DONE)
         self.ready: deque[int] = deque()
-        self.done: set[int] = set(skip)
+        self.values: dict[int, Any] = {}
         self.attempts: dict[int, int] = {}
         self.outputs = set(graph.outputs)
         mine = [] if worker is None else graph.tasks_of(worker)
-        self.mine_left = len(mine) - len(self.done.intersection(mine))
+        self.mine_left = sum(1 for t in mine if self.state.get(t) is not TaskState.DONE)
         self.recompute = set(recompute)
         self.resume = set(resume)
         self.exited = False
+        self.log: deque[str] = deque(maxlen=config.log_size)
         #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
         self._encoded: dict[int, bytes] = {}
         #: The graph's maps, when it holds any (see :mod:`.elements`).
@@ -169,40 +330,67 @@ class WorkerMachine:
         #: Encoded items of an expansion, by item id, for inline hand-over to elements.
         self._items: dict[int, bytes] = {}
 
-    # -- events ------------------------------------------------------------------------------
+    def handle(self, event: MachineEvent) -> list[Instruction]:
+        """The one entry point: what to do next after ``event``."""
+        self.log.append(event.summary())
+        match event:
+            case Started(start, inputs):
+                return self._started(start, inputs)
+            case InboxPopped(tasks):
+                return self._inbox(tasks)
+            case Executed(task, value, fetched):
+                return self._executed(task, value, fetched)
+            case Failed(task, failure, retryable):
+                return self._failed(task, failure, retryable)
+            case Expanded(task, items, fetched):
+                return self._expanded(task, items, fetched)
+            case RetryDue(task):
+                return [self._execute(task)]
+            case Completed(task, result):
+                return self._completed(task, result)
+        raise TypeError(f"not a machine event: {event!r}")
 
-    def start(self, start: Sequence[int], inputs: dict[int, Any]) -> list[Instruction]:
-        """The invocation arrived: ``start`` tasks are ready, ``inputs`` came inline."""
+    def is_done(self, task: int) -> bool:
+        return self.state.get(task) is TaskState.DONE
+
+    def format_log(self) -> str:
+        """The events this machine handled last, oldest first (for error reports)."""
+        lines = "\n".join(f"  {e}" for e in self.log)
+        return f"last {len(self.log)} events of the worker machine:\n{lines}"
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _started(self, start: Sequence[int], inputs: dict[int, Any]) -> list[Instruction]:
         self.values.update(inputs)
         for t in start:
             self._check_runnable(t)
-            self.ready.append(t)
+            self._queue(t)
         return self._next()
 
-    def on_inbox(self, tasks: Sequence[int]) -> list[Instruction]:
+    def _inbox(self, tasks: Sequence[int]) -> list[Instruction]:
         for t in tasks:
             self._check_runnable(t)
-            if t not in self.done and t not in self.ready:
-                self.ready.append(t)
+            if t not in self.state:
+                self._queue(t)
         return self._next()
 
-    def on_executed(self, task: int, value: Any, fetched: dict[int, Any]) -> list[Instruction]:
+    def _executed(self, task: int, value: Any, fetched: dict[int, Any]) -> list[Instruction]:
         self.values.update(fetched)
         if isinstance(value, Iterator) and self._feeds_map(task):
             # A generator feeding a map: read it once, as the list the chain maps over (it is
             # stored, and a generator can be neither pickled nor read twice).
             value = list(value)
         self.values[task] = value
-        return [Complete(self._completion(task, value))]
+        self.state[task] = TaskState.COMPLETING
+        completion, acted = self._completion(task, value)
+        return [Complete(completion, acted)]
 
     def _feeds_map(self, task: int) -> bool:
         return self.view is not None and any(
             self.view.is_map(d.task) for d in self.graph.downstream(task)
         )
 
-    def on_failed(
-        self, task: int, failure: TaskFailure, retryable: bool = True
-    ) -> list[Instruction]:
+    def _failed(self, task: int, failure: TaskFailure, retryable: bool) -> list[Instruction]:
         attempt = self.attempts.get(task, 0)
         retries = self.graph.options(task).retries
         if retryable and attempt < retries:
@@ -219,13 +407,11 @@ class WorkerMachine:
             worker=self.cfg.worker_name,
             time=failure.time,
         )
+        self.state[task] = TaskState.FAILED
         self.exited = True
         return [Fail(record), Exit("task failed")]
 
-    def on_expanded(
-        self, task: int, items: list[Any], fetched: dict[int, Any]
-    ) -> list[Instruction]:
-        """The root of a map chain ran: its source produced ``items``."""
+    def _expanded(self, task: int, items: list[Any], fetched: dict[int, Any]) -> list[Instruction]:
         view = self.view
         assert view is not None and view.is_root(task)
         self.values.update(fetched)
@@ -245,48 +431,49 @@ class WorkerMachine:
             element_base=view.element_base(task),
             maps=[view.gather(m) for m in chain],
             worker=self.worker,
-            event={"name": self.graph.name(task), "elements": str(len(items) * len(chain))},
         )
+        self.state[task] = TaskState.COMPLETING
         return [Expand(expansion)]
 
-    def on_retry_due(self, task: int) -> list[Instruction]:
-        return [self._execute(task)]
-
-    def on_completed(self, task: int, result: CompletionResult) -> list[Instruction]:
-        self.done.add(task)
-        if self.graph.worker(task) == self.worker and self.worker is not None:
+    def _completed(self, task: int, result: CompletionResult) -> list[Instruction]:
+        self.state[task] = TaskState.DONE
+        if self.worker is not None and self.graph.worker(task) == self.worker:
             self.mine_left -= 1
         if not result.first and task in self.recompute:
             self._ready_after_recompute(task)
         self._release_inputs(task)
         out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
-        keep_one = self.worker is None
         encoded = self._encoded.pop(task, None)
-        for t in result.ready:
-            if self.graph.worker(t) == self.worker and (self.worker is not None or keep_one):
-                self.ready.append(t)
-                keep_one = False
-                continue
-            inputs = {}
+        placement = self.policy.place(self, task, result.ready)
+        for t in placement.keep:
+            self._queue(t)
+        for share in placement.invoke:
+            inputs: dict[int, bytes] = {}
             if encoded is not None and len(encoded) <= self.cfg.inline_output_limit:
                 inputs[task] = encoded
-            if t >= DYNAMIC:
-                inputs = self._element_inputs(t, inputs)
-            out.append(Invoke(None, [t], self.graph.subdag_for(None, [t]), inputs))
+            for t in share:
+                self.state[t] = TaskState.HANDED_OFF
+                if t >= DYNAMIC:
+                    self._element_inputs(t, inputs)
+            out.append(Invoke(None, share, self.graph.subdag_for(None, share), inputs))
         out.extend(self._next())
         return out
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _queue(self, task: int) -> None:
+        if self.state.get(task) not in (TaskState.READY, TaskState.DONE):
+            self.state[task] = TaskState.READY
+            self.ready.append(task)
+
     def _ready_after_recompute(self, task: int) -> None:
         for c in self.graph.consumers(task):
             if (
                 (c in self.recompute or c in self.resume)
-                and c not in self.done
-                and c not in self.ready
-                and all(d in self.done for d in self.graph.deps(c) if d in self.recompute)
+                and c not in self.state
+                and all(self.is_done(d) for d in self.graph.deps(c) if d in self.recompute)
             ):
-                self.ready.append(c)
+                self._queue(c)
 
     def _check_runnable(self, task: int) -> None:
         if task not in self.graph:
@@ -300,21 +487,22 @@ class WorkerMachine:
     def _next(self) -> list[Instruction]:
         while self.ready:
             t = self.ready.popleft()
-            if t not in self.done:
+            if self.state.get(t) is TaskState.READY:
                 return [self._execute(t)]
         if self.worker is not None and self.mine_left > 0:
             return [WaitInbox(self.worker)]
         self.exited = True
         return [Exit("no more work")]
 
-    def _element_inputs(self, element: int, inputs: dict[int, bytes]) -> dict[int, bytes]:
+    def _element_inputs(self, element: int, inputs: dict[int, bytes]) -> None:
         """A root element handed to another worker takes its item along when it is small."""
         item = self.graph.deps(element)[0]
         blob = self._items.pop(item, None)
         if blob is None:
-            return inputs
+            return
         self.values.pop(item, None)
-        return {item: blob} if len(blob) <= self.cfg.inline_output_limit else {}
+        if len(blob) <= self.cfg.inline_output_limit:
+            inputs[item] = blob
 
     def _execute(self, task: int) -> Execute:
         deps = self.graph.deps(task)
@@ -322,50 +510,41 @@ class WorkerMachine:
             deps = deps[:1]  # expanding needs the source only; elements fetch the rest
         local = {d: self.values[d] for d in deps if d in self.values}
         missing = [d for d in deps if d not in self.values]
-        return Execute(task, self.attempts.get(task, 0) + 1, local, missing)
+        fetch = self.policy.fetch(self, task, missing)
+        if sorted(fetch.inputs) != sorted(missing):
+            raise ValueError(
+                f"policy {type(self.policy).__name__} fetches {fetch.inputs} for task {task}, "
+                f"which needs {missing}: every missing input must be fetched"
+            )
+        self.state[task] = TaskState.RUNNING
+        return Execute(task, self.attempts.get(task, 0) + 1, local, fetch.inputs)
 
-    def _completion(self, task: int, value: Any) -> Completion:
+    def _completion(self, task: int, value: Any) -> tuple[Completion, tuple[str, ...]]:
         down = [Downstream(d.task, d.ndeps, d.worker) for d in self.graph.downstream(task)]
+        gathers = []
         if task >= DYNAMIC:
-            return self._element_completion(task, value, down)
-        is_output = task in self.outputs
-        # The common chain case: the one consumer needs nothing else and will run right here.
-        stays_here = (
-            len(down) == 1
-            and down[0].ndeps == 1
-            and down[0].worker == self.worker
-            and down[0].task in self.graph
+            assert self.view is not None
+            found = self.view.element(task)
+            assert found is not None
+            gathers = [self.view.gather(found[0])]
+            is_output = feeds_map = False
+        else:
+            is_output = task in self.outputs
+            # An output feeding a map chain is always stored: the chain may take it whole too.
+            feeds_map = self.view is not None and any(self.view.is_map(d.task) for d in down)
+        facts = OutputFacts(task, down, is_output, feeds_map, gathers[0] if gathers else None)
+        decision = self.policy.output(self, facts)
+        output = None
+        if decision.encode:
+            output = self.cfg.encode(value)
+            self._encoded[task] = output
+        completion = Completion(
+            task, output, decision.must_store, down, is_output, self.worker, gathers=tuple(gathers)
         )
-        # An output feeding a map chain is always stored: the chain may take it whole too.
-        feeds_map = self.view is not None and any(self.view.is_map(d.task) for d in down)
-        if not is_output and not feeds_map and (stays_here or not down):
-            return Completion(task, None, False, down, is_output, self.worker)
-        output = self.cfg.encode(value)
-        self._encoded[task] = output
-        pinned_elsewhere = any(d.worker is not None and d.worker != self.worker for d in down)
-        goes_out = len(down) > 1 or (
-            self.worker is not None and any(d.worker is None for d in down)
-        )
-        must_store = is_output or pinned_elsewhere or goes_out or feeds_map
-        return Completion(task, output, must_store, down, is_output, self.worker)
-
-    def _element_completion(self, task: int, value: Any, down: list[Downstream]) -> Completion:
-        """An element's output goes to the next element of its chain (here, when it is the only
-        one) and, when its map is gathered, to the map's consumers (stored)."""
-        assert self.view is not None
-        found = self.view.element(task)
-        assert found is not None
-        gather: Gather = self.view.gather(found[0])
-        gathered = gather.is_output or bool(gather.downstream)
-        if not gathered and len(down) <= 1 and self.worker is None:
-            return Completion(task, None, False, down, False, self.worker, gathers=[gather])
-        output = self.cfg.encode(value)
-        self._encoded[task] = output
-        must_store = gathered or len(down) > 1 or self.worker is not None
-        return Completion(task, output, must_store, down, False, self.worker, gathers=[gather])
+        return completion, decision.acted
 
     def _release_inputs(self, task: int) -> None:
-        """Drops upstream values whose consumers in this subDAG all finished here."""
+        """Drops upstream values whose consumers in this subDAG are all done here."""
         for d in self.graph.deps(task):
-            if d in self.values and all(c in self.done for c in self.graph.consumers(d)):
+            if d in self.values and all(self.is_done(c) for c in self.graph.consumers(d)):
                 del self.values[d]

@@ -24,6 +24,7 @@ from ..backends.frames import decode_frame, delivery_copies
 from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
+from .reports import StartInfo
 from .worker import WorkerCaches, run_in_thread, run_worker
 
 
@@ -56,12 +57,12 @@ async def _serve(args: argparse.Namespace) -> None:
                 return  # the manager closed the pipe: retire
             enqueued, _, invocation = decode_frame(frame)
             now = time.time()
-            info = {
-                "start_kind": "cold" if first else "warm",
-                "start_latency_s": f"{now - enqueued:.6f}",
-            }
-            if first:
-                info["process_start_s"] = f"{now - args.spawned_at:.6f}"
+            info = StartInfo(
+                kind="cold" if first else "warm",
+                latency_s=round(now - enqueued, 6),
+                process_start_s=round(now - args.spawned_at, 6) if first else None,
+                memory_mb=args.memory_mb,
+            )
             first = False
             await run_worker(
                 invocation,

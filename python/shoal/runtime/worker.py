@@ -1,12 +1,13 @@
-"""The worker's thin async I/O shell around :class:`~.machine.WorkerMachine`.
+"""The worker's async I/O shell around :class:`~.machine.WorkerMachine`: one invocation, one loop.
 
-One invocation in, one loop: take the machine's next instruction, carry it out against storage
-and the backend, feed the outcome back as an event. The same function serves every way shoal
-runs a worker: ``scheduler="sync"`` (user code inline on the loop, one task at a time), in-process
-threads, and worker processes (later: remote function platforms).
+Take the machine's next instruction, carry it out against storage and the backend, feed the
+outcome back to :meth:`~.machine.WorkerMachine.handle` as an event. The same loop serves every
+way shoal runs a worker: ``scheduler="sync"`` (user code inline on the loop, one task at a time),
+in-process threads, and worker processes (later: remote function platforms). Fetching inputs
+lives in :mod:`.inputs`, the events the worker writes in :mod:`.reports`.
 
-Function objects are cached by content hash for the life of the process (a warm worker skips
-both the fetch and the unpickling); large constants are cached per run.
+While it runs, the shell keeps its leases alive (the running task, tasks queued here, and on a
+pinned worker the worker itself) by renewing them every third of their lifetime.
 """
 
 from __future__ import annotations
@@ -21,55 +22,51 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
 from ..backends.base import Resources
 from ..config import Settings
-from ..errors import PayloadError, ShoalError
-from ..serialize import dumps_value, loads_function, loads_leaf, loads_value
+from ..errors import PayloadError
+from ..serialize import dumps_value, loads_leaf, loads_value
 from ..signing import seal, unseal
 from ..storage import keys
-from ..storage.base import ErrorRecord, Event, Storage
+from ..storage.base import ErrorRecord, Storage
 from .elements import MapView, items_of, view
+from .inputs import TaskInputs, WorkerCaches, fetch_inputs
 from .invocation import Invocation
 from .machine import (
     Complete,
+    Completed,
     Execute,
+    Executed,
     Exit,
     Expand,
+    Expanded,
     Fail,
+    Failed,
+    InboxPopped,
+    Instruction,
     Invoke,
     MachineConfig,
+    MachineEvent,
     Retry,
+    RetryDue,
+    Started,
     TaskFailure,
     WaitInbox,
     WorkerMachine,
 )
+from .reports import Reporter, StartInfo, SubdagInfo, worker_label
 from .resources import resources_for, worker_resources
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
+__all__ = ["Runner", "WorkerCaches", "run_in_thread", "run_inline", "run_worker"]
+
 #: How long a pinned worker blocks on its inbox per call (it loops until its tasks are done).
 INBOX_BLOCK_S = 5.0
-
-
-@dataclass
-class WorkerCaches:
-    """State a warm worker keeps between invocations."""
-
-    functions: dict[bytes, Callable[..., Any]] = field(default_factory=dict)
-    constants: dict[tuple[str, bytes], Any] = field(default_factory=dict)
-    #: Seconds to add to this host's clock to get the store's (events use one clock).
-    clock_offset: float = 0.0
-    #: A timed-out task's thread may still run: the process should exit after this invocation.
-    tainted: bool = False
-
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
 
 #: Runs a task function: inline (sync scheduler) or in a thread so the loop stays responsive.
 Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -92,7 +89,7 @@ async def run_worker(
     caches: WorkerCaches,
     runner: Runner = run_in_thread,
     name: str | None = None,
-    start_info: dict[str, str] | None = None,
+    start_info: StartInfo | None = None,
     on_park: Callable[[bool], None] | None = None,
 ) -> None:
     """Runs one invocation to its end. Failures are reported to the run, never raised.
@@ -100,8 +97,10 @@ async def run_worker(
     ``start_info`` (cold/warm start, start latency) goes into the first TASK_STARTED event.
     ``on_park(True)`` is called when the worker starts waiting on its inbox with nothing to run,
     ``on_park(False)`` when it has work again (a pool need not count a parked worker as busy)."""
-    worker_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
+    base_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
+    worker_name = base_name
     run_id = ""
+    shell: _Shell | None = None
     try:
         try:
             inv = Invocation.decode(invocation)
@@ -111,21 +110,28 @@ async def run_worker(
             print(f"shoal worker {worker_name}: invocation refused: {e}", file=sys.stderr)
             raise
         run_id = inv.run_id
+        worker_name = worker_label(base_name, inv.worker)
         shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
-        shell.start_info = dict(start_info or {"start_kind": "warm"})
+        shell.start_info = start_info or StartInfo()
         shell.on_park = on_park
         await shell.run()
     except Exception as e:
-        # Infrastructure trouble (corrupt payload, storage error): fail the run clearly.
+        # Infrastructure trouble (corrupt payload, storage error): fail the run clearly, with
+        # what the machine saw last.
         if not run_id:
             return
+        trace = traceback.format_exc()
+        machine = getattr(shell, "machine", None)
+        if machine is not None:
+            trace += "\n" + machine.format_log()
+            print(f"shoal worker {worker_name} failed:\n{trace}", file=sys.stderr)
         record = ErrorRecord(
             task=-1,  # not tied to one task: the worker itself could not go on
             name="<worker>",
             attempt=1,
             exc_type=type(e).__name__,
             message=str(e),
-            traceback=traceback.format_exc(),
+            traceback=trace,
             worker=worker_name,
             time=caches.now(),
         )
@@ -134,6 +140,10 @@ async def run_worker(
 
 
 class _Shell:
+    machine: WorkerMachine
+    graph: _core.Graph | MapView
+    reporter: Reporter
+
     def __init__(
         self,
         inv: Invocation,
@@ -152,7 +162,7 @@ class _Shell:
         self.caches = caches
         self.runner = runner
         self.worker_name = worker_name
-        self.start_info: dict[str, str] = {}
+        self.start_info = StartInfo()
         self.on_park: Callable[[bool], None] | None = None
         #: The task between its start and its completion (its lease is renewed).
         self.running: int | None = None
@@ -161,7 +171,7 @@ class _Shell:
         self._blobs: dict[int, tuple[bytes | None, str | None]] = {}
 
     async def run(self) -> None:
-        graph = await self._load_subdag()
+        graph, subdag = await self._load_subdag()
         config = MachineConfig(
             worker_name=self.worker_name,
             inline_output_limit=self.settings.inline_output_limit,
@@ -170,67 +180,81 @@ class _Shell:
             jitter=random.random,
         )
         inv = self.inv
-        machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
         self.graph = graph
-        self.machine = machine
+        self.machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
+        self.reporter = Reporter(self.worker_name, inv.worker, self.start_info, subdag)
         renewing = asyncio.ensure_future(self._renew_leases())
         try:
-            await self._loop(machine)
+            reason = await self._loop()
+            exited = self.reporter.exited(reason, self.caches.now())
+            await self.storage.append_event(self.run_id, exited)
         finally:
             renewing.cancel()
             if inv.worker is not None:
                 with contextlib.suppress(Exception):
                     await self.storage.release(self.run_id, [keys.worker_lease(inv.worker)])
 
-    async def _loop(self, machine: WorkerMachine) -> None:
+    async def _loop(self) -> str:
+        """Carries out instructions until the machine says exit; returns why it did."""
         inputs = {t: loads_value(b) for t, b in self.inv.inputs.items()}
-        queue = deque(machine.start(self.inv.start, inputs))
+        queue = deque(self.machine.handle(Started(self.inv.start, inputs)))
         while queue:
             ins = queue.popleft()
-            if isinstance(ins, Execute):
-                queue.extend(await self._execute(machine, ins))
-            elif isinstance(ins, Complete):
-                result = await self.storage.complete(self.run_id, ins.completion)
-                self.running = None
-                queue.extend(machine.on_completed(ins.completion.task, result))
-            elif isinstance(ins, Expand):
-                x = ins.expansion
-                x.event.update({"worker": self.worker_name, "time": repr(self.caches.now())})
-                result = await self.storage.expand(self.run_id, x)
-                self.running = None
-                queue.extend(machine.on_completed(x.root, result))
-            elif isinstance(ins, Invoke):
+            if isinstance(ins, Invoke):
                 batch = [ins]
                 while queue and isinstance(queue[0], Invoke):
                     batch.append(queue.popleft())  # type: ignore[arg-type]
                 await self._invoke(batch)
-            elif isinstance(ins, WaitInbox):
-                tasks = await self._wait_inbox(ins.worker)
-                if tasks is None:
-                    return  # the run ended meanwhile (failed, timed out, cleaned up)
-                queue.extend(machine.on_inbox(tasks))
-            elif isinstance(ins, Retry):
-                await self.storage.append_event(
-                    self.run_id,
-                    {
-                        "type": "TASK_RETRY",
-                        "task": str(ins.task),
-                        "attempt": str(ins.attempt),
-                        "exc_type": ins.error.exc_type,
-                        "message": ins.error.message,
-                        "worker": self.worker_name,
-                    },
-                )
-                await asyncio.sleep(ins.delay_s)
-                queue.extend(machine.on_retry_due(ins.task))
-            elif isinstance(ins, Fail):
-                await self.storage.fail(self.run_id, ins.record)
-            elif isinstance(ins, Exit):
-                return
+                continue
+            if isinstance(ins, Exit):
+                return ins.reason
+            event = await self._carry_out(ins)
+            if event is None:
+                return "run ended"  # failed, timed out or cleaned up while parked
+            queue.extend(self.machine.handle(event))
+        return "no more work"
+
+    async def _carry_out(self, ins: Instruction) -> MachineEvent | None:
+        """One instruction against storage; the event it leads to (None: the run ended)."""
+        if isinstance(ins, Execute):
+            return await self._execute(ins)
+        if isinstance(ins, Complete):
+            t0 = time.perf_counter()
+            result = await self.storage.complete(self.run_id, ins.completion)
+            self.reporter.tally.store_s[ins.completion.task] = time.perf_counter() - t0
+            self.running = None
+            return Completed(ins.completion.task, result)
+        if isinstance(ins, Expand):
+            x = ins.expansion
+            elements = x.width * len(x.maps)
+            x.event.update(self.reporter.expanded(self.graph, x.root, elements, self.caches.now()))
+            result = await self.storage.expand(self.run_id, x)
+            self.running = None
+            return Completed(x.root, result)
+        if isinstance(ins, WaitInbox):
+            tasks = await self._wait_inbox(ins.worker)
+            return None if tasks is None else InboxPopped(tasks)
+        if isinstance(ins, Retry):
+            retry = self.reporter.retry(
+                self.graph,
+                ins.task,
+                ins.attempt,
+                ins.error.exc_type,
+                ins.error.message,
+                ins.delay_s,
+            )
+            await self.storage.append_event(self.run_id, retry)
+            await asyncio.sleep(ins.delay_s)
+            return RetryDue(ins.task)
+        if isinstance(ins, Fail):
+            await self.storage.fail(self.run_id, ins.record)
+            return None
+        raise TypeError(f"unknown instruction {ins!r}")
 
     async def _wait_inbox(self, worker: int) -> list[int] | None:
         if self.on_park is not None:
             self.on_park(True)
+        began = time.perf_counter()
         try:
             while True:
                 tasks = await self.storage.pop_inbox(self.run_id, worker, INBOX_BLOCK_S)
@@ -239,6 +263,7 @@ class _Shell:
                 if await self.storage.run_ended(self.run_id):
                     return None
         finally:
+            self.reporter.tally.parked_s += time.perf_counter() - began
             if self.on_park is not None:
                 self.on_park(False)
 
@@ -258,7 +283,7 @@ class _Shell:
             with contextlib.suppress(Exception):  # a missed renewal costs a duplicate at most
                 await self.storage.renew(self.run_id, self._held_leases())
 
-    async def _load_subdag(self) -> _core.Graph | MapView:
+    async def _load_subdag(self) -> tuple[_core.Graph | MapView, SubdagInfo]:
         blob = self.inv.subdag
         if blob is None:
             assert self.inv.subdag_name is not None
@@ -269,98 +294,44 @@ class _Shell:
                     "(the run was cleaned up or never submitted)"
                 )
             blob = unseal(blob, f"stored subDAG {self.inv.subdag_name!r}")
-        return view(_core.Graph.decode(blob))
+        began = time.perf_counter()
+        graph = view(_core.Graph.decode(blob))
+        return graph, SubdagInfo(len(blob), round(time.perf_counter() - began, 6))
 
-    async def _execute(self, machine: WorkerMachine, ins: Execute) -> list[Any]:
+    async def _execute(self, ins: Execute) -> MachineEvent:
         g = self.graph
         task = ins.task
         # The root of a map chain runs no function: it splits its source into items.
         expanding = isinstance(g, MapView) and g.is_root(task)
-        fn_hash = g.fn_hash(task)
-        func = self.caches.functions.get(fn_hash)
-        need_function = func is None and not expanding
-        const_hashes = [
-            h
-            for h in ([] if expanding else g.const_hashes(task))
-            if (self.run_id, h) not in self.caches.constants
-        ]
-        lists = {
-            d: g.element_base(d) for d in ins.missing if isinstance(g, MapView) and g.is_map(d)
-        }
-        started: Event = {
-            "type": "TASK_STARTED",
-            "task": str(task),
-            "name": g.name(task),
-            "worker": self.worker_name,
-            "attempt": str(ins.attempt),
-            "time": repr(self.caches.now()),
-            **self.start_info,
-        }
-        self.start_info = {}
-        t_fetch = time.perf_counter()
-        fetched_values: dict[int, Any] = {}
-        input_bytes = 0
         lease = [keys.task_lease(task)]
         if self.inv.worker is not None and not self._worker_leased:
             lease.append(keys.worker_lease(self.inv.worker))
             self._worker_leased = True
         self.running = task
         # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
-        got = await self.storage.fetch(
+        got = await fetch_inputs(
+            self.storage,
             self.run_id,
+            g,
+            task,
+            ins.local,
             ins.missing,
-            [fn_hash] if need_function else [],
-            const_hashes,
-            event=started,
+            self.caches,
+            event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
             lease=lease,
-            lists=lists,
+            expanding=expanding,
         )
-        for d in ins.missing:
-            if d in lists:
-                blobs = got.lists.get(d)
-                if blobs is None:
-                    raise ShoalError(
-                        f"the outputs of map task {d}, needed by task '{g.name(task)}', "
-                        "are not in storage"
-                    )
-                input_bytes += sum(len(b) for b in blobs)
-                fetched_values[d] = [loads_value(b) for b in blobs]
-                continue
-            blob = got.outputs.get(d)
-            if blob is None:
-                raise ShoalError(
-                    f"the output of task {d}, needed by task '{g.name(task)}', is not in storage"
-                )
-            input_bytes += len(blob)
-            fetched_values[d] = loads_value(blob)
-        if need_function:
-            blob = got.functions.get(fn_hash)
-            if blob is None:
-                raise ShoalError(
-                    f"the function of task '{g.name(task)}' ({fn_hash.hex()}) is not in storage"
-                )
-            func = loads_function(blob)
-            self.caches.functions[fn_hash] = func
-        for h in const_hashes:
-            blob = got.constants.get(h)
-            if blob is None:
-                raise ShoalError(f"constant {h.hex()} of task '{g.name(task)}' is missing")
-            self.caches.constants[(self.run_id, h)] = _core.decode_constant(
-                unseal(blob, "a constant"), loads_leaf
-            )
-        fetch_s = time.perf_counter() - t_fetch
-        values = {**ins.local, **fetched_values}
         if expanding:
             source = g.deps(task)[0]
             try:
-                items = items_of(values[source], f"the input of shoal.map '{g.name(task)}'")
+                items = items_of(got.values[source], f"the input of shoal.map '{g.name(task)}'")
             except TypeError as e:
-                failure = TaskFailure("TypeError", str(e), "", self.caches.now())
-                return machine.on_failed(task, failure, retryable=False)
-            return machine.on_expanded(task, items, fetched_values)
+                return Failed(task, TaskFailure("TypeError", str(e), "", self.caches.now()), False)
+            return Expanded(task, items, got.fetched)
+        func = got.function
         assert func is not None
-        consts = {h: self.caches.constants[(self.run_id, h)] for h in g.const_hashes(task)}
-        args, kwargs = g.fill(task, [values[d] for d in g.deps(task)], loads_leaf, consts)
+        values = [got.values[d] for d in g.deps(task)]
+        args, kwargs = g.fill(task, values, loads_leaf, got.constants)
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
         try:
@@ -369,42 +340,49 @@ class _Shell:
             # The thread cannot be stopped: the process is marked so that its host retires it.
             self.caches.tainted = True
             message = f"task '{g.name(task)}' ran longer than its timeout_s={timeout_s:g}"
-            failure = TaskFailure("TaskTimeout", message, "", self.caches.now())
-            return machine.on_failed(task, failure)
+            return Failed(task, TaskFailure("TaskTimeout", message, "", self.caches.now()))
         except Exception as e:
             failure = TaskFailure(type(e).__name__, str(e), user_traceback(e), self.caches.now())
-            return machine.on_failed(task, failure)
+            return Failed(task, failure)
         end = self.caches.now()
+        return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
+
+    async def _executed(
+        self, ins: Execute, event: Executed, start: float, end: float, got: TaskInputs
+    ) -> MachineEvent:
+        """Hands the value to the machine at once (it encodes what must leave this worker),
+        checks the output's size, and fills in the TASK_COMPLETED event."""
+        g, task = self.graph, ins.task
         t_encode = time.perf_counter()
-        out = machine.on_executed(task, value, fetched_values)
-        completion = out[0].completion if isinstance(out[0], Complete) else None
+        [complete] = self.machine.handle(event)
+        assert isinstance(complete, Complete)
+        encode_s = time.perf_counter() - t_encode
+        completion = complete.completion
+        size = len(completion.output or b"")
         limit = self.settings.max_value_bytes
-        if completion is not None and len(completion.output or b"") > limit:
-            size = len(completion.output or b"")
+        if size > limit:
             message = (
                 f"the output of task '{g.name(task)}' encodes to {size:,} bytes, over the "
                 f"single-value limit of {limit:,} bytes (setting max_value_bytes, "
                 "SHOAL_MAX_VALUE_BYTES; Redis allows at most 512 MiB per value)"
             )
             failure = TaskFailure("OutputTooLarge", message, "", self.caches.now())
-            return machine.on_failed(task, failure, retryable=False)
-        if completion is not None:
-            completion.event.update(
-                {
-                    "type": "TASK_COMPLETED",
-                    "task": str(task),
-                    "name": g.name(task),
-                    "worker": self.worker_name,
-                    "attempt": str(ins.attempt),
-                    "start": repr(start),
-                    "end": repr(end),
-                    "input_bytes": str(input_bytes),
-                    "fetch_s": f"{fetch_s:.6f}",
-                    "output_bytes": str(len(completion.output or b"")),
-                    "encode_s": f"{time.perf_counter() - t_encode:.6f}",
-                }
+            return Failed(task, failure, retryable=False)
+        completion.event.update(
+            self.reporter.completed(
+                g,
+                task,
+                attempt=ins.attempt,
+                start=start,
+                end=end,
+                fetched=got.stats,
+                output_bytes=size,
+                encode_s=encode_s,
+                acted=complete.acted,
             )
-        return out
+        )
+        # The completion itself is the next round trip: carry it out here.
+        return await self._carry_out(complete)  # type: ignore[return-value]
 
     async def _invoke(self, batch: list[Invoke]) -> None:
         items: list[tuple[bytes, Resources | None]] = []

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..events import TaskFailed, encode
+
 #: An event as stored: flat string fields, as in a Redis stream entry.
 Event = dict[str, str]
 
@@ -108,17 +110,17 @@ class ErrorRecord:
     time: float
 
     def as_event(self) -> Event:
-        return {
-            "type": "TASK_FAILED",
-            "task": str(self.task),
-            "name": self.name,
-            "attempt": str(self.attempt),
-            "exc_type": self.exc_type,
-            "message": self.message,
-            "traceback": self.traceback,
-            "worker": self.worker,
-            "time": repr(self.time),
-        }
+        failed = TaskFailed(
+            task=self.task,
+            name=self.name,
+            attempt=self.attempt,
+            exc_type=self.exc_type,
+            message=self.message,
+            traceback=self.traceback,
+            worker=self.worker,
+            time=self.time,
+        )
+        return encode(failed)
 
     def to_blob(self) -> bytes:
         import msgpack

@@ -110,6 +110,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .. import events
 from .base import (
     Completion,
     CompletionResult,
@@ -327,6 +328,8 @@ class Change:
 
 
 # -- events (the only place this module builds them) ---------------------------------------
+# Field for field what the Lua scripts write (``shoal.events`` declares the records): the
+# change's own fields first, then the caller's, minus those the change sets itself.
 
 
 def _fields(extra: Event, *reserved: str) -> Event:
@@ -335,22 +338,23 @@ def _fields(extra: Event, *reserved: str) -> Event:
 
 
 def _completed(task: int, extra: Event) -> Event:
-    return {"type": "TASK_COMPLETED", "task": str(task), **_fields(extra, "type", "task")}
+    own = {"type": events.TaskCompleted.type, "task": str(task)}
+    return {**own, **_fields(extra, "type", "task")}
 
 
 def _map_completed(task: int, width: int, extra: Event) -> Event:
-    fields = _fields(extra, "type", "task", "width")
-    return {"type": "TASK_COMPLETED", "task": str(task), "width": str(width), **fields}
+    own = {"type": events.TaskCompleted.type, "task": str(task), "width": str(width)}
+    return {**own, **_fields(extra, "type", "task", "width")}
 
 
 def _expanded(root: int, width: int, extra: Event) -> Event:
-    fields = _fields(extra, "type", "task", "width")
-    return {"type": "MAP_EXPANDED", "task": str(root), "width": str(width), **fields}
+    own = {"type": events.MapExpanded.type, "task": str(root), "width": str(width)}
+    return {**own, **_fields(extra, "type", "task", "width")}
 
 
 def _run_completed() -> Event:
-    return {"type": "RUN_COMPLETED"}
+    return {"type": events.RunCompleted.type}
 
 
 def _run_failed(task: int) -> Event:
-    return {"type": "RUN_FAILED", "task": str(task)}
+    return {"type": events.RunFailed.type, "task": str(task)}

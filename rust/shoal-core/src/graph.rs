@@ -19,11 +19,14 @@ use std::collections::HashMap;
 pub type TaskId = u32;
 pub type WorkerId = u32;
 
-/// A function of the run's function table: content hash of its pickled blob, and display name.
+/// A function of the run's function table: content hash of its pickled blob, display name
+/// (`__name__`) and qualified name (`module:qualname`); hash and qualified name together are
+/// the function's identity in metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FnRef {
     pub hash: Hash16,
     pub name: String,
+    pub qualname: String,
 }
 
 /// Per-task options (`@shoal.task(...)` or `.options(...)`); `None` means "the default".

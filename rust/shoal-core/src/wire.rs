@@ -270,6 +270,7 @@ mod tests {
             fns: vec![FnRef {
                 hash: Hash16::of(b"f"),
                 name: "f".into(),
+                qualname: "f".to_owned(),
             }],
             options: vec![TaskOptions::default()],
             consts: vec![],

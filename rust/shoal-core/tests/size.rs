@@ -9,6 +9,7 @@ fn reduction_tree() -> Graph {
     let f = |name: &str| FnRef {
         hash: Hash16::of(name.as_bytes()),
         name: name.to_owned(),
+        qualname: name.to_owned(),
     };
     let mut tasks: Vec<Task> = (0..LEAVES)
         .map(|i| Task {
@@ -130,6 +131,7 @@ fn regular_shapes_compress_to_a_few_bytes_per_task() {
     let f = |name: &str| FnRef {
         hash: Hash16::of(name.as_bytes()),
         name: name.to_owned(),
+        qualname: name.to_owned(),
     };
     let g = Graph::new(GraphData {
         fns: vec![f("make"), f("work"), f("total")],

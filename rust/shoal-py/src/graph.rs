@@ -132,9 +132,9 @@ impl PyGraph {
             .collect()
     }
 
-    /// `[(worker or None, [task ids])]`: every task exactly once.
-    fn partition(&self) -> Vec<(Option<WorkerId>, Vec<TaskId>)> {
-        self.inner.partition()
+    /// `{worker or None: [task ids]}`: every task exactly once, workers in order.
+    fn partition(&self) -> std::collections::BTreeMap<Option<WorkerId>, Vec<TaskId>> {
+        self.inner.partition().into_iter().collect()
     }
 
     fn name(&self, id: TaskId) -> PyResult<String> {
@@ -193,6 +193,11 @@ impl PyGraph {
 
     fn tasks_of(&self, worker: WorkerId) -> Vec<TaskId> {
         self.inner.tasks_of(worker)
+    }
+
+    /// Qualified name (`module:qualname`) of task `id`'s function.
+    fn fn_name(&self, id: TaskId) -> PyResult<String> {
+        Ok(self.inner.fn_of(self.task(id)?).qualname.clone())
     }
 
     fn fn_hash<'py>(&self, py: Python<'py>, id: TaskId) -> PyResult<Bound<'py, PyBytes>> {

@@ -11,24 +11,31 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyType};
 use shoal_core::{codec, Hash16, Template};
 
-/// Freezes lazy nodes: `(graph, output_ids, {fn_hash: blob}, {const_hash: blob},
-/// {fn_hash: function})`.
+/// What freezing lazy nodes produces.
+#[pyclass(module = "shoal._core", name = "Frozen", frozen, get_all)]
+struct PyFrozen {
+    /// The whole run's graph.
+    graph: Py<PyGraph>,
+    /// Task id of each distinct requested node, in the order given.
+    outputs: Vec<u32>,
+    /// `{fn_hash: cloudpickled blob}`.
+    functions: Py<PyDict>,
+    /// `{const_hash: encoded constant}`.
+    constants: Py<PyDict>,
+    /// `{fn_hash: the live function object}`.
+    live_functions: Py<PyDict>,
+}
+
+/// Freezes lazy nodes into a graph, its function table and its large constants.
 #[pyfunction]
 #[pyo3(signature = (outputs, node_type, dumps, const_threshold))]
-#[allow(clippy::type_complexity)]
 fn freeze<'py>(
     py: Python<'py>,
     outputs: Bound<'py, PyAny>,
     node_type: Bound<'py, PyType>,
     dumps: Bound<'py, PyAny>,
     const_threshold: usize,
-) -> PyResult<(
-    PyGraph,
-    Vec<u32>,
-    Bound<'py, PyDict>,
-    Bound<'py, PyDict>,
-    Bound<'py, PyDict>,
-)> {
+) -> PyResult<PyFrozen> {
     let frozen = walk::Freezer::new(node_type, dumps, const_threshold).freeze(&outputs)?;
     let graph = walk::check_graph(frozen.data)?;
     let fns = PyDict::new(py);
@@ -41,7 +48,13 @@ fn freeze<'py>(
     for (h, blob) in frozen.const_blobs {
         consts.set_item(PyBytes::new(py, &h.0), PyBytes::new(py, &blob))?;
     }
-    Ok((PyGraph { inner: graph }, frozen.outputs, fns, consts, live))
+    Ok(PyFrozen {
+        graph: Py::new(py, PyGraph { inner: graph })?,
+        outputs: frozen.outputs,
+        functions: fns.unbind(),
+        constants: consts.unbind(),
+        live_functions: live.unbind(),
+    })
 }
 
 /// Decodes a stored constant blob back into its Python value.
@@ -71,6 +84,7 @@ fn hash16<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGraph>()?;
+    m.add_class::<PyFrozen>()?;
     records::register(m)?;
     m.add_function(wrap_pyfunction!(freeze, m)?)?;
     m.add_function(wrap_pyfunction!(decode_constant, m)?)?;

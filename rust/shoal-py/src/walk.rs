@@ -307,7 +307,12 @@ impl<'py> Freezer<'py> {
                     .getattr(intern!(self.py, "__name__"))
                     .and_then(|n| n.extract())
                     .unwrap_or_else(|_| name.to_owned());
-                self.fns.push(FnRef { hash, name: fname });
+                let qualname = qualified_name(func).unwrap_or_else(|| fname.clone());
+                self.fns.push(FnRef {
+                    hash,
+                    name: fname,
+                    qualname,
+                });
                 self.fn_blobs
                     .push((hash, blob.unbind(), func.clone().unbind()));
                 self.fn_by_hash.insert(hash, i);
@@ -473,4 +478,20 @@ pub fn check_graph(data: GraphData) -> PyResult<shoal_core::Graph> {
     let g = shoal_core::Graph::new(data).map_err(graph_err)?;
     g.check_complete().map_err(graph_err)?;
     Ok(g)
+}
+
+/// `module:qualname` of a function, when it has both.
+fn qualified_name(func: &Bound<'_, PyAny>) -> Option<String> {
+    let py = func.py();
+    let module: String = func
+        .getattr(intern!(py, "__module__"))
+        .ok()?
+        .extract()
+        .ok()?;
+    let qualname: String = func
+        .getattr(intern!(py, "__qualname__"))
+        .ok()?
+        .extract()
+        .ok()?;
+    Some(format!("{module}:{qualname}"))
 }

@@ -18,6 +18,7 @@ pub fn fnref(name: &str) -> FnRef {
     FnRef {
         hash: Hash16::of(name.as_bytes()),
         name: name.to_owned(),
+        qualname: name.to_owned(),
     }
 }
 

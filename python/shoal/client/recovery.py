@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 from .. import _core
 from ..config import Settings
+from ..runtime.elements import MapView, is_map
+from ..runtime.invocation import Invocation
 from ..signing import seal
 from ..storage.base import Storage
-from .elements import MapView, is_map
-from .invocation import Invocation
 
 #: Task state from the store: True = output stored, False = done (output not stored), None = not
 #: done.

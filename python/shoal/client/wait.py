@@ -1,0 +1,128 @@
+"""Waiting for a run: block on its event stream until it ends, collect, clean up.
+
+The client blocks on the run's event stream (XREAD BLOCK, no polling) until RUN_COMPLETED or
+RUN_FAILED, feeding a progress hook on the way and ticking the :mod:`.watchdog`; then it fetches
+the results and deletes every key of the run except the event stream (kept with a TTL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import events
+from ..backends.base import Backend
+from ..config import Settings
+from ..errors import PayloadError, RunTimeout, ShoalError, StorageError, TaskError
+from ..graph import FrozenGraph
+from ..runtime.elements import MapView, view
+from ..serialize import loads_value
+from ..storage.base import Storage
+from .submit import Submitted, submit
+from .watchdog import Watchdog
+
+#: How often the waiting client wakes up to check the run timeout (it is woken by events too).
+WAIT_SLICE_S = 1.0
+#: Longest pause between two reads of a busy stream. Events pile up meanwhile and come in one
+#: read: a busy run costs the server ~50 reads a second instead of one per event. The pause is
+#: also at most 1/20 of the run's age, so a short run's end is seen within a fraction of it.
+READ_BATCH_S = 0.02
+
+
+ProgressHook = Callable[[events.Event], None]
+
+
+async def wait(
+    sub: Submitted,
+    storage: Storage,
+    backend: Backend,
+    settings: Settings,
+    timeout: float | None = None,
+    on_event: ProgressHook | None = None,
+) -> list[Any]:
+    """Blocks on the event stream until the run ends; returns the requested values in order."""
+    began = time.monotonic()
+    deadline = None if timeout is None else began + timeout
+    after = "0"
+    failed: events.TaskFailed | None = None
+    watch = Watchdog(sub, storage, backend, settings)
+    try:
+        while True:
+            await watch.tick()
+            block = min(WAIT_SLICE_S, watch.every)
+            if deadline is not None:
+                block = min(block, deadline - time.monotonic())
+                if block <= 0:
+                    raise RunTimeout(
+                        f"run {sub.run_id} did not finish within {timeout} s "
+                        f"({len(sub.frozen.graph)} tasks)"
+                    )
+            batch = await storage.read_events(sub.run_id, after, block_s=block)
+            for entry_id, fields in batch:
+                after = entry_id
+                ev = events.decode(fields, entry_id)
+                if on_event is not None:
+                    on_event(ev)
+                if isinstance(ev, events.RunCompleted):
+                    return await _collect(sub, storage)
+                if isinstance(ev, events.TaskFailed):
+                    failed = ev
+                if isinstance(ev, events.RunFailed):
+                    raise _task_error(failed)
+            if batch:
+                await asyncio.sleep(min(READ_BATCH_S, (time.monotonic() - began) / 20))
+    except BaseException:
+        await backend.cancel()
+        raise
+    finally:
+        with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
+            await storage.cleanup(sub.run_id, sub.extra_keys)
+
+
+async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
+    graph = view(sub.frozen.graph)
+    maps = {}
+    if isinstance(graph, MapView):  # a requested map's value is the list of its elements'
+        maps = {t: graph.element_base(t) for t in sub.distinct_outputs if graph.is_map(t)}
+    plain = [t for t in sub.distinct_outputs if t not in maps]
+    got = await storage.results(sub.run_id, plain, lists=maps)
+    missing = [t for t in plain if t not in got.outputs] + [m for m in maps if m not in got.lists]
+    if missing:
+        raise TaskError("<run>", "MissingOutput", f"outputs of tasks {missing} are missing")
+    values: dict[int, Any] = {t: loads_value(b) for t, b in got.outputs.items()}
+    values.update({m: [loads_value(b) for b in blobs] for m, blobs in got.lists.items()})
+    return [values[t] for t in sub.frozen.output_ids]
+
+
+def _task_error(ev: events.TaskFailed | None) -> ShoalError:
+    if ev is None:  # RUN_FAILED without its TASK_FAILED: not written by this version
+        return TaskError("?", "Exception", "the run failed without an error record")
+    if ev.name == "<worker>" and ev.exc_type == "PayloadError":
+        return PayloadError(
+            f"a worker refused a payload of this run: {ev.message} (worker {ev.worker or '?'})"
+        )
+    return TaskError(
+        ev.name,
+        ev.exc_type,
+        ev.message,
+        ev.traceback,
+        attempts=ev.attempt,
+        worker=ev.worker or None,
+    )
+
+
+async def run_to_end(
+    frozen: FrozenGraph,
+    storage: Storage,
+    backend: Backend,
+    settings: Settings,
+    timeout: float | None = None,
+    on_event: ProgressHook | None = None,
+) -> list[Any]:
+    sub = await submit(frozen, storage, backend, settings)
+    values = await wait(sub, storage, backend, settings, timeout, on_event)
+    await asyncio.wait_for(backend.drain(), timeout=30)
+    return values

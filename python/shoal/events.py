@@ -1,0 +1,371 @@
+"""The event schema: one typed record per event of a run's stream, and one codec for it.
+
+Every run has one Redis stream (``storage.keys.events``). Workers, the store's scripts and the
+client append to it; the client's wait, the progress bar, ``Run.events()``, the CLI and the
+dashboard read it. A stream entry is flat string fields; this module is the only place that
+turns records into fields (:func:`encode`) and fields into records (:func:`decode`), so every
+reader sees the same names, types and defaults. The README documents the schema (it is a public
+interface), and a test checks that it lists every record and field here.
+
+Field encoding: ints as decimal, floats by ``repr`` (exact), booleans as ``1``/``0``, tuples as
+comma-separated values, mappings as JSON; a field whose value is its default (None, an empty
+tuple, 0 where 0 is the default) is left out, and decodes to that default. Every decoded
+record also carries ``id`` (the stream entry id) and ``at`` (the server's clock when the entry
+was appended, in seconds): one clock for every event, whichever host wrote it.
+
+A few events are written by the store's Lua scripts (``storage/scripts.py``) rather than by
+Python: RUN_COMPLETED, RUN_FAILED, MAP_EXPANDED's ``task``/``width`` and the TASK_COMPLETED of
+a gathered map (``task``, ``width``, ``name``). Their fields are declared here all the same.
+
+An entry whose ``type`` this version does not know decodes to :class:`UnknownEvent` (a newer
+writer), never an error; a known type missing a required field is a
+:class:`~shoal.errors.PayloadError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import PayloadError
+
+#: An event as the stream holds it: flat string fields.
+Fields = dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """Base of every record. ``id`` and ``at`` are set by :func:`decode`, never encoded."""
+
+    type: ClassVar[str] = ""
+    #: Stream entry id (``<server ms>-<seq>``); empty before the event is appended.
+    id: str = field(default="", compare=False)
+    #: Server time of the append, in seconds (from the entry id).
+    at: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunSubmitted(Event):
+    """The client stored the run and is about to invoke its first workers."""
+
+    type: ClassVar[str] = "RUN_SUBMITTED"
+    #: Server time of the submission.
+    time: float
+    tasks: int
+    outputs: int
+    #: Names of the requested output tasks, comma-separated (cut at 200 characters).
+    names: str = ""
+    #: The planner that made the run's plan ("" when none ran).
+    planner: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskStarted(Event):
+    """A worker starts an attempt of a task (its inputs are being fetched).
+
+    The first task of an invocation also says how the worker started and what it received.
+    """
+
+    type: ClassVar[str] = "TASK_STARTED"
+    task: int
+    name: str
+    #: Qualified name of the task's function and its 16-byte content hash (hex): together the
+    #: function's identity (two closures named ``f`` differ by hash).
+    fn: str = ""
+    fn_hash: str = ""
+    #: ``<host>:<pid>:<invocation>`` plus ``/w<id>`` on a pinned worker.
+    worker: str
+    #: The pinned worker id (None: a flexible worker).
+    worker_id: int | None = None
+    attempt: int = 1
+    time: float
+    #: ``cold`` (a new process) or ``warm`` (a reused one); first task of an invocation only.
+    start_kind: str | None = None
+    #: Invocation queued -> worker ready, and process spawn -> ready (cold starts), seconds.
+    start_latency_s: float | None = None
+    process_start_s: float | None = None
+    #: The size the worker was started with (None: the platform's default).
+    memory_mb: int | None = None
+    cpu: float | None = None
+    #: Encoded size of the subDAG the invocation carried or referenced, and its decode time.
+    subdag_bytes: int | None = None
+    subdag_decode_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskCompleted(Event):
+    """A task's completion was recorded (written by the completion script, atomically).
+
+    A gathered map's completion (its last element done) carries ``task``, ``name`` and
+    ``width`` only.
+    """
+
+    type: ClassVar[str] = "TASK_COMPLETED"
+    task: int
+    name: str = ""
+    fn: str = ""
+    fn_hash: str = ""
+    worker: str = ""
+    worker_id: int | None = None
+    attempt: int = 1
+    #: Server time when the function started and returned.
+    start: float | None = None
+    end: float | None = None
+    #: Inputs fetched from the store: total bytes, count, and the time the fetch took; inputs
+    #: that were already on the worker (held in memory or sent inline) count as local.
+    input_bytes: int = 0
+    inputs_fetched: int = 0
+    inputs_local: int = 0
+    fetch_s: float = 0.0
+    #: Encoded output size (0: the value stayed on its worker) and encoding time.
+    output_bytes: int = 0
+    encode_s: float = 0.0
+    #: The optimizations that acted on this attempt (kinds, see ``shoal.planning``).
+    optimizations: tuple[str, ...] = ()
+    #: For a map: how many elements it had.
+    width: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskRetry(Event):
+    """An attempt failed and the task will run again after ``delay_s``."""
+
+    type: ClassVar[str] = "TASK_RETRY"
+    task: int
+    name: str = ""
+    #: The attempt about to start (the failed one is ``attempt - 1``).
+    attempt: int
+    exc_type: str
+    message: str = ""
+    worker: str = ""
+    worker_id: int | None = None
+    delay_s: float = 0.0
+    time: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskFailed(Event):
+    """A task failed for good (after its retries); RUN_FAILED follows in the same transaction.
+
+    ``task`` is -1 and ``name`` ``<worker>`` when a worker itself could not go on (a refused
+    payload, an unreachable store)."""
+
+    type: ClassVar[str] = "TASK_FAILED"
+    task: int
+    name: str
+    attempt: int = 1
+    exc_type: str
+    message: str = ""
+    #: The remote traceback, from the user's function down.
+    traceback: str = ""
+    worker: str = ""
+    time: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MapExpanded(Event):
+    """A map chain's root ran: its source had ``width`` items; ``elements`` tasks appeared."""
+
+    type: ClassVar[str] = "MAP_EXPANDED"
+    task: int
+    width: int
+    name: str = ""
+    #: Element tasks created (width times the maps of the chain).
+    elements: int = 0
+    worker: str = ""
+    time: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerExited(Event):
+    """An invocation ended: what the worker did and where its time went."""
+
+    type: ClassVar[str] = "WORKER_EXITED"
+    worker: str
+    worker_id: int | None = None
+    #: ``no more work``, ``task failed``, ``run ended``.
+    reason: str = ""
+    #: Attempts it ran, seconds spent running functions, and parked on its inbox.
+    tasks: int = 0
+    busy_s: float = 0.0
+    parked_s: float = 0.0
+    #: Per task: seconds its completion round trip took (which stores the output).
+    store_s: Mapping[int, float] = field(default_factory=dict)
+    time: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerLost(Event):
+    """The client's watchdog found an expired lease and sent a recovery invocation."""
+
+    type: ClassVar[str] = "WORKER_LOST"
+    #: The lease member that expired: ``t<task>`` or ``w<worker>``.
+    lease: str
+    #: The tasks the recovery worker starts with.
+    recovery_start: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunCompleted(Event):
+    """Every requested output is done (written by the completion script)."""
+
+    type: ClassVar[str] = "RUN_COMPLETED"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFailed(Event):
+    """The run failed; the TASK_FAILED just before says why (written by the failure script)."""
+
+    type: ClassVar[str] = "RUN_FAILED"
+    task: int = -1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnknownEvent(Event):
+    """An event type this version does not know (written by a newer version)."""
+
+    name: str
+    fields: Mapping[str, str]
+
+
+#: Every record type by its ``type`` name, in the order the README lists them.
+RECORDS: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        RunSubmitted,
+        TaskStarted,
+        TaskCompleted,
+        TaskRetry,
+        TaskFailed,
+        MapExpanded,
+        WorkerExited,
+        WorkerLost,
+        RunCompleted,
+        RunFailed,
+    )
+}
+
+#: Events after which a run's stream gets no more task events.
+TERMINAL = ("RUN_COMPLETED", "RUN_FAILED")
+
+
+# -- codec ---------------------------------------------------------------------------------
+
+_Codec = tuple[Callable[[Any], str | None], Callable[[str], Any]]
+
+
+def _tuple_of(item: Callable[[str], Any]) -> _Codec:
+    def enc(v: Any) -> str | None:
+        return ",".join(str(x) for x in v) if v else None
+
+    def dec(s: str) -> tuple[Any, ...]:
+        return tuple(item(x) for x in s.split(",")) if s else ()
+
+    return enc, dec
+
+
+def _optional(c: _Codec) -> _Codec:
+    enc, dec = c
+    return (lambda v: None if v is None else enc(v)), dec
+
+
+_BY_ANNOTATION: dict[str, _Codec] = {
+    "int": (str, int),
+    "float": (repr, float),
+    "str": (lambda v: v, lambda s: s),
+    "bool": (lambda v: "1" if v else "0", lambda s: s == "1"),
+    "tuple[str, ...]": _tuple_of(str),
+    "tuple[int, ...]": _tuple_of(int),
+    "Mapping[int, float]": (
+        lambda v: json.dumps({str(k): x for k, x in v.items()}) if v else None,
+        lambda s: {int(k): float(x) for k, x in json.loads(s).items()},
+    ),
+}
+
+
+def _codec(annotation: str) -> _Codec:
+    base = annotation.removesuffix(" | None")
+    c = _BY_ANNOTATION[base]
+    return _optional(c) if base != annotation else c
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    encode: Callable[[Any], str | None]
+    decode: Callable[[str], Any]
+    required: bool
+    #: Encoded default: a value equal to it is left out (decoding restores it).
+    default: str | None
+
+
+def _fields_of(cls: type[Event]) -> list[_Field]:
+    hints = dict(cls.__annotations__)
+    for base in cls.__mro__[1:]:
+        for k, v in getattr(base, "__annotations__", {}).items():
+            hints.setdefault(k, v)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in ("id", "at"):
+            continue
+        enc, dec = _codec(str(hints[f.name]))
+        if f.default is not dataclasses.MISSING:
+            default, required = enc(f.default), False
+        elif f.default_factory is not dataclasses.MISSING:
+            default, required = enc(f.default_factory()), False
+        else:
+            default, required = None, True
+        out.append(_Field(f.name, enc, dec, required, default))
+    return out
+
+
+_SCHEMA: dict[str, list[_Field]] = {name: _fields_of(cls) for name, cls in RECORDS.items()}
+
+
+def schema() -> dict[str, list[tuple[str, bool]]]:
+    """Per event type: its fields and whether each is required (for docs and tests)."""
+    return {t: [(f.name, f.required) for f in fs] for t, fs in _SCHEMA.items()}
+
+
+def encode(event: Event) -> Fields:
+    """The flat stream fields of ``event``, ``type`` first."""
+    if isinstance(event, UnknownEvent):
+        return {"type": event.name, **event.fields}
+    out: Fields = {"type": event.type}
+    for f in _SCHEMA[event.type]:
+        value = f.encode(getattr(event, f.name))
+        if value is not None and (f.required or value != f.default):
+            out[f.name] = value
+    return out
+
+
+def decode(fields: Mapping[str, str], entry_id: str = "") -> Event:
+    """The record of one stream entry (``entry_id`` gives ``id`` and ``at``)."""
+    kind = fields.get("type", "")
+    at = _entry_time(entry_id)
+    cls = RECORDS.get(kind)
+    if cls is None:
+        rest = {k: v for k, v in fields.items() if k != "type"}
+        return UnknownEvent(id=entry_id, at=at, name=kind, fields=rest)
+    values: dict[str, Any] = {}
+    for f in _SCHEMA[kind]:
+        raw = fields.get(f.name)
+        if raw is None:
+            if f.required:
+                raise PayloadError(f"event {kind} {entry_id or ''} lacks field {f.name!r}")
+            continue
+        try:
+            values[f.name] = f.decode(raw)
+        except (ValueError, TypeError) as e:
+            raise PayloadError(
+                f"event {kind} {entry_id or ''}: field {f.name!r} = {raw!r:.60} is not valid: {e}"
+            ) from None
+    return cls(id=entry_id, at=at, **values)
+
+
+def _entry_time(entry_id: str) -> float:
+    ms, _, _ = entry_id.partition("-")
+    return int(ms) / 1000 if ms.isdigit() else 0.0

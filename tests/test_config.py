@@ -141,20 +141,31 @@ def test_settings_survive_the_trip_to_worker_processes(monkeypatch):
     assert Settings.from_env() == s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="session.py hands SHOAL_REDIS_URL to redis-py unchecked: a raw ValueError, not "
-    "ConfigError (session.py is outside this change)",
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "is not a Redis URL"),
+        ("http://127.0.0.1:6379/0", "must start with redis://"),
+        ("redis://127.0.0.1:99999", "not a valid Redis URL"),
+        ("redis://:6379/0", "names no host"),
+        ("redis://user:hunter2@127.0.0.1:0", "has port 0"),
+    ],
 )
-@pytest.mark.parametrize("url", ["not a url", "http://127.0.0.1:6379/0", "redis://127.0.0.1:99999"])
-def test_a_bad_redis_url_is_a_config_error(monkeypatch, url):
+def test_a_bad_redis_url_is_a_config_error_naming_where_it_came_from(monkeypatch, url, says):
     monkeypatch.setenv("SHOAL_REDIS_URL", url)
-    with (
-        shoal.Session(progress=False) as s,
-        pytest.raises(shoal.ConfigError, match="SHOAL_REDIS_URL"),
-    ):
-        s.compute(add(1, 2))
+    with pytest.raises(shoal.ConfigError, match=f"SHOAL_REDIS_URL: .*{says}") as err:
+        shoal.Session(progress=False)
+    assert "hunter2" not in str(err.value)
+    monkeypatch.delenv("SHOAL_REDIS_URL")
+    with pytest.raises(shoal.ConfigError, match=f"redis_url: .*{says}"):
+        shoal.Session(redis_url=url, progress=False)
+
+
+def test_an_empty_redis_url_variable_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("SHOAL_REDIS_URL", "")
+    with shoal.Session(progress=False) as s:
+        assert s.redis_url is not None and s.redis_url.startswith(("redis://", "unix://"))
+        assert s.compute(add(1, 2)) == (3,)
 
 
 @shoal.task

@@ -67,6 +67,7 @@ def test_a_map_over_a_run_time_list(scheduler, n):
     assert got[1] == [i * i for i in range(n)]
 
 
+@pytest.mark.slow
 def test_a_map_over_ten_thousand_items(scheduler):
     squares = shoal.map(square, split(10_000))
     out = total(squares)

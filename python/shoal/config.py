@@ -121,6 +121,33 @@ def _parse(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
         ) from None
 
 
+#: URL schemes redis-py connects with.
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str, source: str) -> str:
+    """``url`` if redis-py can connect with it, else a ConfigError naming ``source`` (the
+    argument or variable it came from), with any password redacted."""
+    from urllib.parse import urlsplit
+
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(f"{source}: {shown!r} is not a valid Redis URL ({e})") from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ConfigError(
+            f"{source}: {shown!r} is not a Redis URL: it must start with "
+            + ", ".join(f"{s}://" for s in _REDIS_SCHEMES)
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{source}: {shown!r} names no host")
+    if port == 0:
+        raise ConfigError(f"{source}: {shown!r} has port 0")
+    return url
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for messages and logs)."""
     from urllib.parse import urlsplit, urlunsplit

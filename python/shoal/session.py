@@ -24,7 +24,7 @@ from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
 from .client.submit import Submitted, submit
 from .client.wait import run_to_end, wait
-from .config import Settings, redact_url
+from .config import Settings, check_redis_url, redact_url
 from .errors import ConfigError, StorageError
 from .events import TERMINAL, Event, decode
 from .graph import FrozenGraph, freeze
@@ -63,7 +63,13 @@ class Session:
         self.progress = progress
         self.backend: Backend = backend if backend is not None else LocalProcesses()
         in_process = isinstance(self.backend, InProcess) and redis_url is None
-        self._redis_url = redis_url or (None if in_process else os.environ.get("SHOAL_REDIS_URL"))
+        # An empty SHOAL_REDIS_URL counts as unset (as in `SHOAL_REDIS_URL= shoal run ...`).
+        env_url = None if in_process else os.environ.get("SHOAL_REDIS_URL") or None
+        if redis_url is not None:
+            check_redis_url(redis_url, "redis_url")
+        elif env_url is not None:
+            check_redis_url(env_url, "SHOAL_REDIS_URL")
+        self._redis_url = redis_url or env_url
         self._storage = (
             storage if storage is not None else (MemoryStorage() if in_process else None)
         )

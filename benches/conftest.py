@@ -245,7 +245,7 @@ def pytest_terminal_summary(
             terminalreporter.write_line(line)
     for results, module, function, title in SECTIONS:
         if results:
-            lines = getattr(importlib.import_module(module), function)()
+            lines = getattr(importlib.import_module(f".{module}", __package__), function)()
             terminalreporter.section(title)
             for line in lines:
                 terminalreporter.write_line(line)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ import numpy as np
 import pytest
 
 import shoal
-from conftest import EXAMPLES, _table, dask_cluster, shoal_processes
 from shoal.graph import freeze
+
+from .conftest import EXAMPLES, _table, dask_cluster, shoal_processes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
@@ -80,20 +81,23 @@ def same(a: Any, b: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def shoal_session():
+def shoal_session() -> Iterator[shoal.Session]:
     with shoal_processes() as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def dask_client():
+def dask_client() -> Iterator[Any]:
     with dask_cluster(set_as_default=False) as client:
         yield client
 
 
 @pytest.mark.parametrize("example", list(GRAPHS))
-def test_example_vs_dask(benchmark, example, shoal_session, dask_client):
-    import dask
+def test_example_vs_dask(
+    benchmark: Any, example: str, shoal_session: shoal.Session, dask_client: Any
+) -> None:
+    from dask.base import compute
+    from dask.delayed import delayed
 
     _, build = GRAPHS[example]
 
@@ -101,15 +105,15 @@ def test_example_vs_dask(benchmark, example, shoal_session, dask_client):
         return shoal_session.compute(node)[0]
 
     def on_threads(node: Any) -> Any:
-        return dask.compute(node, scheduler="threads", num_workers=2)[0]
+        return compute(node, scheduler="threads", num_workers=2)[0]
 
     def on_distributed(node: Any) -> Any:
         return dask_client.gather(dask_client.compute(node))
 
     engines: dict[str, tuple[Make, Callable[[Any], Any]]] = {
         "shoal": (shoal.task, on_shoal),
-        "threads": (dask.delayed, on_threads),
-        "distributed": (dask.delayed, on_distributed),
+        "threads": (delayed, on_threads),
+        "distributed": (delayed, on_distributed),
     }
     expected = None
     times: dict[str, list[float]] = {name: [] for name in engines}

@@ -50,6 +50,8 @@ SUBDAG_SAMPLE = 512
 
 
 # --- task functions (module level: cloudpickle and shoal both pickle them by reference) ---
+# Parameters that are given lazy nodes are ``Any``: a task's parameter types are those of the
+# values it receives, and the call passes the nodes computing them.
 
 
 @shoal.task
@@ -58,7 +60,7 @@ def inc(x: int) -> int:
 
 
 @shoal.task
-def add(x: int, y: int) -> int:
+def add(x: Any, y: Any) -> Any:
     return x + y
 
 
@@ -68,12 +70,12 @@ def make() -> int:
 
 
 @shoal.task
-def work(src: int, i: int) -> int:
+def work(src: Any, i: int) -> Any:
     return src + i
 
 
 @shoal.task
-def total(values: list[int]) -> int:
+def total(values: Any) -> Any:
     return sum(values)
 
 
@@ -83,7 +85,7 @@ def load(name: str, i: int, k: int) -> int:
 
 
 @shoal.task
-def mul(a: int, b: int) -> int:
+def mul(a: Any, b: Any) -> Any:
     return a * b
 
 
@@ -244,7 +246,8 @@ class _NodeGraphPickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is Node:
             state = {a: getattr(obj, a) for a in Node.__slots__ if a != "__weakref__"}
-            return (copyreg.__newobj__, (Node,), (None, state))
+            # copyreg.__newobj__ (what the default protocol uses) is not in typeshed.
+            return (vars(copyreg)["__newobj__"], (Node,), (None, state))
         return super().reducer_override(obj)
 
 

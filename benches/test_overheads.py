@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 
 import shoal
-from conftest import OVERHEADS, _table, shoal_processes
 from shoal import _core
 from shoal.backends.base import Capabilities, Resources
 from shoal.client import submit as client
@@ -40,6 +39,8 @@ from shoal.server import EmbeddedServer
 from shoal.storage import keys
 from shoal.storage.memory import MemoryStorage
 from shoal.storage.redis import RedisStorage
+
+from .conftest import OVERHEADS, _table, shoal_processes
 
 TREE_LEAVES = 1024
 CHAIN = 200
@@ -68,8 +69,13 @@ def join(xs: list[int]) -> int:
     return len(xs)
 
 
+# The task functions below are given lazy nodes where the plain functions take values, which a
+# task function's parameter types cannot express: their parameters are left open (``...``).
+
+
 def tree(leaves: int) -> shoal.Node:
-    lf, ad = shoal.task(leaf), shoal.task(add)
+    lf = shoal.task(leaf)
+    ad: shoal.TaskFunction[..., int] = shoal.task(add)
     level = [lf(i) for i in range(leaves)]
     while len(level) > 1:
         level = [ad(level[i], level[i + 1]) for i in range(0, len(level), 2)]
@@ -77,7 +83,7 @@ def tree(leaves: int) -> shoal.Node:
 
 
 def chain(n: int) -> shoal.Node:
-    step = shoal.task(noop)
+    step: shoal.TaskFunction[..., int] = shoal.task(noop)
     node = step(0)
     for _ in range(n - 1):
         node = step(node)
@@ -86,12 +92,14 @@ def chain(n: int) -> shoal.Node:
 
 def fan(width: int) -> shoal.Node:
     root = shoal.task(noop)(0)
-    return shoal.task(join)([shoal.task(nothing)(root, i) for i in range(width)])
+    join_: shoal.TaskFunction[..., int] = shoal.task(join)
+    nothing_: shoal.TaskFunction[..., int] = shoal.task(nothing)
+    return join_([nothing_(root, i) for i in range(width)])
 
 
 def per_call(fn: Callable[[], Any], calls: int = 200, repeats: int = 5) -> float:
     """Median over ``repeats`` of the mean time of one call, in seconds."""
-    samples = []
+    samples: list[float] = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(calls):
@@ -109,7 +117,7 @@ def leaf_subdag(frozen: FrozenGraph) -> _core.Graph:
     return frozen.graph.subdag_for(None, [frozen.graph.roots()[0]])
 
 
-def test_subdag_encode_decode(benchmark, tree_frozen):
+def test_subdag_encode_decode(benchmark: Any, tree_frozen: FrozenGraph) -> None:
     graph = tree_frozen.graph
     root = graph.roots()[0]
     sub = leaf_subdag(tree_frozen)
@@ -129,7 +137,7 @@ def test_subdag_encode_decode(benchmark, tree_frozen):
     OVERHEADS["encoding"] = figures
 
 
-def test_invocation_encode_decode(benchmark, tree_frozen):
+def test_invocation_encode_decode(benchmark: Any, tree_frozen: FrozenGraph) -> None:
     blob = leaf_subdag(tree_frozen).encode()
     root = tree_frozen.graph.roots()[0]
     inline = Invocation(RUN_ID, None, (root,), blob, None)
@@ -147,7 +155,7 @@ def test_invocation_encode_decode(benchmark, tree_frozen):
     benchmark(Invocation.decode, data)
 
 
-def test_subdag_retrieval(benchmark, tree_frozen):
+def test_subdag_retrieval(benchmark: Any, tree_frozen: FrozenGraph) -> None:
     """Stored subDAGs fetched from a real server, one ``get_subdag`` (HGET) at a time."""
     big = freeze([tree(16_384)]).graph
     subdags = {
@@ -182,7 +190,9 @@ def test_subdag_retrieval(benchmark, tree_frozen):
                 for _ in range(ROUNDS):
                     t = time.perf_counter()
                     for _ in range(calls):
-                        _core.Graph.decode(await storage.get_subdag(RUN_ID, name))
+                        got = await storage.get_subdag(RUN_ID, name)
+                        assert got is not None
+                        _core.Graph.decode(got)
                     samples.append((time.perf_counter() - t) / calls)
                 figures[f"get + decode {name} subDAG"] = (statistics.median(samples), len(blob))
         finally:
@@ -207,10 +217,11 @@ def test_subdag_retrieval(benchmark, tree_frozen):
     OVERHEADS["retrieval"] = figures
 
 
-def test_per_task_overhead(benchmark):
+def test_per_task_overhead(benchmark: Any) -> None:
     with shoal_processes() as s:
         s.compute(chain(10), fan(10))  # warm: worker processes started, functions cached
-        chain_times, fan_times = [], []
+        chain_times: list[float] = []
+        fan_times: list[float] = []
         for _ in range(ROUNDS):
             node = chain(CHAIN)
             t = time.perf_counter()
@@ -260,7 +271,7 @@ class RecordingBackend:
         pass
 
 
-def test_bytes_per_invocation(benchmark, tree_frozen):
+def test_bytes_per_invocation(benchmark: Any, tree_frozen: FrozenGraph) -> None:
     """What the client sends to start a tree-1k: one invocation per leaf (every task flexible)."""
     backend = RecordingBackend()
 

@@ -24,16 +24,18 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
 import shoal
-from conftest import RUNTIME, dask_cluster, shoal_processes
 from shoal.backends.local import LocalProcesses
+from shoal.events import TaskStarted
 from shoal.server import EmbeddedServer
+
+from .conftest import RUNTIME, dask_cluster, shoal_processes
 
 ROUNDS = 5
 TREE_LEAVES = 1024
@@ -82,20 +84,20 @@ def shoal_make(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server() -> Iterator[EmbeddedServer]:
     with EmbeddedServer() as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def shoal_session(server):
+def shoal_session(server: EmbeddedServer) -> Iterator[shoal.Session]:
     with shoal_processes(server.url) as s:
         s.compute(tree_graph(shoal_make))  # warm: processes started, functions cached
         yield s
 
 
 @pytest.fixture(scope="module")
-def dask_client():
+def dask_client() -> Iterator[Any]:
     dask = pytest.importorskip("dask")
     with dask_cluster() as client:
         tree_graph(dask.delayed).compute()  # warm
@@ -103,8 +105,10 @@ def dask_client():
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_end_to_end_vs_dask(benchmark, shape, shoal_session, dask_client):
-    import dask
+def test_end_to_end_vs_dask(
+    benchmark: Any, shape: str, shoal_session: shoal.Session, dask_client: Any
+) -> None:
+    from dask.delayed import delayed
 
     build, tasks, expected = SHAPES[shape]
 
@@ -114,15 +118,15 @@ def test_end_to_end_vs_dask(benchmark, shape, shoal_session, dask_client):
     def shoal_run(node: Any) -> Any:
         return shoal_session.compute(node)[0]
 
-    shoal_times = []
+    shoal_times: list[float] = []
     for _ in range(ROUNDS):
         node = build(shoal_make)
         t = time.perf_counter()
         assert shoal_run(node) == expected
         shoal_times.append(time.perf_counter() - t)
-    dask_times = []
+    dask_times: list[float] = []
     for _ in range(ROUNDS):
-        node = build(dask.delayed)
+        node = build(delayed)
         t = time.perf_counter()
         assert node.compute() == expected
         dask_times.append(time.perf_counter() - t)
@@ -152,11 +156,12 @@ def _monitor(url_host: str, port: int, stop: threading.Event, lines: list[str]) 
             lines.extend(x.decode(errors="replace") for x in done)
 
 
-def test_redis_commands_per_task(server, shoal_session):
+def test_redis_commands_per_task(server: EmbeddedServer, shoal_session: shoal.Session) -> None:
     r = redis.Redis.from_url(server.url)
     for shape, (build, tasks, expected) in SHAPES.items():
         node = build(shoal_make)
-        stop, lines = threading.Event(), []
+        stop = threading.Event()
+        lines: list[str] = []
         mon = threading.Thread(target=_monitor, args=("127.0.0.1", server.port, stop, lines))
         mon.start()
         time.sleep(0.2)
@@ -192,10 +197,12 @@ def _top(lines: list[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in best)
 
 
-def test_worker_start_latency(server):
+def test_worker_start_latency(server: EmbeddedServer) -> None:
     """A fresh pool: its first invocation starts a process (cold); later one-task runs find an
     idle process (warm). Latency = invocation enqueued -> worker ready to run it."""
-    cold, warm, proc = [], [], []
+    cold: list[float] = []
+    warm: list[float] = []
+    proc: list[float] = []
     one = shoal_make(leaf)
     for _ in range(3):
         with shoal.Session(
@@ -205,11 +212,12 @@ def test_worker_start_latency(server):
                 run = s.submit(one(1))
                 run.result(timeout=120)
                 for ev in run.events():
-                    if ev["type"] == "TASK_STARTED" and "start_kind" in ev:
-                        lat = float(ev["start_latency_s"])
-                        (cold if ev["start_kind"] == "cold" else warm).append(lat)
-                        if "process_start_s" in ev:
-                            proc.append(float(ev["process_start_s"]))
+                    if isinstance(ev, TaskStarted) and ev.start_kind is not None:
+                        assert ev.start_latency_s is not None
+                        lat = ev.start_latency_s
+                        (cold if ev.start_kind == "cold" else warm).append(lat)
+                        if ev.process_start_s is not None:
+                            proc.append(ev.process_start_s)
     RUNTIME["start latency"] = {"cold": cold, "warm": warm, "process": proc}
 
 

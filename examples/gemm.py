@@ -12,28 +12,32 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 import shoal
 
+#: One block of a matrix.
+Block = npt.NDArray[np.float64]
+
 
 @shoal.task
-def make_block(matrix: int, i: int, j: int, size: int) -> np.ndarray:
+def make_block(matrix: int, i: int, j: int, size: int) -> Block:
     """Block (i, j) of matrix 0 (A) or 1 (B), generated on the worker from its seed."""
     return np.random.default_rng((matrix, i, j)).standard_normal((size, size))
 
 
 @shoal.task
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: Block, b: Block) -> Block:
     return a @ b
 
 
 @shoal.task
-def add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def add(x: Block, y: Block) -> Block:
     return x + y
 
 
 @shoal.task
-def assemble(rows: list[list[np.ndarray]]) -> np.ndarray:
+def assemble(rows: list[list[Block]]) -> Block:
     return np.block(rows)
 
 
@@ -66,7 +70,7 @@ def main() -> None:
     c = graph.compute()
     elapsed = time.perf_counter() - start
 
-    def whole(matrix: int) -> np.ndarray:
+    def whole(matrix: int) -> Block:
         blocks = [
             [np.random.default_rng((matrix, i, j)).standard_normal((size, size)) for j in range(n)]
             for i in range(n)

@@ -34,7 +34,10 @@ def tile_pixels(i: int, j: int, size: int) -> np.ndarray:
     y = np.arange(i * size, (i + 1) * size, dtype=np.float32)[:, None]
     x = np.arange(j * size, (j + 1) * size, dtype=np.float32)[None, :]
     stripes = np.sin(y / 37.0) * np.cos(x / 23.0)
-    return (100.0 + 40.0 * stripes + rng.normal(0.0, 10.0, (size, size))).astype(np.float32)
+    pixels: np.ndarray = (100.0 + 40.0 * stripes + rng.normal(0.0, 10.0, (size, size))).astype(
+        np.float32
+    )
+    return pixels
 
 
 def box_blur(padded: np.ndarray) -> np.ndarray:
@@ -50,7 +53,8 @@ def box_blur(padded: np.ndarray) -> np.ndarray:
 def tone(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Scale to [0, 1] by the image's range, then a gamma curve."""
     scaled = (x - np.float32(lo)) / np.float32(hi - lo)
-    return np.power(np.clip(scaled, 0.0, 1.0), np.float32(GAMMA)).astype(np.float32)
+    toned: np.ndarray = np.power(np.clip(scaled, 0.0, 1.0), np.float32(GAMMA)).astype(np.float32)
+    return toned
 
 
 @shoal.task

@@ -16,6 +16,7 @@ import random
 import sys
 import tempfile
 import time
+from typing import Any
 
 import shoal
 
@@ -59,7 +60,9 @@ def summarize(records: list[tuple[str, int]], slow_ms: int) -> dict[str, int]:
 
 
 @shoal.task
-def merge(summaries: list[dict[str, int]]) -> dict[str, int]:
+def merge(summaries: Any) -> dict[str, int]:
+    """``summaries``: the list of per-file summaries (``Any`` because the caller passes the
+    lazy map node that computes it, which a task's parameter types cannot say yet)."""
     total = {"files": len(summaries), "lines": 0, "errors": 0, "slow": 0}
     for s in summaries:
         for key, n in s.items():

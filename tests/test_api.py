@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -11,25 +12,25 @@ from reference import evaluate
 
 
 @shoal.task
-def add(x, y):
+def add(x: Any, y: Any) -> Any:
     return x + y
 
 
 @shoal.task(retries=3, memory_mb=1024, timeout_s=60)
-def load(path):
+def load(path: str) -> str:
     return f"loaded {path}"
 
 
 @shoal.task
-def boom(x):
+def boom(x: int) -> int:
     raise ValueError(f"bad value {x}")
 
 
-def test_calling_a_task_is_lazy():
-    calls = []
+def test_calling_a_task_is_lazy() -> None:
+    calls: list[int] = []
 
     @shoal.task
-    def record(x):
+    def record(x: int) -> int:
         calls.append(x)
         return x
 
@@ -40,17 +41,17 @@ def test_calling_a_task_is_lazy():
     assert calls == [1]
 
 
-def test_design_example(scheduler):
+def test_design_example(scheduler: str) -> None:
     n = add(add(1, 2), add(3, 4))
     assert n.compute(scheduler=scheduler) == 10 == evaluate(n)[0]
 
 
-def test_decorator_with_options_records_them():
+def test_decorator_with_options_records_them() -> None:
     assert load.opts == shoal.TaskOptions(retries=3, memory_mb=1024, timeout_s=60)
     assert load("a").compute(scheduler="sync") == "loaded a"
 
 
-def test_options_returns_a_new_factory_and_leaves_the_original():
+def test_options_returns_a_new_factory_and_leaves_the_original() -> None:
     faster = add.options(retries=5, name="plus")
     assert faster is not add
     assert faster.opts.retries == 5 and add.opts.retries == 0
@@ -59,11 +60,11 @@ def test_options_returns_a_new_factory_and_leaves_the_original():
     assert node.compute(scheduler="sync") == 3
 
 
-def test_compute_several_outputs_share_one_graph(scheduler):
-    calls = []
+def test_compute_several_outputs_share_one_graph(scheduler: str) -> None:
+    calls: list[int] = []
 
     @shoal.task
-    def once(x):
+    def once(x: int) -> int:
         calls.append(x)
         return x * 10
 
@@ -75,28 +76,28 @@ def test_compute_several_outputs_share_one_graph(scheduler):
     assert calls == ([] if scheduler == "processes" else [1])
 
 
-def test_same_node_twice_as_output(scheduler):
+def test_same_node_twice_as_output(scheduler: str) -> None:
     n = add(1, 2)
     assert shoal.compute(n, n, add(n, n), scheduler=scheduler) == (3, 3, 6)
 
 
-def test_compute_with_no_nodes_returns_empty_tuple():
+def test_compute_with_no_nodes_returns_empty_tuple() -> None:
     assert shoal.compute(scheduler="sync") == ()
 
 
-def test_reprs_are_useful():
+def test_reprs_are_useful() -> None:
     assert repr(add) == "<shoal.task add>"
     assert "retries=3" in repr(load) and "memory_mb=1024" in repr(load)
     assert repr(add(1, add(2, 3))) == "<shoal.Node add(1, <add>)>"
     assert "..." in repr(add("x" * 100, 1))
 
 
-def test_computing_something_that_is_not_a_node():
+def test_computing_something_that_is_not_a_node() -> None:
     with pytest.raises(TypeError, match="expects Nodes.*got int"):
-        shoal.compute(3, scheduler="sync")
+        shoal.compute(3, scheduler="sync")  # type: ignore[arg-type]
 
 
-def test_unknown_option_is_a_clear_error():
+def test_unknown_option_is_a_clear_error() -> None:
     with pytest.raises(shoal.ShoalError, match="unknown task option.*'retry'.*valid options"):
         add.options(retry=2)
 
@@ -112,32 +113,32 @@ def test_unknown_option_is_a_clear_error():
         ({"name": ""}, "name must be a non-empty string"),
     ],
 )
-def test_bad_option_values(kwargs, match):
+def test_bad_option_values(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(TypeError, match=match):
         shoal.task(**kwargs)(lambda: 1)
 
 
-def test_task_needs_a_callable():
+def test_task_needs_a_callable() -> None:
     with pytest.raises(TypeError, match="needs a callable"):
         shoal.task("not a function")  # type: ignore[call-overload]
 
 
-def test_unknown_scheduler():
+def test_unknown_scheduler() -> None:
     with pytest.raises(shoal.ConfigError, match="unknown scheduler 'fast'"):
         add(1, 2).compute(scheduler="fast")
 
 
-def test_session_and_scheduler_together_is_an_error():
+def test_session_and_scheduler_together_is_an_error() -> None:
     with shoal.Session() as s, pytest.raises(shoal.ConfigError, match="either"):
         shoal.compute(add(1, 2), scheduler="sync", session=s)
 
 
-def test_bad_timeout():
+def test_bad_timeout() -> None:
     with pytest.raises(TypeError, match="timeout must be a positive number"):
         add(1, 2).compute(scheduler="sync", timeout=-1)
 
 
-def test_a_node_has_no_truth_value_and_cannot_be_iterated():
+def test_a_node_has_no_truth_value_and_cannot_be_iterated() -> None:
     n = add(1, 2)
     with pytest.raises(shoal.ShoalError, match="truth value"):
         bool(n)
@@ -145,13 +146,13 @@ def test_a_node_has_no_truth_value_and_cannot_be_iterated():
         list(n)
 
 
-def test_node_inside_an_unsupported_container_is_a_clear_error():
+def test_node_inside_an_unsupported_container_is_a_clear_error() -> None:
     class Box:
-        def __init__(self, inner):
+        def __init__(self, inner: object) -> None:
             self.inner = inner
 
     @shoal.task
-    def unbox(b):
+    def unbox(b: Box) -> object:
         return b.inner
 
     with pytest.raises(shoal.ShoalError, match="argument args\\[0\\] of task 'unbox'") as info:
@@ -159,18 +160,18 @@ def test_node_inside_an_unsupported_container_is_a_clear_error():
     assert "cannot be pickled" in str(info.value.__cause__)
 
 
-def test_unpicklable_argument_names_task_and_argument():
+def test_unpicklable_argument_names_task_and_argument() -> None:
     import threading
 
     @shoal.task
-    def use(d):
+    def use(d: dict[str, Any]) -> int:
         return 1
 
     with pytest.raises(shoal.ShoalError, match=r"argument args\[0\]\['lock'\] of task 'use'"):
         use({"lock": threading.Lock()}).compute(scheduler="sync")
 
 
-def test_task_error_carries_the_remote_failure(scheduler):
+def test_task_error_carries_the_remote_failure(scheduler: str) -> None:
     with pytest.raises(shoal.TaskError) as info:
         add(boom(7), 1).compute(scheduler=scheduler)
     err = info.value
@@ -183,7 +184,7 @@ def test_task_error_carries_the_remote_failure(scheduler):
     assert "Remote traceback" in text and "raise ValueError" in text
 
 
-def test_task_error_pickles():
+def test_task_error_pickles() -> None:
     err = shoal.TaskError("t", "KeyError", "k", "tb", attempts=3, worker="w1")
     back = pickle.loads(pickle.dumps(err))
     assert (back.task, back.exc_type, back.message, back.traceback, back.attempts, back.worker) == (
@@ -197,11 +198,11 @@ def test_task_error_pickles():
     assert "after 3 attempts" in str(back)
 
 
-def test_retries_recover_a_flaky_task(scheduler):
-    attempts = []
+def test_retries_recover_a_flaky_task(scheduler: str) -> None:
+    attempts: list[int] = []
 
     @shoal.task(retries=2)
-    def flaky():
+    def flaky() -> str:
         attempts.append(1)
         if len(attempts) < 3:
             raise RuntimeError("not yet")
@@ -212,9 +213,9 @@ def test_retries_recover_a_flaky_task(scheduler):
     assert len(attempts) == (0 if scheduler == "processes" else 3)
 
 
-def test_retries_exhausted_reports_attempts():
+def test_retries_exhausted_reports_attempts() -> None:
     @shoal.task(retries=1)
-    def always():
+    def always() -> None:
         raise RuntimeError("never")
 
     with pytest.raises(shoal.TaskError, match="after 2 attempts") as info:
@@ -222,7 +223,7 @@ def test_retries_exhausted_reports_attempts():
     assert info.value.attempts == 2
 
 
-def test_session_is_reusable_and_closes():
+def test_session_is_reusable_and_closes() -> None:
     with shoal.Session() as s:
         assert s.compute(add(1, 2)) == (3,)
         assert s.compute(add(3, 4), add(5, 6)) == (7, 11)
@@ -230,16 +231,16 @@ def test_session_is_reusable_and_closes():
         s.compute(add(1, 2))
 
 
-def test_compute_inside_a_running_event_loop():
+def test_compute_inside_a_running_event_loop() -> None:
     import asyncio
 
-    async def main():
+    async def main() -> Any:
         return add(1, 2).compute(scheduler="sync")
 
     assert asyncio.run(main()) == 3
 
 
-def test_public_api_is_explicit():
+def test_public_api_is_explicit() -> None:
     assert set(shoal.__all__) <= set(dir(shoal))
     for name in (
         "task",

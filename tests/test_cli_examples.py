@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ def check_word_count(stdout: str) -> None:
         for word in random.Random(42 * 1_000_003 + i).choices(vocab, weights=weights, k=500):
             counts[word] = counts.get(word, 0) + 1
     assert sum(counts.values()) == 5000
-    expected = sorted(([w, n] for w, n in counts.items()), key=lambda wn: (-wn[1], wn[0]))[:5]
+    pairs: list[list[Any]] = [[w, n] for w, n in counts.items()]
+    expected = sorted(pairs, key=lambda wn: (-wn[1], wn[0]))[:5]
     printed = result_line(stdout, "word count of 5000 words in 10 chunks: top 5 = ")
     assert json.loads(printed) == expected
     assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
@@ -275,7 +277,7 @@ def test_default_run_starts_its_own_server() -> None:
     ), out.stderr
 
 
-def test_run_a_script_that_fails_shows_the_task_error(tmp_path):
+def test_run_a_script_that_fails_shows_the_task_error(tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
     script.write_text(
         "import shoal\n@shoal.task\ndef div(x):\n    return 1 / x\ndiv(0).compute()\n"
@@ -285,12 +287,12 @@ def test_run_a_script_that_fails_shows_the_task_error(tmp_path):
     assert "task 'div' failed: ZeroDivisionError" in out.stderr
 
 
-def test_missing_script_is_a_clear_error():
+def test_missing_script_is_a_clear_error() -> None:
     out = run("run", "no/such/file.py")
     assert out.returncode == 2
     assert "does not exist" in out.stderr
 
 
-def test_help_and_version():
+def test_help_and_version() -> None:
     assert "run" in run("--help").stdout
     assert "shoal, version" in run("--version").stdout

@@ -37,7 +37,7 @@ def shoal_cli(*args: str, env_url: str | None = None) -> subprocess.CompletedPro
     )
 
 
-def test_run_then_list_and_show_the_run(redis_url, tmp_path):
+def test_run_then_list_and_show_the_run(redis_url: str, tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     out = shoal_cli("run", "--redis", redis_url, "--workers", "2", str(script))
@@ -57,27 +57,27 @@ def test_run_then_list_and_show_the_run(redis_url, tmp_path):
     assert shown.stdout.count("double") == 10 and "total" in shown.stdout
 
 
-def test_runs_without_a_server_is_a_clear_error():
+def test_runs_without_a_server_is_a_clear_error() -> None:
     out = shoal_cli("runs")
     assert out.returncode == 2
     assert "pass --redis URL or set SHOAL_REDIS_URL" in out.stderr
 
 
-def test_show_an_unknown_run(redis_url):
+def test_show_an_unknown_run(redis_url: str) -> None:
     out = shoal_cli("show", "nosuchrun", "--redis", redis_url)
     assert out.returncode == 1
     assert "no events for run 'nosuchrun'" in out.stderr
 
 
 @pytest.mark.slow  # connection retries with backoff
-def test_unreachable_server_is_a_clear_error():
+def test_unreachable_server_is_a_clear_error() -> None:
     out = shoal_cli("runs", "--redis", "redis://127.0.0.1:1/0")
     assert out.returncode == 1
     assert "cannot reach redis://127.0.0.1:1/0" in out.stderr
 
 
 @pytest.mark.slow  # connection retries with backoff
-def test_a_script_against_an_unreachable_server_fails_clearly(tmp_path):
+def test_a_script_against_an_unreachable_server_fails_clearly(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     out = shoal_cli("run", "--redis", "redis://:hunter2@127.0.0.1:1/0", str(script))

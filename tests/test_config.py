@@ -44,13 +44,13 @@ ENV_CASES = [(name, raw) for name, (_args, envs) in BAD.items() for raw in envs]
 
 
 @pytest.fixture(autouse=True)
-def no_shoal_env(monkeypatch):
+def no_shoal_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("SHOAL_"):
             monkeypatch.delenv(var)
 
 
-def test_every_setting_has_bad_and_edge_cases():
+def test_every_setting_has_bad_and_edge_cases() -> None:
     names = {f.name for f in fields(Settings)}
     assert set(BAD) == names
     assert set(EDGES) == names
@@ -62,17 +62,19 @@ def assert_names(err: pytest.ExceptionInfo[shoal.ConfigError], name: str) -> Non
 
 
 @pytest.mark.parametrize(("name", "bad"), ARGUMENT_CASES, ids=repr)
-def test_a_bad_argument_is_refused_naming_the_setting(name, bad):
+def test_a_bad_argument_is_refused_naming_the_setting(name: str, bad: object) -> None:
     with pytest.raises(shoal.ConfigError) as err:
         Settings.from_env(**{name: bad})
     assert_names(err, name)
     with pytest.raises(shoal.ConfigError) as err:
-        Settings(**{name: bad})
+        Settings(**{name: bad})  # type: ignore[arg-type]
     assert_names(err, name)
 
 
 @pytest.mark.parametrize(("name", "raw"), ENV_CASES, ids=repr)
-def test_a_bad_environment_variable_is_refused_naming_it(monkeypatch, name, raw):
+def test_a_bad_environment_variable_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
     monkeypatch.setenv(env_var(name), raw)
     with pytest.raises(shoal.ConfigError) as err:
         Settings.from_env()
@@ -83,7 +85,7 @@ def test_a_bad_environment_variable_is_refused_naming_it(monkeypatch, name, raw)
     assert_names(err, name)
 
 
-def test_an_unparsable_variable_is_quoted(monkeypatch):
+def test_an_unparsable_variable_is_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_INLINE_SUBDAG_LIMIT", "128 KiB")
     with pytest.raises(shoal.ConfigError, match=r"SHOAL_INLINE_SUBDAG_LIMIT='128 KiB' is not"):
         Settings.from_env()
@@ -92,28 +94,30 @@ def test_an_unparsable_variable_is_quoted(monkeypatch):
 @pytest.mark.parametrize(
     ("name", "value"), [(n, v) for n, vs in EDGES.items() for v in vs], ids=repr
 )
-def test_values_at_the_bounds_are_accepted(monkeypatch, name, value):
+def test_values_at_the_bounds_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: object
+) -> None:
     assert getattr(Settings.from_env(**{name: value}), name) == value
     monkeypatch.setenv(env_var(name), str(value))
     assert getattr(Settings.from_env(), name) == value
 
 
-def test_lease_ttl_of_zero_is_refused_with_the_floor_named():
+def test_lease_ttl_of_zero_is_refused_with_the_floor_named() -> None:
     with pytest.raises(shoal.ConfigError, match=r"lease_ttl_s .* must be >= 0\.15 s, got 0"):
         Settings.from_env(lease_ttl_s=0)
 
 
-def test_max_value_bytes_over_the_redis_limit_names_it():
+def test_max_value_bytes_over_the_redis_limit_names_it() -> None:
     with pytest.raises(shoal.ConfigError, match="must be <= 536,870,912"):
         Settings.from_env(max_value_bytes=REDIS_MAX_VALUE + 1)
 
 
-def test_an_argument_wins_over_a_bad_variable(monkeypatch):
+def test_an_argument_wins_over_a_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_LEASE_TTL_S", "zero")
     assert Settings.from_env(lease_ttl_s=2.5).lease_ttl_s == 2.5
 
 
-def test_environment_values_are_read(monkeypatch):
+def test_environment_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_LEASE_TTL_S", "0.6")
     monkeypatch.setenv("SHOAL_CONST_THRESHOLD", "100")
     s = Settings.from_env()
@@ -121,12 +125,12 @@ def test_environment_values_are_read(monkeypatch):
     assert s.inline_output_limit == Settings().inline_output_limit
 
 
-def test_an_unknown_setting_is_refused():
+def test_an_unknown_setting_is_refused() -> None:
     with pytest.raises(shoal.ConfigError, match="unknown setting 'lease_ttl'"):
         Settings.from_env(lease_ttl=1)
 
 
-def test_settings_survive_the_trip_to_worker_processes(monkeypatch):
+def test_settings_survive_the_trip_to_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers rebuild their settings from ``to_env()``: every value comes back equal."""
     s = Settings.from_env(
         const_threshold=1,
@@ -151,7 +155,9 @@ def test_settings_survive_the_trip_to_worker_processes(monkeypatch):
         ("redis://user:hunter2@127.0.0.1:0", "has port 0"),
     ],
 )
-def test_a_bad_redis_url_is_a_config_error_naming_where_it_came_from(monkeypatch, url, says):
+def test_a_bad_redis_url_is_a_config_error_naming_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, url: str, says: str
+) -> None:
     monkeypatch.setenv("SHOAL_REDIS_URL", url)
     with pytest.raises(shoal.ConfigError, match=f"SHOAL_REDIS_URL: .*{says}") as err:
         shoal.Session(progress=False)
@@ -161,7 +167,7 @@ def test_a_bad_redis_url_is_a_config_error_naming_where_it_came_from(monkeypatch
         shoal.Session(redis_url=url, progress=False)
 
 
-def test_an_empty_redis_url_variable_counts_as_unset(monkeypatch):
+def test_an_empty_redis_url_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_REDIS_URL", "")
     with shoal.Session(progress=False) as s:
         assert s.redis_url is not None and s.redis_url.startswith(("redis://", "unix://"))
@@ -169,11 +175,11 @@ def test_an_empty_redis_url_variable_counts_as_unset(monkeypatch):
 
 
 @shoal.task
-def add(x, y):
+def add(x: int, y: int) -> int:
     return x + y
 
 
-def test_the_version_is_cargos_alone():
+def test_the_version_is_cargos_alone() -> None:
     """Cargo.toml's workspace version is the one version: pyproject leaves it to maturin, and
     ``shoal.__version__`` is the installed package's (from that build)."""
     import tomllib

@@ -6,6 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,33 +24,33 @@ from test_random_dags import dags
 
 
 @shoal.task
-def leaf(i):
+def leaf(i: int) -> int:
     return (i * 7919) % 1000
 
 
 @shoal.task
-def add(x, y):
+def add(x: Any, y: Any) -> Any:
     return x + y
 
 
 @shoal.task
-def total(xs):
+def total(xs: list[Any]) -> Any:
     return sum(xs)
 
 
 @shoal.task
-def scale(x, k):
+def scale(x: Any, k: int) -> Any:
     return x * k
 
 
-def tree(xs):
+def tree(xs: list[shoal.Node]) -> shoal.Node:
     while len(xs) > 1:
         xs = [add(xs[i], xs[i + 1]) for i in range(0, len(xs), 2)]
     return xs[0]
 
 
 @pytest.fixture(scope="module")
-def session(redis_url):
+def session(redis_url: str) -> Iterator[shoal.Session]:
     with shoal.Session(
         redis_url=redis_url, backend=LocalProcesses(max_workers=2), progress=False
     ) as s:
@@ -55,40 +58,42 @@ def session(redis_url):
 
 
 @pytest.fixture(autouse=True)
-def no_leaks(redis_url):
+def no_leaks(redis_url: str) -> Iterator[None]:
     yield
     assert_no_leaks(redis_url)
 
 
-def check(session, *nodes, **kw):
+def check(session: shoal.Session, *nodes: shoal.Node, **kw: Any) -> None:
     assert session.compute(*nodes, **kw) == evaluate(*nodes)
 
 
-def test_tree_reduction_of_1024_leaves(session):
+def test_tree_reduction_of_1024_leaves(session: shoal.Session) -> None:
     check(session, tree([leaf(i) for i in range(1024)]))
 
 
-def test_fan_out_fan_in_1000(session):
+def test_fan_out_fan_in_1000(session: shoal.Session) -> None:
     root = leaf(3)
     check(session, total([scale(root, k) for k in range(1000)]))
 
 
-def test_diamond(session):
+def test_diamond(session: shoal.Session) -> None:
     top = leaf(1)
     check(session, add(scale(top, 2), scale(top, 3)))
 
 
-def test_several_outputs_and_a_repeated_one(session):
+def test_several_outputs_and_a_repeated_one(session: shoal.Session) -> None:
     a = leaf(5)
     b = add(a, leaf(6))
     check(session, a, b, scale(b, 2), b)
 
 
-def test_every_nesting_form(session):
+def test_every_nesting_form(session: shoal.Session) -> None:
     xs = [leaf(i) for i in range(6)]
 
     @shoal.task
-    def unpack(d, t, s, fs, *, kw):
+    def unpack(
+        d: dict[str, Any], t: Any, s: Any, fs: Any, *, kw: dict[str, Any]
+    ) -> tuple[int, int, int, list[int], list[int], int]:
         return (
             sum(sum(row) for row in d["rows"]),
             d["one"],
@@ -108,7 +113,7 @@ def test_every_nesting_form(session):
     check(session, node)
 
 
-def test_an_explicit_pinned_assignment_uses_the_inboxes(session):
+def test_an_explicit_pinned_assignment_uses_the_inboxes(session: shoal.Session) -> None:
     """Alternate levels of a tree between two pinned workers, leave some tasks flexible."""
     out = tree([leaf(i) for i in range(32)])
     n = len(freeze([out]).graph)
@@ -118,13 +123,15 @@ def test_an_explicit_pinned_assignment_uses_the_inboxes(session):
 
 @settings(max_examples=20)
 @given(dags(max_tasks=25), st.data())
-def test_random_dags_with_random_pinning(session, outs, data):
+def test_random_dags_with_random_pinning(
+    session: shoal.Session, outs: list[shoal.Node], data: st.DataObject
+) -> None:
     n = len(freeze(outs).graph)
     assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, 2))) >= 0}
     assert session.compute(*outs, plan=assignment) == evaluate(*outs)
 
 
-def test_ten_runs_submitted_concurrently_do_not_interfere(session):
+def test_ten_runs_submitted_concurrently_do_not_interfere(session: shoal.Session) -> None:
     graphs = [total([scale(leaf(r), k) for k in range(40)]) for r in range(10)]
     runs = [session.submit(g) for g in graphs]
     assert len({r.id for r in runs}) == 10
@@ -133,11 +140,11 @@ def test_ten_runs_submitted_concurrently_do_not_interfere(session):
 
 
 @pytest.mark.slow
-def test_ten_sessions_in_threads_on_one_server(redis_url):
+def test_ten_sessions_in_threads_on_one_server(redis_url: str) -> None:
     """Ten clients at once (each with its own pool), one server."""
-    results: dict[int, object] = {}
+    results: dict[int, tuple[Any, Any]] = {}
 
-    def client(r):
+    def client(r: int) -> None:
         node = tree([scale(leaf(i), r) for i in range(16)])
         with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
             results[r] = (s.compute(node)[0], evaluate(node)[0])
@@ -151,7 +158,7 @@ def test_ten_sessions_in_threads_on_one_server(redis_url):
     assert all(got == want for got, want in results.values())
 
 
-def test_run_events_carry_timings_and_start_kinds(session):
+def test_run_events_carry_timings_and_start_kinds(session: shoal.Session) -> None:
     node = tree([leaf(i) for i in range(8)])
     run = session.submit(node)
     assert run.result(timeout=60) == evaluate(node)
@@ -186,9 +193,12 @@ def test_run_events_carry_timings_and_start_kinds(session):
     assert submitted.type == "RUN_SUBMITTED" and completed.at >= submitted.at > 0
 
 
-def workers_exited(session, run_id, n, deadline_s=10.0):
+def workers_exited(
+    session: shoal.Session, run_id: str, n: int, deadline_s: float = 10.0
+) -> list[WorkerExited]:
     """The run's WORKER_EXITED records once there are ``n`` (a bounded wait on the stream)."""
-    after, found = "0", []
+    after = "0"
+    found: list[WorkerExited] = []
     end = time.monotonic() + deadline_s
     while len(found) < n:
         left = end - time.monotonic()
@@ -201,7 +211,7 @@ def workers_exited(session, run_id, n, deadline_s=10.0):
     return found
 
 
-def test_each_shared_task_runs_once(session):
+def test_each_shared_task_runs_once(session: shoal.Session) -> None:
     shared = leaf(1)
     a, b = add(shared, 1), add(shared, 2)
     run = session.submit(a, b)
@@ -210,9 +220,9 @@ def test_each_shared_task_runs_once(session):
     assert ran == {"leaf": 1, "add": 2}
 
 
-def test_a_failing_task_raises_with_the_remote_traceback(session):
+def test_a_failing_task_raises_with_the_remote_traceback(session: shoal.Session) -> None:
     @shoal.task
-    def boom(x):
+    def boom(x: int) -> int:
         raise KeyError(f"no {x}")
 
     with pytest.raises(shoal.TaskError) as info:
@@ -222,9 +232,9 @@ def test_a_failing_task_raises_with_the_remote_traceback(session):
     assert "test_distributed.py" in info.value.traceback
 
 
-def test_memory_limit_is_enforced(session):
+def test_memory_limit_is_enforced(session: shoal.Session) -> None:
     @shoal.task(memory_mb=400)
-    def hog():
+    def hog() -> int:
         return len(bytearray(800 * 1024 * 1024))
 
     with pytest.raises(shoal.TaskError) as info:
@@ -232,7 +242,9 @@ def test_memory_limit_is_enforced(session):
     assert info.value.exc_type == "MemoryError"
 
 
-def test_functions_from_the_users_script_travel_by_value(session, tmp_path):
+def test_functions_from_the_users_script_travel_by_value(
+    session: shoal.Session, tmp_path: Path
+) -> None:
     """A task defined in a file the workers cannot import, using a helper function and a class
     from that file, still runs there."""
     import importlib.util
@@ -245,6 +257,7 @@ def test_functions_from_the_users_script_travel_by_value(session, tmp_path):
         "@shoal.task\ndef triple(x):\n    return Box(helper(x)).v\n"
     )
     spec = importlib.util.spec_from_file_location("my_private_module", path)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     import sys

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from shoal import events
 from shoal.errors import PayloadError
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 _ints = st.integers(-(2**40), 2**40)
 _floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 _by_annotation: dict[str, st.SearchStrategy[Any]] = {
@@ -26,7 +26,7 @@ _by_annotation: dict[str, st.SearchStrategy[Any]] = {
     "bool": st.booleans(),
     # Commas separate items on the stream: an item cannot hold one.
     "tuple[str, ...]": st.lists(
-        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=","), min_size=1),
+        st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters=","), min_size=1),
         max_size=3,
     ).map(tuple),
     "tuple[int, ...]": st.lists(_ints, max_size=4).map(tuple),

@@ -14,6 +14,9 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -30,10 +33,13 @@ from shoal.storage import keys
 FAULT_RUNS = int(os.environ.get("SHOAL_FAULT_RUNS", "5"))
 #: Short leases so that a dead worker is noticed quickly.
 FAST = Settings.from_env(lease_ttl_s=0.6)
+#: A stream entry as a client with ``decode_responses=True`` returns it (redis-py types the
+#: replies of XREAD and XRANGE for either decoding, so the tests say which one they use).
+Entry = tuple[str, dict[str, str]]
 
 
 @shoal.task
-def step(seed, *ups):
+def step(seed: Any, *ups: Any) -> Any:
     time.sleep(0.002 + (seed % 5) / 1000)  # long enough for kills to land mid-task
     acc = seed
     for u in ups:
@@ -54,7 +60,7 @@ def random_graph(seed: int, n: int = 200) -> list[shoal.Node]:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server() -> Iterator[EmbeddedServer]:
     with EmbeddedServer() as s:
         yield s
 
@@ -90,7 +96,8 @@ def wait_for_progress(url: str, run_id: str, deadline_s: float = 30.0, **at_leas
             left = end - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"run {run_id} did not reach {at_least}: {dict(seen)}")
-            for _, entries in r.xread({stream: last}, block=max(1, int(left * 1000))) or []:
+            reply = r.xread({stream: last}, block=max(1, int(left * 1000)))
+            for _, entries in cast("list[tuple[str, list[Entry]]] | None", reply) or []:
                 for entry_id, ev in entries:
                     last = entry_id
                     seen[ev["type"]] += 1
@@ -109,7 +116,7 @@ def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
     try:
         while time.monotonic() < end:
             running: dict[str, str] = {}
-            for _, ev in r.xrange(f"shoal:{{{run_id}}}:events"):
+            for _, ev in cast("list[Entry]", r.xrange(f"shoal:{{{run_id}}}:events")):
                 if ev["type"] == "TASK_STARTED":
                     running[ev["task"]] = ev["worker"]
                 elif ev["type"] in ("TASK_COMPLETED", "MAP_EXPANDED"):
@@ -126,7 +133,7 @@ def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
 @pytest.mark.timeout(300)  # up to 120 s per run under load
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
 @pytest.mark.parametrize("seed", range(FAULT_RUNS))
-def test_sigkill_a_busy_worker_mid_run(server, seed, requeue):
+def test_sigkill_a_busy_worker_mid_run(server: EmbeddedServer, seed: int, requeue: bool) -> None:
     """With requeueing (the default), any busy process may die. Leases alone (as on a remote
     platform, whose own redelivery covers an invocation lost before its first task starts)
     cover a worker that dies once it has started a task."""
@@ -145,12 +152,12 @@ def test_sigkill_a_busy_worker_mid_run(server, seed, requeue):
 
 
 @shoal.task
-def spread(n, seed):
+def spread(n: int, seed: int) -> list[int]:
     return [(seed * 7 + i) % 97 for i in range(n)]
 
 
 @shoal.task
-def settle(xs):
+def settle(xs: Any) -> Any:
     return sum(xs) % 1_000_003
 
 
@@ -165,7 +172,9 @@ def map_pipeline(seed: int) -> list[shoal.Node]:
 @pytest.mark.timeout(300)  # up to 120 s per run under load
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
 @pytest.mark.parametrize("seed", range(FAULT_RUNS))
-def test_sigkill_a_busy_worker_during_a_map(server, seed, requeue):
+def test_sigkill_a_busy_worker_during_a_map(
+    server: EmbeddedServer, seed: int, requeue: bool
+) -> None:
     """Elements lost with a worker are recovered from their stored items (or recomputed from
     the element before them); the gathers count each element once."""
     backend = LocalProcesses(max_workers=2, requeue_dead=requeue)
@@ -182,7 +191,7 @@ def test_sigkill_a_busy_worker_during_a_map(server, seed, requeue):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # up to 120 s per run under load
-def test_every_map_invocation_delivered_twice(server):
+def test_every_map_invocation_delivered_twice(server: EmbeddedServer) -> None:
     backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = map_pipeline(11)
@@ -197,7 +206,7 @@ def test_every_map_invocation_delivered_twice(server):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # up to 120 s per run under load
-def test_every_invocation_delivered_twice(server):
+def test_every_invocation_delivered_twice(server: EmbeddedServer) -> None:
     backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = random_graph(7, n=120)
@@ -209,7 +218,7 @@ def test_every_invocation_delivered_twice(server):
     no_leaks(server.url)
 
 
-def test_server_restart_mid_run_gives_a_clear_error_or_the_result():
+def test_server_restart_mid_run_gives_a_clear_error_or_the_result() -> None:
     with EmbeddedServer() as srv:
         backend = LocalProcesses(max_workers=2)
         with shoal.Session(redis_url=srv.url, backend=backend, settings=FAST, progress=False) as s:
@@ -228,11 +237,11 @@ def test_server_restart_mid_run_gives_a_clear_error_or_the_result():
             assert s.compute(*again, timeout=60) == evaluate(*again)
 
 
-def test_flaky_task_with_enough_retries_succeeds(tmp_path):
+def test_flaky_task_with_enough_retries_succeeds(tmp_path: Path) -> None:
     marks = tmp_path / "attempts"
 
     @shoal.task(retries=2)
-    def flaky(path):
+    def flaky(path: str) -> str:
         with open(path, "a") as f:
             f.write("x")
         with open(path) as f:
@@ -248,12 +257,12 @@ def test_flaky_task_with_enough_retries_succeeds(tmp_path):
         assert [e.attempt for e in run.events() if isinstance(e, TaskRetry)] == [1, 2]
 
 
-def test_flaky_task_without_enough_retries_fails_with_the_remote_traceback():
+def test_flaky_task_without_enough_retries_fails_with_the_remote_traceback() -> None:
     # How soon the client raises (the issue's "within a second") is a latency for benches/;
     # here, no run timeout is set: a client that missed the failure would hang into the
     # test's timeout.
     @shoal.task(retries=1)
-    def flaky():
+    def flaky() -> None:
         raise ConnectionError("still down")
 
     with (
@@ -266,9 +275,9 @@ def test_flaky_task_without_enough_retries_fails_with_the_remote_traceback():
     assert "raise ConnectionError" in str(err) and "test_faults.py" in str(err)
 
 
-def test_task_timeout_fails_the_attempt_and_retries(redis_url):
+def test_task_timeout_fails_the_attempt_and_retries(redis_url: str) -> None:
     @shoal.task(timeout_s=0.3, retries=1)
-    def stuck():
+    def stuck() -> None:
         time.sleep(30)  # without the timeout, both attempts would return None: no TaskError
 
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
@@ -281,7 +290,7 @@ def test_task_timeout_fails_the_attempt_and_retries(redis_url):
 
 
 @pytest.mark.slow
-def test_password_protected_server():
+def test_password_protected_server() -> None:
     password = secrets.token_hex(12)
     with EmbeddedServer(password=password) as srv:
         with shoal.Session(redis_url=srv.url, backend=LocalProcesses(1), progress=False) as s:
@@ -304,7 +313,7 @@ def test_password_protected_server():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # up to 120 s per run under load
-def test_the_watchdog_thread_safety_of_concurrent_kills(server):
+def test_the_watchdog_thread_safety_of_concurrent_kills(server: EmbeddedServer) -> None:
     """Two kills in one run, on both processes."""
     backend = LocalProcesses(max_workers=2)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
@@ -312,7 +321,7 @@ def test_the_watchdog_thread_safety_of_concurrent_kills(server):
         run = s.submit(*outs)
         failed: list[BaseException] = []
 
-        def killer():
+        def killer() -> None:
             try:
                 for completed in (5, 60):  # of 200
                     wait_for_progress(server.url, run.id, TASK_COMPLETED=completed)
@@ -329,13 +338,13 @@ def test_the_watchdog_thread_safety_of_concurrent_kills(server):
 
 
 @shoal.task
-def slow(x, delay):
+def slow(x: int, delay: float) -> int:
     time.sleep(delay)
     return x + 1
 
 
 @pytest.mark.slow
-def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
+def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server: EmbeddedServer) -> None:
     """The pinned worker is killed while parked on its inbox; with the pool's own requeueing
     off (as on a remote platform) only its lease tells: the watchdog re-invokes it by id."""
     backend = LocalProcesses(max_workers=2, requeue_dead=False)
@@ -360,9 +369,9 @@ def test_a_killed_pinned_worker_is_reinvoked_and_finds_its_inbox(server):
     no_leaks(server.url)
 
 
-def test_an_output_over_the_value_limit_is_refused_with_the_limit_named(redis_url):
+def test_an_output_over_the_value_limit_is_refused_with_the_limit_named(redis_url: str) -> None:
     @shoal.task(retries=3)
-    def big():
+    def big() -> bytes:
         return os.urandom(50_000)  # incompressible
 
     settings = Settings.from_env(max_value_bytes=10_000)
@@ -379,11 +388,13 @@ def test_an_output_over_the_value_limit_is_refused_with_the_limit_named(redis_ur
 
 
 @shoal.task
-def len_of(b):
+def len_of(b: Any) -> int:
     return len(b)
 
 
-def test_a_malformed_invocation_is_reported_and_the_worker_goes_on(redis_url, capfd):
+def test_a_malformed_invocation_is_reported_and_the_worker_goes_on(
+    redis_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
         assert s.compute(step(1, 2)) == evaluate(step(1, 2))
         s._run(s.backend.invoke(b"not an invocation", None))
@@ -392,7 +403,7 @@ def test_a_malformed_invocation_is_reported_and_the_worker_goes_on(redis_url, ca
     assert "invocation refused: cannot decode invocation: not a shoal invocation" in err
 
 
-def test_acl_user_in_the_url():
+def test_acl_user_in_the_url() -> None:
     password = secrets.token_hex(12)
     with EmbeddedServer(password=password) as srv:
         import redis
@@ -406,7 +417,7 @@ def test_acl_user_in_the_url():
 
 
 @pytest.mark.slow
-def test_a_server_that_stays_gone_is_a_clear_error_not_a_hang():
+def test_a_server_that_stays_gone_is_a_clear_error_not_a_hang() -> None:
     srv = EmbeddedServer()
     srv.start()
     try:

@@ -18,7 +18,7 @@ from shoal.runtime.resources import resources_for, worker_resources
 
 
 @shoal.task
-def mix(seed: int, *ups: int) -> int:
+def mix(seed: int, *ups: Any) -> int:
     acc = seed
     for u in ups:
         acc = (acc * 31 + u) % 1_000_003
@@ -30,7 +30,7 @@ def small(x: int) -> int:
     return x + 1
 
 
-def chain_and_fan() -> Any:
+def chain_and_fan() -> shoal.Node:
     a = mix(1)
     b, c = mix(2, a), mix(3, a)
     return mix(4, b, c)
@@ -81,8 +81,8 @@ def test_random_plans_round_trip_and_every_cut_keeps_its_tasks_entries(
     for w, size in workers.items():
         assert back.worker_size(w) == size
     for t in back.task_ids():
-        w = back.worker(t)
-        sub = back.subdag_for(w, [] if w is not None else [t])
+        owner = back.worker(t)
+        sub = back.subdag_for(owner, [] if owner is not None else [t])
         for held in sub.task_ids():
             assert sub.plan_of(held) == tasks[held]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from reference import evaluate
 
 
 @shoal.task
-def mix(seed, *ups, **kw):
+def mix(seed: int, *ups: Any, **kw: Any) -> int:
     """A deterministic, order-sensitive combination of its inputs."""
     acc = seed
     for u in ups:
@@ -22,9 +24,9 @@ def mix(seed, *ups, **kw):
 
 
 @st.composite
-def dags(draw, max_tasks=40):
+def dags(draw: st.DrawFn, max_tasks: int = 40) -> list[shoal.Node]:
     n = draw(st.integers(1, max_tasks))
-    nodes = []
+    nodes: list[shoal.Node] = []
     for i in range(n):
         ups = draw(st.lists(st.integers(0, i - 1), max_size=4)) if i else []
         kw = draw(st.lists(st.integers(0, i - 1), max_size=2)) if i else []
@@ -36,18 +38,18 @@ def dags(draw, max_tasks=40):
 
 
 @given(dags())
-def test_random_dag_sync(outs):
+def test_random_dag_sync(outs: list[shoal.Node]) -> None:
     assert shoal.compute(*outs, scheduler="sync") == evaluate(*outs)
 
 
 @settings(max_examples=15)
 @given(dags())
-def test_random_dag_threads(outs):
+def test_random_dag_threads(outs: list[shoal.Node]) -> None:
     assert shoal.compute(*outs, scheduler="threads") == evaluate(*outs)
 
 
 @given(dags(), st.data())
-def test_random_dag_with_random_pinning(outs, data):
+def test_random_dag_with_random_pinning(outs: list[shoal.Node], data: st.DataObject) -> None:
     """Any assignment of tasks to workers (inbox path, mixed pinned/flexible): same result."""
     from shoal.graph import freeze
 
@@ -57,7 +59,7 @@ def test_random_dag_with_random_pinning(outs, data):
     assert shoal.compute(*outs, scheduler="sync", plan=assignment) == evaluate(*outs)
 
 
-def test_deep_chain_has_no_recursion_error(scheduler):
+def test_deep_chain_has_no_recursion_error(scheduler: str) -> None:
     n = mix(0)
     for i in range(3000):
         n = mix(i, n)
@@ -66,14 +68,14 @@ def test_deep_chain_has_no_recursion_error(scheduler):
 
 
 @pytest.mark.slow
-def test_wide_fan_out_and_in(scheduler):
+def test_wide_fan_out_and_in(scheduler: str) -> None:
     src = mix(1)
     mids = [mix(i, src) for i in range(5000)]
     out = mix(0, *mids)
     assert out.compute(scheduler=scheduler) == evaluate(out)[0]
 
 
-def test_explicit_assignment_everything_on_two_workers():
+def test_explicit_assignment_everything_on_two_workers() -> None:
     leaves = [mix(i) for i in range(16)]
     level = leaves
     while len(level) > 1:
@@ -85,11 +87,11 @@ def test_explicit_assignment_everything_on_two_workers():
     assert shoal.compute(*level, scheduler="sync", plan=assignment) == evaluate(*level)
 
 
-def test_assignment_with_unknown_task_is_an_error():
+def test_assignment_with_unknown_task_is_an_error() -> None:
     with pytest.raises(shoal.GraphError, match="task 99 is not in the graph"):
         shoal.compute(mix(1), scheduler="sync", plan={99: 0})
 
 
-def test_assignment_with_bad_types_is_an_error():
+def test_assignment_with_bad_types_is_an_error() -> None:
     with pytest.raises(TypeError, match="worker id must be an int"):
-        shoal.compute(mix(1), scheduler="sync", plan={0: "w1"})
+        shoal.compute(mix(1), scheduler="sync", plan={0: "w1"})  # type: ignore[dict-item]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -30,13 +31,13 @@ values = st.recursive(
 
 
 @given(values)
-def test_values_round_trip_exactly(v):
+def test_values_round_trip_exactly(v: Any) -> None:
     back = loads_value(dumps_value(v))
     assert back == v
     assert type(back) is type(v)
 
 
-def test_large_values_are_compressed():
+def test_large_values_are_compressed() -> None:
     import msgpack
 
     v = ["the same words again"] * 10_000
@@ -49,18 +50,18 @@ def test_large_values_are_compressed():
 @pytest.mark.parametrize(
     "data", [b"", b"\x07abc", b"\x01\xc1", b"\x82garbage", b"\x02not a pickle"]
 )
-def test_bad_values_are_payload_errors(data):
+def test_bad_values_are_payload_errors(data: bytes) -> None:
     with pytest.raises(shoal.PayloadError):
         loads_value(data)
 
 
 @given(st.binary(max_size=200))
-def test_random_bytes_never_escape_as_other_errors(data):
+def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
     with contextlib.suppress(shoal.PayloadError):
         loads_value(data)
 
 
-def test_invocation_round_trip():
+def test_invocation_round_trip() -> None:
     inv = Invocation("run1", 3, (1, 2), b"graph", None, {7: b"\x01\x02"})
     assert Invocation.decode(inv.encode()) == inv
 
@@ -73,12 +74,12 @@ def test_invocation_round_trip():
         (b"SHI\x01\xc1", "cannot decode"),
     ],
 )
-def test_bad_invocations(data, match):
+def test_bad_invocations(data: bytes, match: str) -> None:
     with pytest.raises(shoal.PayloadError, match=match):
         Invocation.decode(data)
 
 
-def test_malformed_invocation_fields_are_named():
-    bad = Invocation("", -1, (-5,), None, None, {})  # type: ignore[arg-type]
+def test_malformed_invocation_fields_are_named() -> None:
+    bad = Invocation("", -1, (-5,), None, None, {})
     with pytest.raises(shoal.PayloadError, match="run id.*worker id.*start tasks.*subDAG"):
         Invocation.decode(bad.encode())

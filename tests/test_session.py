@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -13,12 +14,12 @@ from shoal.storage.memory import MemoryStorage
 
 
 @shoal.task
-def add(x, y):
+def add(x: Any, y: Any) -> Any:
     return x + y
 
 
 @shoal.task
-def held(url, started, release):
+def held(url: str, started: str, release: str) -> int:
     """Says it started, then returns once the test releases it (bounded: a lost release fails
     the task instead of keeping a worker for ever)."""
     import redis
@@ -41,17 +42,17 @@ def held(url, started, release):
         ({"keep_warm_s": -1}, "keep_warm_s must be >= 0"),
     ],
 )
-def test_bad_pool_settings_are_named(kwargs, message):
+def test_bad_pool_settings_are_named(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(shoal.ConfigError, match=message):
         LocalProcesses(**kwargs)
 
 
-def test_redis_url_and_storage_together_is_an_error():
+def test_redis_url_and_storage_together_is_an_error() -> None:
     with pytest.raises(shoal.ConfigError, match="either redis_url= or storage="):
         shoal.Session(redis_url="redis://127.0.0.1:1/0", storage=MemoryStorage())
 
 
-def test_local_processes_need_a_redis_storage():
+def test_local_processes_need_a_redis_storage() -> None:
     with (
         shoal.Session(backend=LocalProcesses(1), storage=MemoryStorage()) as s,
         pytest.raises(shoal.ConfigError, match="needs a Redis storage"),
@@ -60,7 +61,7 @@ def test_local_processes_need_a_redis_storage():
 
 
 @pytest.mark.slow  # connection retries with backoff
-def test_an_unreachable_server_is_named_without_its_password():
+def test_an_unreachable_server_is_named_without_its_password() -> None:
     with (
         shoal.Session(redis_url="redis://:s3cret@127.0.0.1:1/0", progress=False) as s,
         pytest.raises(shoal.ConfigError) as info,
@@ -70,7 +71,7 @@ def test_an_unreachable_server_is_named_without_its_password():
     assert "s3cret" not in str(info.value)
 
 
-def test_in_memory_session_with_explicit_parts():
+def test_in_memory_session_with_explicit_parts() -> None:
     with shoal.Session(backend=InProcess(threads=True), storage=MemoryStorage()) as s:
         assert s.compute(add(1, 2), add(3, 4)) == (3, 7)
         assert s.redis_url is None
@@ -78,7 +79,7 @@ def test_in_memory_session_with_explicit_parts():
         assert run.result() == (11,)
 
 
-def test_run_handle(redis_url):
+def test_run_handle(redis_url: str) -> None:
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
         with pytest.raises(shoal.ConfigError, match="at least one node"):
             s.submit()
@@ -93,7 +94,7 @@ def test_run_handle(redis_url):
     assert_no_leaks(redis_url)
 
 
-def test_run_timeout_then_nothing_leaks_even_when_the_task_finishes_later(redis_url):
+def test_run_timeout_then_nothing_leaks_even_when_the_task_finishes_later(redis_url: str) -> None:
     import redis
 
     r = redis.Redis.from_url(redis_url)
@@ -113,7 +114,7 @@ def test_run_timeout_then_nothing_leaks_even_when_the_task_finishes_later(redis_
     assert_no_leaks(redis_url)
 
 
-def test_closing_a_session_cleans_up_runs_never_waited_for(redis_url):
+def test_closing_a_session_cleans_up_runs_never_waited_for(redis_url: str) -> None:
     s = shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False)
     s.submit(add(1, 2))
     s.close()
@@ -122,7 +123,7 @@ def test_closing_a_session_cleans_up_runs_never_waited_for(redis_url):
         s.compute(add(1, 2))
 
 
-def test_embedded_server_lives_and_dies_with_its_session():
+def test_embedded_server_lives_and_dies_with_its_session() -> None:
     import redis
 
     with shoal.Session(backend=LocalProcesses(1), progress=False) as s:

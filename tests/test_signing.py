@@ -3,28 +3,34 @@ unsigned, altered or foreign-signed payload is refused before it is decoded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 import shoal
 from conftest import assert_no_leaks
 from reference import evaluate
 from shoal.backends import LocalProcesses
+from shoal.backends.base import Backend, Resources
 from shoal.runtime.invocation import Invocation
 from shoal.serialize import dumps_leaf, dumps_value, loads_function, loads_value
 from shoal.signing import seal, unseal
 
 
 @shoal.task
-def add(x, y):
+def add(x: Any, y: Any) -> Any:
     return x + y
 
 
 @pytest.fixture
-def secret(monkeypatch):
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_SECRET", "correct horse battery staple")
 
 
-def test_seal_round_trip_and_every_kind_of_bad_input(secret, monkeypatch):
+def test_seal_round_trip_and_every_kind_of_bad_input(
+    secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sealed = seal(b"payload")
     assert sealed != b"payload" and unseal(sealed, "x") == b"payload"
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
@@ -42,9 +48,11 @@ def test_seal_round_trip_and_every_kind_of_bad_input(secret, monkeypatch):
         unseal(sealed, "a test payload")
 
 
-def test_values_functions_and_invocations_are_sealed(secret, monkeypatch):
+def test_values_functions_and_invocations_are_sealed(
+    secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Opaque:  # pickled, not msgpack: the case that matters
-        def __init__(self, v):
+        def __init__(self, v: int) -> None:
             self.v = v
 
     blob = dumps_value(Opaque(3))
@@ -60,18 +68,18 @@ def test_values_functions_and_invocations_are_sealed(secret, monkeypatch):
             load(bad)
 
 
-def test_a_plain_pickle_is_never_unpickled_when_a_secret_is_set(secret):
+def test_a_plain_pickle_is_never_unpickled_when_a_secret_is_set(secret: None) -> None:
     import pickle
 
     class Boom:
-        def __reduce__(self):
+        def __reduce__(self) -> tuple[Any, ...]:
             return (eval, ("1/0",))  # would raise ZeroDivisionError if unpickled
 
     with pytest.raises(shoal.PayloadError, match="not signed"):
         loads_function(pickle.dumps(Boom()))
 
 
-def test_signed_runs_on_every_scheduler(secret, redis_url):
+def test_signed_runs_on_every_scheduler(secret: None, redis_url: str) -> None:
     n = add(add(1, 2), add(3, 4))
     assert n.compute(scheduler="sync") == 10
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(2), progress=False) as s:
@@ -83,12 +91,12 @@ def test_signed_runs_on_every_scheduler(secret, redis_url):
 class _Resigning:
     """A backend in the middle: re-signs every invocation with another secret (tampering)."""
 
-    def __init__(self, inner, monkeypatch):
+    def __init__(self, inner: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
         self.inner, self.mp = inner, monkeypatch
         self.name, self.capabilities = inner.name, inner.capabilities
 
-    async def invoke_many(self, items):
-        forged = []
+    async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
+        forged: list[tuple[bytes, Resources | None]] = []
         for data, res in items:
             inv = Invocation.decode(data)
             self.mp.setenv("SHOAL_SECRET", "forged")
@@ -96,14 +104,16 @@ class _Resigning:
             self.mp.setenv("SHOAL_SECRET", "correct horse battery staple")
         await self.inner.invoke_many(forged)
 
-    async def invoke(self, data, res):
+    async def invoke(self, data: bytes, res: Resources | None) -> None:
         await self.invoke_many([(data, res)])
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-def test_a_tampered_invocation_fails_the_run_clearly(secret, redis_url, monkeypatch):
+def test_a_tampered_invocation_fails_the_run_clearly(
+    secret: None, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
         assert s.compute(add(1, 2)) == (3,)  # the pool starts, with the right secret
         real = s.backend

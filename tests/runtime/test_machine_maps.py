@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import shoal
 from shoal.graph import freeze
 from shoal.runtime.elements import MapView, element_id, item_id, view
@@ -24,20 +27,20 @@ from .test_machine import config
 
 
 @shoal.task
-def src(n):
+def src(n: int) -> list[int]:
     return list(range(n))
 
 
 @shoal.task
-def f(*xs):
+def f(*xs: Any) -> Any:
     return sum(xs)
 
 
-def done(ready=(), first=True):
+def done(ready: Iterable[int] = (), first: bool = True) -> CompletionResult:
     return CompletionResult(first, list(ready), [], False)
 
 
-def pipeline():
+def pipeline() -> MapView:
     """0 = src(3), 1 = k, 2 = map(f, 0) root, 3 = map(f, 2, k), 4 = f(3): ids by freeze order."""
     k = f(7)
     first = shoal.map(f, src(3))
@@ -48,13 +51,14 @@ def pipeline():
     return g
 
 
-def test_the_root_fetches_its_source_only_and_expands():
+def test_the_root_fetches_its_source_only_and_expands() -> None:
     g = pipeline()
     root = next(m for m in g.map_info if g.is_root(m))
     source = g.deps(root)[0]
     m = WorkerMachine(g.subdag_for(None, [source]), None, config())
     m.handle(Started([source], {}))
     [comp] = m.handle(Executed(source, [5, 6, 7], {}))
+    assert isinstance(comp, Complete)
     # The source feeds a map: stored, whatever happens next (elements elsewhere need items).
     assert comp.completion.must_store
     [ex] = m.handle(Completed(source, done([root])))
@@ -70,7 +74,7 @@ def test_the_root_fetches_its_source_only_and_expands():
     assert x.width * len(x.maps) == 6  # elements the MAP_EXPANDED event announces
 
 
-def test_elements_keep_one_invoke_the_rest_and_chain_element_wise():
+def test_elements_keep_one_invoke_the_rest_and_chain_element_wise() -> None:
     g = pipeline()
     root = next(m for m in g.map_info if g.is_root(m))
     (child,) = g.child_maps(root)
@@ -87,15 +91,17 @@ def test_elements_keep_one_invoke_the_rest_and_chain_element_wise():
     [ex] = [i for i in out if isinstance(i, Execute)]
     assert ex == Execute(e[0], 1, {items[0]: 5}, [])
     [comp] = m.handle(Executed(e[0], 5, {}))
+    assert isinstance(comp, Complete)
     c = comp.completion
     # The one next element runs here, and nobody gathers the first map: nothing is encoded.
     assert c.output is None and [gm.map for gm in c.gathers] == [root]
     e2 = element_id(g.map_info[child].ord, 0)
     assert [d.task for d in c.downstream] == [e2]
-    [ex] = m.handle(Completed(e[0], done([e2])))
+    [ex2] = m.handle(Completed(e[0], done([e2])))
     k = g.deps(child)[1]
-    assert ex == Execute(e2, 1, {e[0]: 5}, [k])  # the broadcast input is fetched
+    assert ex2 == Execute(e2, 1, {e[0]: 5}, [k])  # the broadcast input is fetched
     [comp] = m.handle(Executed(e2, 12, {k: 7}))
+    assert isinstance(comp, Complete)
     c = comp.completion
     # The second map is gathered into a static task: its elements are stored.
     assert c.must_store and c.output == dumps_value(12)
@@ -103,7 +109,7 @@ def test_elements_keep_one_invoke_the_rest_and_chain_element_wise():
     assert m.handle(Completed(e2, done())) == [Exit("no more work")]
 
 
-def test_element_names_deps_and_fill_follow_their_map():
+def test_element_names_deps_and_fill_follow_their_map() -> None:
     g = pipeline()
     root = next(m for m in g.map_info if g.is_root(m))
     (child,) = g.child_maps(root)
@@ -116,7 +122,7 @@ def test_element_names_deps_and_fill_follow_their_map():
     assert g.worker(e) is None and g.options(e) == g.options(child)
 
 
-def test_a_repeated_expansion_readies_nothing():
+def test_a_repeated_expansion_readies_nothing() -> None:
     g = pipeline()
     root = next(m for m in g.map_info if g.is_root(m))
     m = WorkerMachine(g.subdag_for(None, [root]), None, config())
@@ -125,7 +131,7 @@ def test_a_repeated_expansion_readies_nothing():
     assert m.handle(Completed(root, done(first=False))) == [Exit("no more work")]
 
 
-def test_complete_instructions_for_static_tasks_are_unchanged_without_maps():
+def test_complete_instructions_for_static_tasks_are_unchanged_without_maps() -> None:
     g = freeze([f(f(1))]).graph
     assert view(g) is g
     m = WorkerMachine(g, None, config())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,46 +16,59 @@ from shoal.storage.base import (
     Expansion,
     Gather,
     RunSpec,
+    Storage,
 )
 from shoal.storage.memory import MemoryStorage
 from shoal.storage.redis import RedisStorage
+
+T = TypeVar("T")
 
 
 class FakeClock:
     """The memory store's clock in these tests: leases run out when a test advances it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self):
+    def __call__(self) -> float:
         return self.now
 
 
 @pytest.fixture(params=["memory", "redis"])
-def store(request):
+def store(request: pytest.FixtureRequest) -> Storage:
     if request.param == "memory":
         return MemoryStorage(clock=FakeClock())
     return RedisStorage(request.getfixturevalue("clean_redis"))
 
 
-async def run_out(store, run_id="r1"):
+async def run_out(store: Storage, run_id: str = "r1") -> list[str]:
     """Lets every lease held now run out; the members ``expired()`` reported meanwhile.
 
     A sentinel lease taken last expires last: once it is reported, so is every lease that was
     held before it (on the memory store the clock jumps; on Redis the poll is bounded)."""
     await store.fetch(run_id, [], lease=["sentinel"])
     if isinstance(store, MemoryStorage):
-        store.clock.now += store.lease_ttl_s
-    seen = set()
+        clock = store.clock
+        assert isinstance(clock, FakeClock)
+        clock.now += store.lease_ttl_s
+    seen: set[str] = set()
     for _ in range(1000):
-        seen.update(await store.expired(run_id))
+        expired = await store.expired(run_id)
+        assert expired is not None, "the run's state is gone"
+        seen.update(expired)
         if "sentinel" in seen:
             return sorted(seen - {"sentinel"})
         await asyncio.sleep(0.005)
     raise AssertionError(f"the sentinel lease never expired (seen: {sorted(seen)})")
 
 
-def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
+def spec(
+    run: str = "r1",
+    outputs: Iterable[int] = (9,),
+    workers: Iterable[int] = (),
+    subdags: dict[str, bytes] | None = None,
+    constants: dict[bytes, bytes] | None = None,
+) -> RunSpec:
     return RunSpec(
         run_id=run,
         functions={b"h" * 16: b"fn-blob"},
@@ -66,11 +81,11 @@ def spec(run="r1", outputs=(9,), workers=(), subdags=None, constants=None):
     )
 
 
-def run(coro, store=None):
+def run(coro: Coroutine[Any, Any, T], store: Storage | None = None) -> T:
     """Runs a test's coroutine, then closes ``store`` on the same loop (its connections live
     there)."""
 
-    async def main():
+    async def main() -> T:
         try:
             return await coro
         finally:
@@ -80,8 +95,8 @@ def run(coro, store=None):
     return asyncio.run(main())
 
 
-def test_submit_then_fetch_functions_constants_subdags(store):
-    async def go():
+def test_submit_then_fetch_functions_constants_subdags(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         got = await store.fetch("r1", [], [b"h" * 16, b"x" * 16], [b"c" * 16])
         assert got.functions == {b"h" * 16: b"fn-blob"}
@@ -94,8 +109,8 @@ def test_submit_then_fetch_functions_constants_subdags(store):
     run(go(), store)
 
 
-def test_completion_counts_down_and_returns_ready_once(store):
-    async def go():
+def test_completion_counts_down_and_returns_ready_once(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
         down = [Downstream(3, 2, None)]
         r1 = await store.complete("r1", Completion(1, b"one", False, down, False, None))
@@ -116,8 +131,8 @@ def test_completion_counts_down_and_returns_ready_once(store):
     run(go(), store)
 
 
-def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store):
-    async def go():
+def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[5], workers=[0]), {"type": "RUN_SUBMITTED"})
         down = [Downstream(5, 1, 7), Downstream(6, 1, 7), Downstream(8, 1, 0)]
         r = await store.complete("r1", Completion(1, b"v", True, down, False, 0))
@@ -132,12 +147,12 @@ def test_pinned_ready_tasks_go_to_inbox_and_invoke_once(store):
     run(go(), store)
 
 
-def test_blocking_reads_wake_on_writes(store):
-    async def go():
+def test_blocking_reads_wake_on_writes(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         first = (await store.read_events("r1"))[-1][0]
 
-        async def later():
+        async def later() -> None:
             await asyncio.sleep(0.05)
             await store.append_event("r1", {"type": "PING"})
 
@@ -150,8 +165,8 @@ def test_blocking_reads_wake_on_writes(store):
     run(go(), store)
 
 
-def test_failure_is_recorded_once(store):
-    async def go():
+def test_failure_is_recorded_once(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         rec = ErrorRecord(4, "t", 2, "KeyError", "k", "tb", "w", 1.0)
         assert await store.fail("r1", rec)
@@ -163,8 +178,8 @@ def test_failure_is_recorded_once(store):
     run(go(), store)
 
 
-def test_cleanup_leaves_only_the_event_stream(store):
-    async def go():
+def test_cleanup_leaves_only_the_event_stream(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[1], workers=[2]), {"type": "RUN_SUBMITTED"})
         await store.complete("r1", Completion(1, b"v", True, [Downstream(3, 1, 2)], True, None))
         await store.put_subdag("r1", "t5", b"big")
@@ -177,7 +192,7 @@ def test_cleanup_leaves_only_the_event_stream(store):
     run(go(), store)
 
 
-def test_every_run_key_carries_the_hash_tag():
+def test_every_run_key_carries_the_hash_tag() -> None:
     for key in [
         *keys.fixed_run_keys("abc"),
         keys.inbox("abc", 1),
@@ -188,8 +203,8 @@ def test_every_run_key_carries_the_hash_tag():
     assert "{" not in keys.function(b"h" * 16)
 
 
-def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store):
-    async def go():
+def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[1]), {"type": "RUN_SUBMITTED"})
         await store.cleanup("r1", [])
         late = await store.complete("r1", Completion(1, b"v", True, [Downstream(2, 2, 3)], True, 3))
@@ -201,8 +216,8 @@ def test_a_cleaned_up_run_is_never_recreated_by_stragglers(store):
     run(go(), store)
 
 
-def test_fetch_appends_the_started_event_in_the_same_call(store):
-    async def go():
+def test_fetch_appends_the_started_event_in_the_same_call(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
         await store.complete(
             "r1", Completion(1, b"one", True, [Downstream(2, 1, None)], False, None)
@@ -215,8 +230,8 @@ def test_fetch_appends_the_started_event_in_the_same_call(store):
     run(go(), store)
 
 
-def test_outputs_that_stayed_on_their_worker_are_not_results(store):
-    async def go():
+def test_outputs_that_stayed_on_their_worker_are_not_results(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[2]), {"type": "RUN_SUBMITTED"})
         await store.complete(
             "r1", Completion(1, None, False, [Downstream(2, 1, None)], False, None)
@@ -227,8 +242,8 @@ def test_outputs_that_stayed_on_their_worker_are_not_results(store):
     run(go(), store)
 
 
-def test_recent_runs_lists_submitted_runs_newest_first(store):
-    async def go():
+def test_recent_runs_lists_submitted_runs_newest_first(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(run="a"), {"type": "RUN_SUBMITTED"})
         await asyncio.sleep(0.01)
         await store.submit(spec(run="b"), {"type": "RUN_SUBMITTED"})
@@ -238,12 +253,12 @@ def test_recent_runs_lists_submitted_runs_newest_first(store):
     run(go(), store)
 
 
-def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
+def test_every_redis_key_of_a_run_has_a_ttl(clean_redis: str) -> None:
     import redis
 
     store = RedisStorage(clean_redis)
 
-    async def go():
+    async def go() -> None:
         await store.submit(spec(outputs=[5], workers=[0]), {"type": "RUN_SUBMITTED"})
         down = [Downstream(5, 1, 7), Downstream(6, 2, None)]
         await store.complete("r1", Completion(1, b"v", True, down, False, 0))
@@ -259,10 +274,10 @@ def test_every_redis_key_of_a_run_has_a_ttl(clean_redis):
     r.close()
 
 
-def test_leases_cover_tasks_from_ready_to_completed(store):
+def test_leases_cover_tasks_from_ready_to_completed(store: Storage) -> None:
     store.lease_ttl_s = 0.3
 
-    async def go():
+    async def go() -> None:
         await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
         await store.fetch("r1", [], lease=["t1", "w4"])  # task 1 starts on pinned worker 4
         assert await store.expired("r1") == []
@@ -288,11 +303,11 @@ def test_leases_cover_tasks_from_ready_to_completed(store):
     run(go(), store)
 
 
-def test_expired_leases_come_soonest_first_and_renewal_postpones_them():
+def test_expired_leases_come_soonest_first_and_renewal_postpones_them() -> None:
     clock = FakeClock()
     store = MemoryStorage(lease_ttl_s=10, clock=clock)
 
-    async def go():
+    async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         await store.fetch("r1", [], lease=["t5", "t7"])
         clock.now += 4
@@ -313,8 +328,8 @@ def test_expired_leases_come_soonest_first_and_renewal_postpones_them():
     run(go())
 
 
-def test_task_states_say_done_stored_or_not(store):
-    async def go():
+def test_task_states_say_done_stored_or_not(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[3]), {"type": "RUN_SUBMITTED"})
         down = [Downstream(3, 2, None)]
         await store.complete("r1", Completion(1, b"one", False, down, False, None))  # waits
@@ -331,7 +346,7 @@ E1 = (3 << 32) | 0  # element 0 of the map with ordinal 1
 ITEM0 = (2 << 32) | 0  # item 0 of the chain rooted at ordinal 0
 
 
-def chain(width, *, is_output=False, pinned_consumer=None):
+def chain(width: int, *, is_output: bool = False, pinned_consumer: int | None = None) -> Expansion:
     """Map 10 (root, ord 0) -> map 11 (ord 1) element-wise; 11 is gathered into task 12."""
     consumer = [Downstream(12, 1, pinned_consumer)]
     maps = [Gather(10, [], False, {"name": "f"}), Gather(11, consumer, is_output, {"name": "g"})]
@@ -347,8 +362,8 @@ def chain(width, *, is_output=False, pinned_consumer=None):
     )
 
 
-def test_an_expansion_records_items_and_readies_the_root_elements_once(store):
-    async def go():
+def test_an_expansion_records_items_and_readies_the_root_elements_once(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[12]), {"type": "RUN_SUBMITTED"})
         r = await store.expand("r1", chain(3))
         assert r.first and r.ready == [E0, E0 + 1, E0 + 2] and not r.run_finished
@@ -367,8 +382,8 @@ def test_an_expansion_records_items_and_readies_the_root_elements_once(store):
     run(go(), store)
 
 
-def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store):
-    async def go():
+def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[12]), {"type": "RUN_SUBMITTED"})
         x = chain(2)
         await store.expand("r1", x)
@@ -406,8 +421,8 @@ def test_the_last_element_completes_its_map_and_counts_down_the_consumer(store):
     run(go(), store)
 
 
-def test_width_zero_completes_every_map_of_the_chain_at_once(store):
-    async def go():
+def test_width_zero_completes_every_map_of_the_chain_at_once(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(outputs=[11]), {"type": "RUN_SUBMITTED"})
         r = await store.expand("r1", chain(0, is_output=True, pinned_consumer=4))
         assert r.first and r.ready == [] and r.run_finished
@@ -421,8 +436,8 @@ def test_width_zero_completes_every_map_of_the_chain_at_once(store):
     run(go(), store)
 
 
-def test_lists_of_maps_that_did_not_expand_are_absent(store):
-    async def go():
+def test_lists_of_maps_that_did_not_expand_are_absent(store: Storage) -> None:
+    async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})
         assert (await store.fetch("r1", [], lists={10: E0})).lists == {}
 

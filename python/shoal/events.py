@@ -8,7 +8,7 @@ reader sees the same names, types and defaults. The README documents the schema 
 interface), and a test checks that it lists every record and field here.
 
 Field encoding: ints as decimal, floats by ``repr`` (exact), booleans as ``1``/``0``, tuples as
-comma-separated values, mappings as JSON; a field whose value is its default (None, an empty
+comma-separated values; a field whose value is its default (None, an empty
 tuple, 0 where 0 is the default) is left out, and decodes to that default. Every decoded
 record also carries ``id`` (the stream entry id) and ``at`` (the server's clock when the entry
 was appended, in seconds): one clock for every event, whichever host wrote it.
@@ -25,7 +25,6 @@ writer), never an error; a known type missing a required field is a
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -123,6 +122,9 @@ class TaskCompleted(Event):
     #: Encoded output size (0: the value stayed on its worker) and encoding time.
     output_bytes: int = 0
     encode_s: float = 0.0
+    #: Server time when the completion was recorded (written by the store): ``stored_at -
+    #: end`` is what storing the output took (encoding, the upload, the completion script).
+    stored_at: float | None = None
     #: The optimizations that acted on this attempt (kinds, see ``shoal.planning``).
     optimizations: tuple[str, ...] = ()
     #: For a map: how many elements it had.
@@ -181,7 +183,8 @@ class MapExpanded(Event):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorkerExited(Event):
-    """An invocation ended: what the worker did and where its time went."""
+    """A pinned worker's invocation ended: what it did and where its time went (sent with the
+    release of its lease, in the same round trip; a flexible worker's time is its tasks')."""
 
     type: ClassVar[str] = "WORKER_EXITED"
     worker: str
@@ -192,8 +195,6 @@ class WorkerExited(Event):
     tasks: int = 0
     busy_s: float = 0.0
     parked_s: float = 0.0
-    #: Per task: seconds its completion round trip took (which stores the output).
-    store_s: Mapping[int, float] = field(default_factory=dict)
     time: float | None = None
 
 
@@ -279,10 +280,6 @@ _BY_ANNOTATION: dict[str, _Codec] = {
     "bool": (lambda v: "1" if v else "0", lambda s: s == "1"),
     "tuple[str, ...]": _tuple_of(str),
     "tuple[int, ...]": _tuple_of(int),
-    "Mapping[int, float]": (
-        lambda v: json.dumps({str(k): x for k, x in v.items()}) if v else None,
-        lambda s: {int(k): float(x) for k, x in json.loads(s).items()},
-    ),
 }
 
 

@@ -178,6 +178,19 @@ def test_failure_is_recorded_once(store: Storage) -> None:
     run(go(), store)
 
 
+def test_a_failed_run_stays_failed_when_its_last_output_completes_late(store: Storage) -> None:
+    async def go() -> None:
+        await store.submit(spec(outputs=[9]), {"type": "RUN_SUBMITTED"})
+        assert await store.fail("r1", ErrorRecord(4, "t", 1, "KeyError", "k", "tb", "w", 1.0))
+        late = await store.complete("r1", Completion(9, b"nine", True, [], True, None))
+        assert late.first and not late.run_finished
+        assert await store.run_ended("r1")
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert "RUN_COMPLETED" not in types and types[-3:-1] == ["TASK_FAILED", "RUN_FAILED"]
+
+    run(go(), store)
+
+
 def test_cleanup_leaves_only_the_event_stream(store: Storage) -> None:
     async def go() -> None:
         await store.submit(spec(outputs=[1], workers=[2]), {"type": "RUN_SUBMITTED"})

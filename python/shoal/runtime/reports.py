@@ -6,8 +6,9 @@ event fields by hand. A worker's name says both its process and, on a pinned wor
 ``<host>:<pid>:<n>/w<id>``.
 
 State (:class:`Tally`, one per invocation): ``tasks`` attempts run, ``busy_s`` seconds in task
-functions, ``parked_s`` seconds blocked on the inbox, ``store_s`` per task the seconds its
-completion round trip took; all only grow, and go out once, in WORKER_EXITED.
+functions, ``parked_s`` seconds blocked on the inbox; all only grow, and a pinned worker sends
+them once, in WORKER_EXITED (with the release of its lease: no extra round trip). How long
+storing an output took is on its TASK_COMPLETED (``stored_at - end``, stamped by the store).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class Tally:
     tasks: int = 0
     busy_s: float = 0.0
     parked_s: float = 0.0
-    store_s: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,7 +167,6 @@ class Reporter:
             tasks=t.tasks,
             busy_s=round(t.busy_s, 6),
             parked_s=round(t.parked_s, 6),
-            store_s={k: round(v, 6) for k, v in t.store_s.items()},
             time=now,
         )
         return events.encode(record)

@@ -184,15 +184,16 @@ class _Shell:
         self.machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
         self.reporter = Reporter(self.worker_name, inv.worker, self.start_info, subdag)
         renewing = asyncio.ensure_future(self._renew_leases())
+        reason = "failed"
         try:
             reason = await self._loop()
-            exited = self.reporter.exited(reason, self.caches.now())
-            await self.storage.append_event(self.run_id, exited)
         finally:
             renewing.cancel()
             if inv.worker is not None:
+                exited = self.reporter.exited(reason, self.caches.now())
                 with contextlib.suppress(Exception):
-                    await self.storage.release(self.run_id, [keys.worker_lease(inv.worker)])
+                    lease = [keys.worker_lease(inv.worker)]
+                    await self.storage.release(self.run_id, lease, exited)
 
     async def _loop(self) -> str:
         """Carries out instructions until the machine says exit; returns why it did."""
@@ -219,9 +220,7 @@ class _Shell:
         if isinstance(ins, Execute):
             return await self._execute(ins)
         if isinstance(ins, Complete):
-            t0 = time.perf_counter()
             result = await self.storage.complete(self.run_id, ins.completion)
-            self.reporter.tally.store_s[ins.completion.task] = time.perf_counter() - t0
             self.running = None
             return Completed(ins.completion.task, result)
         if isinstance(ins, Expand):

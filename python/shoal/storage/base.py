@@ -191,8 +191,11 @@ class Storage(Protocol):
     async def renew(self, run_id: str, members: Sequence[str]) -> None:
         """Extends leases this worker still holds (a lease dropped meanwhile stays dropped)."""
 
-    async def release(self, run_id: str, members: Sequence[str]) -> None:
-        """Drops leases (a task handed to a durable queue, a pinned worker that is done)."""
+    async def release(
+        self, run_id: str, members: Sequence[str], event: Event | None = None
+    ) -> None:
+        """Drops leases (a task handed to a durable queue, a pinned worker that is done) and
+        appends ``event`` if given, in the same round trip."""
 
     async def expired(self, run_id: str) -> list[str] | None:
         """Lease members past their expiry, each extended by a grace period so one expiry is

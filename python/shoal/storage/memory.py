@@ -49,9 +49,7 @@ class _Run:
 
 
 class MemoryStorage:
-    def __init__(
-        self, lease_ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, lease_ttl_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         self.lease_ttl_s = lease_ttl_s
         self.clock = clock
         self._data: dict[str, Any] = {}
@@ -227,10 +225,14 @@ class MemoryStorage:
         if state is not None:
             state.renew(members, self.lease_ttl_s)
 
-    async def release(self, run_id: str, members: Sequence[str]) -> None:
+    async def release(
+        self, run_id: str, members: Sequence[str], event: Event | None = None
+    ) -> None:
         state = self._state(run_id)
         if state is not None:
             state.release(members)
+        if event is not None:
+            await self.append_event(run_id, event)
 
     async def expired(self, run_id: str) -> list[str] | None:
         state = self._state(run_id)

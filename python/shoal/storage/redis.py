@@ -218,11 +218,8 @@ class RedisStorage:
 
     async def append_event(self, run_id: str, event: Event) -> str:
         # NOMKSTREAM: an event for a run whose stream is gone must not re-create it (no TTL).
-        fields: list[Any] = []
-        for k, v in event.items():
-            fields += [k, v]
         entry_id = await self._r.execute_command(
-            "XADD", keys.events(run_id), "NOMKSTREAM", "*", *fields
+            "XADD", keys.events(run_id), "NOMKSTREAM", "*", *_flat(event)
         )
         return "" if entry_id is None else entry_id.decode()
 
@@ -234,9 +231,18 @@ class RedisStorage:
         if members:
             await self._renew(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
 
-    async def release(self, run_id: str, members: Sequence[str]) -> None:
+    async def release(
+        self, run_id: str, members: Sequence[str], event: Event | None = None
+    ) -> None:
+        if event is None:
+            if members:
+                await self._r.zrem(keys.leases(run_id), *members)
+            return
+        p = self._r.pipeline(transaction=False)
         if members:
-            await self._r.zrem(keys.leases(run_id), *members)
+            p.zrem(keys.leases(run_id), *members)
+        p.execute_command("XADD", keys.events(run_id), "NOMKSTREAM", "*", *_flat(event))
+        await p.execute()
 
     async def expired(self, run_id: str) -> list[str] | None:
         reply = await self._expired(
@@ -399,12 +405,17 @@ def _pack_blobs(blobs: Sequence[bytes]) -> bytes:
     return msgpack.packb(list(blobs), use_bin_type=False)  # type: ignore[no-any-return]
 
 
-def _pack_event(event: Event) -> bytes:
-    """An event as one msgpack array of alternating fields and values (for the scripts)."""
+def _flat(event: Event) -> list[str]:
+    """An event's fields and values, alternating (as XADD and the scripts take them)."""
     flat: list[str] = []
     for k, v in event.items():
         flat += [k, v]
-    return _pack(flat)
+    return flat
+
+
+def _pack_event(event: Event) -> bytes:
+    """An event as one msgpack array (for the scripts)."""
+    return _pack(_flat(event))
 
 
 def _decode_event(fields: dict[bytes, bytes]) -> Event:

@@ -125,8 +125,9 @@ local function count_down(list)
   return waits
 end
 local function output_done()
-  if redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0 then
-    redis.call('HSET', KEYS[4], 'ended', 'completed')
+  -- A run that failed stays failed: its last output completing late changes nothing.
+  if redis.call('HINCRBY', KEYS[4], 'outputs_left', -1) == 0
+      and redis.call('HSETNX', KEYS[4], 'ended', 'completed') == 1 then
     redis.call('XADD', KEYS[5], '*', 'type', 'RUN_COMPLETED')
     finished = 1
   end
@@ -169,8 +170,9 @@ local waits = count_down(cmsgpack.unpack(ARGV[7]))
 if ARGV[2] ~= '' and (ARGV[3] == '1' or waits) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
 end
+local now = redis.call('TIME')
 redis.call('XADD', KEYS[5], '*', 'type', 'TASK_COMPLETED', 'task', task,
-  unpack(cmsgpack.unpack(ARGV[8])))
+  'stored_at', string.format('%d.%06d', now[1], now[2]), unpack(cmsgpack.unpack(ARGV[8])))
 if ARGV[4] == '1' then output_done() end
 for _, g in ipairs(cmsgpack.unpack(ARGV[10])) do
   if redis.call('HINCRBY', KEYS[2], 'g' .. id(g[1]), -1) == 0 then finish_map(g) end

@@ -42,8 +42,8 @@ State
     Requested outputs not done yet. The change that takes it to 0 appends RUN_COMPLETED and
     reports ``run_finished``; it never counts up.
 ``ended: str | None``
-    None while the run is live, then ``"completed"`` or ``"failed"``. Only a live run can fail;
-    a failed run whose last output still completes reads ``"completed"`` (as on the server).
+    None while the run is live, then ``"completed"`` or ``"failed"``, for good: only a live run
+    can fail or complete (a failed run's last output completing late changes nothing).
 ``done: set[int]``
     Every id that completed: static tasks, elements, maps (by their gather or width 0) and
     the items of expanded chains. An id enters once; the change that adds it is its first.
@@ -167,7 +167,7 @@ class RunState:
         waits = ch.count_down(c.downstream)
         if c.output and (c.must_store or waits):
             self.outputs[c.task] = c.output  # the claim admits one writer: the first
-        ch.events.append(_completed(c.task, c.event))
+        ch.events.append(_completed(c.task, c.event, self.clock()))
         if c.is_output:
             ch.output_done()
         for g in c.gathers:
@@ -305,7 +305,8 @@ class Change:
     def output_done(self) -> None:
         s = self.state
         s.outputs_left -= 1
-        if s.outputs_left == 0:
+        # A run that failed stays failed: its last output completing late changes nothing.
+        if s.outputs_left == 0 and s.ended is None:
             s.ended = "completed"
             self.events.append(_run_completed())
             self.finished = True
@@ -337,8 +338,10 @@ def _fields(extra: Event, *reserved: str) -> Event:
     return {k: v for k, v in extra.items() if k not in reserved}
 
 
-def _completed(task: int, extra: Event) -> Event:
-    own = {"type": events.TaskCompleted.type, "task": str(task)}
+def _completed(task: int, extra: Event, now: float) -> Event:
+    # `stored_at`: when the completion (and the output with it) was recorded, on the store's
+    # clock; the server's script stamps it with TIME.
+    own = {"type": events.TaskCompleted.type, "task": str(task), "stored_at": f"{now:.6f}"}
     return {**own, **_fields(extra, "type", "task")}
 
 

@@ -1,0 +1,163 @@
+"""The policy point: every choice the worker machine makes goes through its policy object, which
+reads the plan; the machine's bounded event log reaches the error when a worker fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import shoal
+from shoal.backends.inprocess import InProcess
+from shoal.graph import freeze
+from shoal.planning import Optimization, Plan, TaskPlan
+from shoal.runtime.machine import (
+    Complete,
+    Completed,
+    Execute,
+    Executed,
+    Invoke,
+    MachineConfig,
+    Started,
+    WorkerMachine,
+)
+from shoal.runtime.policy import (
+    DefaultPolicy,
+    FetchDecision,
+    OutputDecision,
+    OutputFacts,
+    Placement,
+)
+from shoal.storage.base import Completion, CompletionResult
+from shoal.storage.memory import MemoryStorage
+
+
+@shoal.task
+def f(*xs: Any) -> int:
+    return sum(xs)
+
+
+def done(ready: list[int]) -> CompletionResult:
+    return CompletionResult(True, ready, [], False)
+
+
+class StoreAll(DefaultPolicy):
+    """Encodes and stores every output, and says so."""
+
+    def output(self, machine: WorkerMachine, facts: OutputFacts) -> OutputDecision:
+        return OutputDecision(encode=True, must_store=True, acted=("store_all",))
+
+
+class InPairs(DefaultPolicy):
+    """Keeps nothing here; hands ready tasks on two per worker."""
+
+    def place(self, machine: WorkerMachine, completed: int, ready: list[int]) -> Placement:
+        return Placement([], [ready[i : i + 2] for i in range(0, len(ready), 2)], ("pairs",))
+
+
+class StayWhenPlanned(DefaultPolicy):
+    """Keeps every ready task whose plan carries a "stay" optimization: fed by the plan."""
+
+    def place(self, machine: WorkerMachine, completed: int, ready: list[int]) -> Placement:
+        def stays(t: int) -> bool:
+            return any(o.kind == "stay" for o in machine.graph.plan_of(t).optimizations)
+
+        keep = [t for t in ready if stays(t)]
+        rest = DefaultPolicy().place(machine, completed, [t for t in ready if not stays(t)])
+        return Placement(keep + rest.keep, rest.invoke)
+
+
+class DropsAnInput(DefaultPolicy):
+    def fetch(self, machine: WorkerMachine, task: int, missing: list[int]) -> FetchDecision:
+        return FetchDecision(missing[1:])
+
+
+def machine(graph: Any, policy: Any, start: list[int]) -> WorkerMachine:
+    config = MachineConfig.plain("w-policy")
+    config.policy = policy
+    m = WorkerMachine(graph, None, config)
+    assert m.handle(Started(start, {}))[0] == Execute(start[0], 1, {}, [])
+    return m
+
+
+def test_the_output_decision_is_the_policys_and_its_acted_optimizations_travel() -> None:
+    g = freeze([f(f(1))]).graph  # a chain: by default the value never leaves the worker
+    [default] = machine(g, DefaultPolicy(), [0]).handle(Executed(0, 1, {}))
+    assert isinstance(default, Complete) and default.completion.output is None
+    [stored] = machine(g, StoreAll(), [0]).handle(Executed(0, 1, {}))
+    assert isinstance(stored, Complete)
+    assert stored.completion.output is not None and stored.completion.must_store
+    assert stored.acted == ("store_all",)
+
+
+def test_placement_is_the_policys_shares_go_to_one_worker_each() -> None:
+    src = f(1)
+    g = freeze([f(src, i) for i in range(5)]).graph
+    m = machine(g, InPairs(), [0])
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done([1, 2, 3, 4, 5])))
+    invokes = [i for i in ins if isinstance(i, Invoke)]
+    assert [i.start for i in invokes] == [[1, 2], [3, 4], [5]]
+    for i in invokes:
+        assert i.subdag is not None and sorted(i.subdag.task_ids()) == i.start
+    assert not any(isinstance(i, Execute) for i in ins)  # it kept none
+
+
+def test_a_policy_reads_the_plan() -> None:
+    src = f(1)
+    g = freeze([f(src, i) for i in range(4)]).graph
+    stay = Optimization("stay")
+    planned = Plan({3: TaskPlan(None, None, [stay]), 4: TaskPlan(None, None, [stay])}).apply(g)
+    m = machine(planned, StayWhenPlanned(), [0])
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done([1, 2, 3, 4])))
+    # 3 and 4 stay as planned; of the others the default keeps one and hands on the rest.
+    assert [i.start for i in ins if isinstance(i, Invoke)] == [[2]]
+    assert ins[-1] == Execute(3, 1, {0: 1}, [])
+    assert list(m.ready) == [4, 1]
+
+
+def test_a_policy_cannot_leave_an_input_behind() -> None:
+    a, b = f(1), f(2)
+    g = freeze([f(a, b)]).graph
+    config = MachineConfig.plain("w")
+    config.policy = DropsAnInput()
+    m = WorkerMachine(g.subdag_for(None, [2]), None, config)
+    with pytest.raises(ValueError, match=r"fetches \[1\] for task 2, which needs \[0, 1\]"):
+        m.handle(Started([2], {}))
+
+
+def test_the_log_is_bounded_and_names_events_without_values() -> None:
+    config = MachineConfig.plain("w")
+    config.log_size = 3
+    chain = f(f(f(f(1))))
+    m = WorkerMachine(freeze([chain]).graph, None, config)
+    m.handle(Started([0], {}))
+    for t in range(3):
+        m.handle(Executed(t, "a secret value", {}))
+        m.handle(Completed(t, done([t + 1])))
+    assert list(m.log) == [
+        "Completed(task=1, first=True, ready=[2], invoke=[])",
+        "Executed(task=2)",
+        "Completed(task=2, first=True, ready=[3], invoke=[])",
+    ]
+    assert "secret" not in m.format_log() and m.format_log().startswith("last 3 events")
+
+
+class BrokenStore(MemoryStorage):
+    """A store whose completions fail: the worker cannot go on."""
+
+    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+        raise ConnectionError("the store went away")
+
+
+def test_a_worker_that_fails_unexpectedly_reports_what_its_machine_saw() -> None:
+    with (
+        shoal.Session(backend=InProcess(), storage=BrokenStore(), progress=False) as s,
+        pytest.raises(shoal.TaskError) as err,
+    ):
+        s.compute(f(f(1)), timeout=30)
+    e = err.value
+    assert (e.task, e.exc_type, e.message) == ("<worker>", "ConnectionError", "the store went away")
+    assert "events of the worker machine" in e.traceback
+    assert "Started(start=[0], inputs=[])" in e.traceback and "Executed(task=0)" in e.traceback

@@ -161,7 +161,9 @@ class TaskFunction(Generic[P, R]):
         self.name: str = opts.name or getattr(func, "__name__", None) or type(func).__name__
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Node:
+    def __call__(self, *args: Any, **kwargs: Any) -> Node:
+        # Any, not P.args: each argument may be a value or a Node computing it (at any depth),
+        # which a ParamSpec cannot say (so type checkers do not check a task call's arity).
         return Node(self.func, self.name, self.opts, args, dict(kwargs))
 
     def options(self, **overrides: Any) -> TaskFunction[P, R]:

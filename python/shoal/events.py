@@ -35,9 +35,12 @@ from .errors import PayloadError
 Fields = dict[str, str]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class Event:
-    """Base of every record. ``id`` and ``at`` are set by :func:`decode`, never encoded."""
+    """Base of every record. ``id`` and ``at`` are set by :func:`decode`, never encoded.
+
+    Records are plain (not frozen) dataclasses: a worker builds two per task, and a frozen one
+    of 18 fields costs four times as much to construct."""
 
     type: ClassVar[str] = ""
     #: Stream entry id (``<server ms>-<seq>``); empty before the event is appended.
@@ -46,7 +49,7 @@ class Event:
     at: float = field(default=0.0, compare=False)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class RunSubmitted(Event):
     """The client stored the run and is about to invoke its first workers."""
 
@@ -61,7 +64,7 @@ class RunSubmitted(Event):
     planner: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class TaskStarted(Event):
     """A worker starts an attempt of a task (its inputs are being fetched).
 
@@ -71,10 +74,6 @@ class TaskStarted(Event):
     type: ClassVar[str] = "TASK_STARTED"
     task: int
     name: str
-    #: Qualified name of the task's function and its 16-byte content hash (hex): together the
-    #: function's identity (two closures named ``f`` differ by hash).
-    fn: str = ""
-    fn_hash: str = ""
     #: ``<host>:<pid>:<invocation>`` plus ``/w<id>`` on a pinned worker.
     worker: str
     #: The pinned worker id (None: a flexible worker).
@@ -94,7 +93,7 @@ class TaskStarted(Event):
     subdag_decode_s: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class TaskCompleted(Event):
     """A task's completion was recorded (written by the completion script, atomically).
 
@@ -105,6 +104,9 @@ class TaskCompleted(Event):
     type: ClassVar[str] = "TASK_COMPLETED"
     task: int
     name: str = ""
+    #: Qualified name of the task's function and its 16-byte content hash (hex): together the
+    #: function's identity (two closures named ``f`` differ by hash; a changed function is a
+    #: new one).
     fn: str = ""
     fn_hash: str = ""
     worker: str = ""
@@ -131,7 +133,7 @@ class TaskCompleted(Event):
     width: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class TaskRetry(Event):
     """An attempt failed and the task will run again after ``delay_s``."""
 
@@ -148,7 +150,7 @@ class TaskRetry(Event):
     time: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class TaskFailed(Event):
     """A task failed for good (after its retries); RUN_FAILED follows in the same transaction.
 
@@ -167,7 +169,7 @@ class TaskFailed(Event):
     time: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class MapExpanded(Event):
     """A map chain's root ran: its source had ``width`` items; ``elements`` tasks appeared."""
 
@@ -181,7 +183,7 @@ class MapExpanded(Event):
     time: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class WorkerExited(Event):
     """A pinned worker's invocation ended: what it did and where its time went (sent with the
     release of its lease, in the same round trip; a flexible worker's time is its tasks')."""
@@ -198,7 +200,7 @@ class WorkerExited(Event):
     time: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class WorkerLost(Event):
     """The client's watchdog found an expired lease and sent a recovery invocation."""
 
@@ -209,14 +211,14 @@ class WorkerLost(Event):
     recovery_start: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class RunCompleted(Event):
     """Every requested output is done (written by the completion script)."""
 
     type: ClassVar[str] = "RUN_COMPLETED"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class RunFailed(Event):
     """The run failed; the TASK_FAILED just before says why (written by the failure script)."""
 
@@ -224,7 +226,7 @@ class RunFailed(Event):
     task: int = -1
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class UnknownEvent(Event):
     """An event type this version does not know (written by a newer version)."""
 
@@ -295,11 +297,50 @@ class _Field:
     encode: Callable[[Any], str | None]
     decode: Callable[[str], Any]
     required: bool
-    #: Encoded default: a value equal to it is left out (decoding restores it).
-    default: str | None
+    #: The default value: a field equal to it is left out (decoding restores it).
+    default: Any
 
 
-def _fields_of(cls: type[Event]) -> list[_Field]:
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """One record type's fields, in order, and by name (decoding walks the entry's fields)."""
+
+    fields: tuple[_Field, ...]
+    by_name: dict[str, _Field]
+    required: frozenset[str]
+    #: The type's encoder, compiled from ``fields`` (see :func:`_compile_encoder`).
+    encode: Callable[[Any], Fields]
+
+
+#: Plain annotations whose encoding is an expression, inlined by the compiled encoders.
+_INLINE = {"int": "str(v)", "float": "repr(v)", "str": "v", "bool": "('1' if v else '0')"}
+
+
+def _compile_encoder(kind: str, fields: tuple[_Field, ...], hints: dict[str, str]) -> Any:
+    """One function per record type that writes its fields: a worker encodes two events per
+    task, and a generic loop over the schema cost more than the rest of the reporting (the
+    same technique ``dataclasses`` uses for ``__init__``). A field equal to its default is
+    left out; a required one always goes."""
+    env: dict[str, Any] = {}
+    lines = ["def encode(e):", f"    out = {{'type': {kind!r}}}"]
+    for i, f in enumerate(fields):
+        expr = _INLINE.get(hints[f.name], f"enc{i}(v)")
+        env[f"enc{i}"], env[f"default{i}"] = f.encode, f.default
+        lines.append(f"    v = e.{f.name}")
+        if f.required:
+            lines.append(f"    out[{f.name!r}] = {expr}")
+            continue
+        lines.append(f"    if v is not default{i} and v != default{i}:")
+        if expr.startswith("enc"):  # may give None (an empty tuple)
+            lines += [f"        t = {expr}", f"        if t is not None: out[{f.name!r}] = t"]
+        else:
+            lines.append(f"        out[{f.name!r}] = {expr}")
+    lines.append("    return out")
+    exec("\n".join(lines), env)  # source built from our own field names only
+    return env["encode"]
+
+
+def _schema_of(cls: type[Event]) -> _Schema:
     hints = dict(cls.__annotations__)
     for base in cls.__mro__[1:]:
         for k, v in getattr(base, "__annotations__", {}).items():
@@ -310,33 +351,36 @@ def _fields_of(cls: type[Event]) -> list[_Field]:
             continue
         enc, dec = _codec(str(hints[f.name]))
         if f.default is not dataclasses.MISSING:
-            default, required = enc(f.default), False
+            default, required = f.default, False
         elif f.default_factory is not dataclasses.MISSING:
-            default, required = enc(f.default_factory()), False
+            default, required = f.default_factory(), False
         else:
             default, required = None, True
         out.append(_Field(f.name, enc, dec, required, default))
-    return out
+    fields = tuple(out)
+    names = {f.name: str(hints[f.name]) for f in fields}
+    return _Schema(
+        fields,
+        {f.name: f for f in fields},
+        frozenset(f.name for f in fields if f.required),
+        _compile_encoder(cls.type, fields, names),
+    )
 
 
-_SCHEMA: dict[str, list[_Field]] = {name: _fields_of(cls) for name, cls in RECORDS.items()}
+_SCHEMA: dict[str, _Schema] = {name: _schema_of(cls) for name, cls in RECORDS.items()}
 
 
 def schema() -> dict[str, list[tuple[str, bool]]]:
     """Per event type: its fields and whether each is required (for docs and tests)."""
-    return {t: [(f.name, f.required) for f in fs] for t, fs in _SCHEMA.items()}
+    return {t: [(f.name, f.required) for f in s.fields] for t, s in _SCHEMA.items()}
 
 
 def encode(event: Event) -> Fields:
     """The flat stream fields of ``event``, ``type`` first."""
     if isinstance(event, UnknownEvent):
         return {"type": event.name, **event.fields}
-    out: Fields = {"type": event.type}
-    for f in _SCHEMA[event.type]:
-        value = f.encode(getattr(event, f.name))
-        if value is not None and (f.required or value != f.default):
-            out[f.name] = value
-    return out
+    fields: Fields = _SCHEMA[event.type].encode(event)
+    return fields
 
 
 def decode(fields: Mapping[str, str], entry_id: str = "") -> Event:
@@ -347,19 +391,21 @@ def decode(fields: Mapping[str, str], entry_id: str = "") -> Event:
     if cls is None:
         rest = {k: v for k, v in fields.items() if k != "type"}
         return UnknownEvent(id=entry_id, at=at, name=kind, fields=rest)
+    known = _SCHEMA[kind]
     values: dict[str, Any] = {}
-    for f in _SCHEMA[kind]:
-        raw = fields.get(f.name)
-        if raw is None:
-            if f.required:
-                raise PayloadError(f"event {kind} {entry_id or ''} lacks field {f.name!r}")
-            continue
+    for name, raw in fields.items():
+        f = known.by_name.get(name)
+        if f is None:
+            continue  # "type", or a field a newer writer added
         try:
-            values[f.name] = f.decode(raw)
+            values[name] = f.decode(raw)
         except (ValueError, TypeError) as e:
             raise PayloadError(
-                f"event {kind} {entry_id or ''}: field {f.name!r} = {raw!r:.60} is not valid: {e}"
+                f"event {kind} {entry_id or ''}: field {name!r} = {raw!r:.60} is not valid: {e}"
             ) from None
+    if len(values) < len(known.required) or not known.required <= values.keys():
+        missing = min(known.required - values.keys())
+        raise PayloadError(f"event {kind} {entry_id or ''} lacks field {missing!r}")
     return cls(id=entry_id, at=at, **values)
 
 

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .events import Event, MapExpanded, TaskCompleted
+from .events import Fields, MapExpanded, TaskCompleted, decode
 
 SHOW_AFTER_S = 1.0
 
@@ -23,10 +23,13 @@ class RunProgress:
         self._bar: Progress | None = None
         self._task: object = None
 
-    def __call__(self, ev: Event) -> None:
-        if isinstance(ev, TaskCompleted):
+    def __call__(self, fields: Fields) -> None:
+        kind = fields.get("type")
+        if kind == TaskCompleted.type:
             self.done += 1
-        elif isinstance(ev, MapExpanded):  # a map's elements become known at run time
+        elif kind == MapExpanded.type:  # a map's elements become known at run time
+            ev = decode(fields)
+            assert isinstance(ev, MapExpanded)
             self.total += ev.elements
             if self._bar is not None:
                 self._bar.update(self._task, total=self.total)  # type: ignore[arg-type]

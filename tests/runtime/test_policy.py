@@ -136,7 +136,7 @@ def test_the_log_is_bounded_and_names_events_without_values() -> None:
     for t in range(3):
         m.handle(Executed(t, "a secret value", {}))
         m.handle(Completed(t, done([t + 1])))
-    assert list(m.log) == [
+    assert m.logged() == [
         "Completed(task=1, first=True, ready=[2], invoke=[])",
         "Executed(task=2)",
         "Completed(task=2, first=True, ready=[3], invoke=[])",

@@ -63,9 +63,10 @@ State
     Pinned worker: tasks pinned to it that are not DONE yet (0 for a flexible worker).
 ``recompute``, ``resume: set[int]``
     Recovery only (see above); fixed at construction.
-``log: deque[str]``
-    The last ``MachineConfig.log_size`` events handled, summarized (never values), printed
-    with the error when the worker fails unexpectedly.
+``log: deque[tuple[type, tuple]]``
+    The last ``MachineConfig.log_size`` events handled, each as its type and a brief of ids and
+    counts (never values: the log must not keep them alive), formatted by :meth:`logged` and
+    printed with the error when the worker fails unexpectedly.
 ``exited: bool``
     An ``Exit`` was returned; nothing more will be asked.
 
@@ -85,7 +86,7 @@ Example (a chain of two tasks on one flexible worker)::
     [Execute(task=1, attempt=1, local={0: 2}, missing=[])]
     >>> m.state[0], m.state[1]
     (<TaskState.DONE: 'done'>, <TaskState.RUNNING: 'running'>)
-    >>> for line in m.log:
+    >>> for line in m.logged():
     ...     print(line)
     Started(start=[0], inputs=[])
     Executed(task=0)
@@ -122,8 +123,12 @@ class Started:
     start: Sequence[int]
     inputs: dict[int, Any]
 
-    def summary(self) -> str:
-        return f"Started(start={list(self.start)}, inputs={sorted(self.inputs)})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.start, tuple(self.inputs))
+
+    @staticmethod
+    def describe(start: Sequence[int], inputs: tuple[int, ...]) -> str:
+        return f"Started(start={_ids(start)}, inputs={_ids(sorted(inputs))})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +137,12 @@ class InboxPopped:
 
     tasks: Sequence[int]
 
-    def summary(self) -> str:
-        return f"InboxPopped(tasks={list(self.tasks)})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.tasks,)
+
+    @staticmethod
+    def describe(tasks: Sequence[int]) -> str:
+        return f"InboxPopped(tasks={_ids(tasks)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +153,12 @@ class Executed:
     value: Any
     fetched: dict[int, Any]
 
-    def summary(self) -> str:
-        return f"Executed(task={self.task})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.task,)  # never the value: the log must not keep it alive
+
+    @staticmethod
+    def describe(task: int) -> str:
+        return f"Executed(task={task})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +169,12 @@ class Failed:
     failure: TaskFailure
     retryable: bool = True
 
-    def summary(self) -> str:
-        return f"Failed(task={self.task}, exc_type={self.failure.exc_type})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.task, self.failure.exc_type)
+
+    @staticmethod
+    def describe(task: int, exc_type: str) -> str:
+        return f"Failed(task={task}, exc_type={exc_type})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +185,12 @@ class Expanded:
     items: list[Any]
     fetched: dict[int, Any]
 
-    def summary(self) -> str:
-        return f"Expanded(task={self.task}, width={len(self.items)})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.task, len(self.items))
+
+    @staticmethod
+    def describe(task: int, width: int) -> str:
+        return f"Expanded(task={task}, width={width})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +199,12 @@ class RetryDue:
 
     task: int
 
-    def summary(self) -> str:
-        return f"RetryDue(task={self.task})"
+    def brief(self) -> tuple[Any, ...]:
+        return (self.task,)
+
+    @staticmethod
+    def describe(task: int) -> str:
+        return f"RetryDue(task={task})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +214,18 @@ class Completed:
     task: int
     result: CompletionResult
 
-    def summary(self) -> str:
+    def brief(self) -> tuple[Any, ...]:
         r = self.result
-        return (
-            f"Completed(task={self.task}, first={r.first}, ready={r.ready[:8]}"
-            f"{'...' if len(r.ready) > 8 else ''}, invoke={r.invoke_workers})"
-        )
+        return (self.task, r.first, r.ready, r.invoke_workers)
+
+    @staticmethod
+    def describe(task: int, first: bool, ready: list[int], invoke: list[int]) -> str:
+        return f"Completed(task={task}, first={first}, ready={_ids(ready)}, invoke={_ids(invoke)})"
+
+
+def _ids(ids: Sequence[int], most: int = 8) -> str:
+    shown = ", ".join(map(str, ids[:most]))
+    return f"[{shown}{', ...' if len(ids) > most else ''}]"
 
 
 MachineEvent = Started | InboxPopped | Executed | Failed | Expanded | RetryDue | Completed
@@ -322,7 +353,8 @@ class WorkerMachine:
         self.recompute = set(recompute)
         self.resume = set(resume)
         self.exited = False
-        self.log: deque[str] = deque(maxlen=config.log_size)
+        #: (event type, its brief): formatted only when printed, so logging costs no time.
+        self.log: deque[tuple[type[MachineEvent], tuple[Any, ...]]] = deque(maxlen=config.log_size)
         #: Encoded outputs of tasks being completed, for inline hand-over to invoked workers.
         self._encoded: dict[int, bytes] = {}
         #: The graph's maps, when it holds any (see :mod:`.elements`).
@@ -332,30 +364,34 @@ class WorkerMachine:
 
     def handle(self, event: MachineEvent) -> list[Instruction]:
         """The one entry point: what to do next after ``event``."""
-        self.log.append(event.summary())
-        match event:
+        self.log.append((type(event), event.brief()))
+        match event:  # the two of every task first
+            case Executed(task, value, fetched):
+                return self._executed(task, value, fetched)
+            case Completed(task, result):
+                return self._completed(task, result)
             case Started(start, inputs):
                 return self._started(start, inputs)
             case InboxPopped(tasks):
                 return self._inbox(tasks)
-            case Executed(task, value, fetched):
-                return self._executed(task, value, fetched)
             case Failed(task, failure, retryable):
                 return self._failed(task, failure, retryable)
             case Expanded(task, items, fetched):
                 return self._expanded(task, items, fetched)
             case RetryDue(task):
                 return [self._execute(task)]
-            case Completed(task, result):
-                return self._completed(task, result)
         raise TypeError(f"not a machine event: {event!r}")
 
     def is_done(self, task: int) -> bool:
         return self.state.get(task) is TaskState.DONE
 
+    def logged(self) -> list[str]:
+        """The events this machine handled last, oldest first, one line each."""
+        return [kind.describe(*brief) for kind, brief in self.log]
+
     def format_log(self) -> str:
         """The events this machine handled last, oldest first (for error reports)."""
-        lines = "\n".join(f"  {e}" for e in self.log)
+        lines = "\n".join(f"  {line}" for line in self.logged())
         return f"last {len(self.log)} events of the worker machine:\n{lines}"
 
     # -- transitions -------------------------------------------------------------------------
@@ -511,7 +547,7 @@ class WorkerMachine:
         local = {d: self.values[d] for d in deps if d in self.values}
         missing = [d for d in deps if d not in self.values]
         fetch = self.policy.fetch(self, task, missing)
-        if sorted(fetch.inputs) != sorted(missing):
+        if fetch.inputs is not missing and sorted(fetch.inputs) != sorted(missing):
             raise ValueError(
                 f"policy {type(self.policy).__name__} fetches {fetch.inputs} for task {task}, "
                 f"which needs {missing}: every missing input must be fetched"

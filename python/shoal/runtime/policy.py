@@ -26,11 +26,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..storage.base import Downstream, Gather
 
+# The records below are made several times per task: plain slotted classes, not frozen ones,
+# whose construction costs several times more.
+
 if TYPE_CHECKING:
     from .machine import WorkerMachine
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputFacts:
     """What is known about a finished task's output when its completion is built."""
 
@@ -44,7 +47,7 @@ class OutputFacts:
     gather: Gather | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputDecision:
     #: Encode the value (it may leave this worker); False keeps it in memory only.
     encode: bool
@@ -53,7 +56,7 @@ class OutputDecision:
     acted: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Placement:
     #: Ready tasks to run on this worker, in order.
     keep: list[int]
@@ -62,7 +65,7 @@ class Placement:
     acted: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FetchDecision:
     #: The missing inputs to fetch now, in order (all of them: the machine checks).
     inputs: list[int]

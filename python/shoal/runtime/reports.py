@@ -68,16 +68,21 @@ class Reporter:
     start: StartInfo | None
     subdag: SubdagInfo | None
     tally: Tally = field(default_factory=Tally)
+    #: Function identity per task, asked of the graph once (the binding allocates strings).
+    _identity: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def identity(self, graph: Graph, task: int) -> tuple[str, str]:
+        found = self._identity.get(task)
+        if found is None:
+            found = self._identity[task] = function_identity(graph, task)
+        return found
 
     def started(self, graph: Graph, task: int, attempt: int, now: float) -> events.Fields:
-        fn, fn_hash = function_identity(graph, task)
         start, sub = self.start, self.subdag
         self.start = self.subdag = None  # once per invocation
         record = events.TaskStarted(
             task=task,
             name=graph.name(task),
-            fn=fn,
-            fn_hash=fn_hash,
             worker=self.worker,
             worker_id=self.worker_id,
             attempt=attempt,
@@ -105,7 +110,7 @@ class Reporter:
         encode_s: float,
         acted: tuple[str, ...],
     ) -> events.Fields:
-        fn, fn_hash = function_identity(graph, task)
+        fn, fn_hash = self.identity(graph, task)
         self.tally.tasks += 1
         self.tally.busy_s += end - start
         record = events.TaskCompleted(

@@ -1,11 +1,11 @@
 """A LocalProcesses worker process: ``python -m shoal.runtime.process``.
 
-Started by the pool manager (:mod:`shoal.backends.local`) with two pipe descriptors: it reads
+Started by the pool manager (:mod:`shoal.backends.pool`) with two pipe descriptors: it reads
 length-prefixed invocation frames from ``--cmd-fd`` and writes one byte to ``--ack-fd`` after
-each (``\x01``), so the manager knows it is idle again; ``P``/``R`` say that the invocation is
-parked on its inbox with nothing to run, or running again. It exits when the command pipe
-closes. User code may print freely: stdout and stderr are the terminal's, the protocol has its
-own pipes.
+each (``ACK_DONE``, see :mod:`shoal.backends.frames`), so the manager knows it is idle again;
+``ACK_PARKED`` / ``ACK_RUNNING`` say that it is parked on its inbox with nothing to run, or
+running again. It exits when the command pipe closes. User code may print freely: stdout and
+stderr are the terminal's, the protocol has its own pipes.
 
 The process keeps a warm state across invocations (function cache, one Redis connection pool,
 the clock offset to the server) and stamps events on the server's clock.
@@ -20,7 +20,7 @@ import resource
 import struct
 import time
 
-from ..backends.frames import decode_frame, delivery_copies
+from ..backends.frames import ACK_DONE, ACK_PARKED, ACK_RUNNING, decode_frame, delivery_copies
 from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
@@ -72,9 +72,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 caches=caches,
                 runner=run_in_thread,
                 start_info=info,
-                on_park=lambda parked: _tell(args.ack_fd, b"P" if parked else b"R"),
+                on_park=lambda parked: _tell(args.ack_fd, ACK_PARKED if parked else ACK_RUNNING),
             )
-            _tell(args.ack_fd, b"\x01")
+            _tell(args.ack_fd, ACK_DONE)
             if caches.tainted:  # a timed-out task's thread still runs: leave, quietly
                 await storage.close()
                 os._exit(0)

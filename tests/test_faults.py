@@ -107,25 +107,43 @@ def wait_for_progress(url: str, run_id: str, deadline_s: float = 30.0, **at_leas
         r.close()
 
 
-def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
-    """The pid of a worker process that announced a task it has not completed yet."""
+def _running(url: str, run_id: str) -> dict[str, int]:
+    """Tasks announced (TASK_STARTED) and not completed yet -> the pid of their worker."""
     import redis
 
     r = redis.Redis.from_url(url, decode_responses=True)
-    end = time.monotonic() + deadline_s
     try:
-        while time.monotonic() < end:
-            running: dict[str, str] = {}
-            for _, ev in cast("list[Entry]", r.xrange(f"shoal:{{{run_id}}}:events")):
-                if ev["type"] == "TASK_STARTED":
-                    running[ev["task"]] = ev["worker"]
-                elif ev["type"] in ("TASK_COMPLETED", "MAP_EXPANDED"):
-                    running.pop(ev["task"], None)
-            if running:
-                return int(random.choice(list(running.values())).split(":")[1])
-            time.sleep(0.005)
+        running: dict[str, int] = {}
+        for _, ev in cast("list[Entry]", r.xrange(f"shoal:{{{run_id}}}:events")):
+            if ev["type"] == "TASK_STARTED":
+                running[ev["task"]] = int(ev["worker"].split(":")[1])
+            elif ev["type"] in ("TASK_COMPLETED", "MAP_EXPANDED"):
+                running.pop(ev["task"], None)
+        return running
     finally:
         r.close()
+
+
+def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
+    """Stops a worker process that is in a task of the run (it announced one it has not
+    completed) and returns its pid, still stopped, for the caller to kill.
+
+    Picking a pid from the stream alone races: by the time of the kill the worker may have
+    finished and taken a new invocation, not started yet, which leases alone do not cover (a
+    remote platform's redelivery does). Stopped, it cannot move on: if the stream still shows
+    it in a task, it is (a completion already in flight leases what it readies); if not, it
+    goes on and another is tried."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        candidates = sorted(set(_running(url, run_id).values()))
+        if not candidates:
+            time.sleep(0.005)
+            continue
+        pid = random.choice(candidates)
+        os.kill(pid, signal.SIGSTOP)
+        if pid in _running(url, run_id).values():
+            return pid
+        os.kill(pid, signal.SIGCONT)
     raise AssertionError("no worker in a task to kill")
 
 

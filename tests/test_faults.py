@@ -152,17 +152,17 @@ def worker_in_a_task(url: str, run_id: str, deadline_s: float = 5.0) -> int:
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "leases-only"])
 @pytest.mark.parametrize("seed", range(FAULT_RUNS))
 def test_sigkill_a_busy_worker_mid_run(server: EmbeddedServer, seed: int, requeue: bool) -> None:
-    """With requeueing (the default), any busy process may die. Leases alone (as on a remote
-    platform, whose own redelivery covers an invocation lost before its first task starts)
-    cover a worker that dies once it has started a task."""
+    """A worker process killed in a task: with requeueing (the default) its invocation goes back
+    to the queue; with leases alone (as on a remote platform, whose own redelivery covers an
+    invocation lost before its first task starts) the expired leases bring its work back. The
+    victim is stopped and checked before the kill, so the kill lands mid-invocation."""
     backend = LocalProcesses(max_workers=2, requeue_dead=requeue)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = random_graph(seed)
         expected = evaluate(*outs)
         run = s.submit(*outs)
         wait_for_progress(server.url, run.id, TASK_COMPLETED=random.Random(seed).randint(0, 60))
-        victim = busy_worker(backend) if requeue else worker_in_a_task(server.url, run.id)
-        os.kill(victim, signal.SIGKILL)
+        os.kill(worker_in_a_task(server.url, run.id), signal.SIGKILL)
         assert run.result(timeout=120) == expected
         assert backend.stats.died >= 1  # the kill hit a process while it ran an invocation
         assert s.compute(*random_graph(seed + 1000)) == evaluate(*random_graph(seed + 1000))

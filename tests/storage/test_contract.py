@@ -191,6 +191,19 @@ def test_a_failed_run_stays_failed_when_its_last_output_completes_late(store: St
     run(go(), store)
 
 
+def test_a_straggler_storing_a_subdag_after_cleanup_re_creates_nothing(store: Storage) -> None:
+    async def go() -> None:
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        await store.put_subdag("r1", "t5", b"during the run")
+        assert await store.get_subdag("r1", "t5") == b"during the run"
+        await store.cleanup("r1", [])
+        await store.put_subdag("r1", "t6", b"after cleanup")
+        assert await store.get_subdag("r1", "t6") is None
+        assert await store.run_keys("r1") == [keys.events("r1")]
+
+    run(go(), store)
+
+
 def test_cleanup_leaves_only_the_event_stream(store: Storage) -> None:
     async def go() -> None:
         await store.submit(spec(outputs=[1], workers=[2]), {"type": "RUN_SUBMITTED"})

@@ -340,9 +340,16 @@ class _Shell:
             self.caches.tainted = True
             message = f"task '{g.name(task)}' ran longer than its timeout_s={timeout_s:g}"
             return Failed(task, TaskFailure("TaskTimeout", message, "", self.caches.now()))
-        except Exception as e:
-            failure = TaskFailure(type(e).__name__, str(e), user_traceback(e), self.caches.now())
-            return Failed(task, failure)
+        except asyncio.CancelledError:
+            raise  # the worker itself is being stopped
+        except KeyboardInterrupt as e:
+            if self.runner is run_inline:
+                raise  # sync: the task runs in the user's own thread, so this is their Ctrl-C
+            return Failed(task, _failure(e, self.caches.now()))
+        except BaseException as e:
+            # SystemExit (argparse, click, sys.exit) and other BaseExceptions end the task, not
+            # the worker: a task failure like any other, with its retries.
+            return Failed(task, _failure(e, self.caches.now()))
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
 
@@ -426,6 +433,10 @@ _INTERNAL = (
     os.path.dirname(asyncio.__file__),
     os.path.dirname(concurrent.futures.__file__),
 )
+
+
+def _failure(e: BaseException, now: float) -> TaskFailure:
+    return TaskFailure(type(e).__name__, str(e), user_traceback(e), now)
 
 
 def user_traceback(e: BaseException) -> str:

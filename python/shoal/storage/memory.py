@@ -164,6 +164,8 @@ class MemoryStorage:
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
+        if self._state(run_id) is None:  # cleaned up or expired: a straggler re-creates nothing
+            return
         self._hash(keys.subdags(run_id))[name] = blob
 
     async def get_subdag(self, run_id: str, name: str) -> bytes | None:

@@ -68,6 +68,7 @@ class RedisStorage:
         self._fail = self._r.register_script(scripts.FAIL)
         self._start = self._r.register_script(scripts.START)
         self._renew = self._r.register_script(scripts.RENEW)
+        self._put_subdag = self._r.register_script(scripts.PUT_SUBDAG)
         self._expired = self._r.register_script(scripts.EXPIRED)
 
     @property
@@ -162,8 +163,9 @@ class RedisStorage:
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
-        # The hash exists since submission (placeholder + TTL); HSET keeps that TTL.
-        await self._r.hset(keys.subdags(run_id), name, blob)
+        # Only into the hash made at submission (placeholder + TTL): never re-created after
+        # cleanup by a straggler.
+        await self._put_subdag(keys=[keys.subdags(run_id)], args=[name, blob])
 
     async def get_subdag(self, run_id: str, name: str) -> bytes | None:
         blob: bytes | None = await self._r.hget(keys.subdags(run_id), name)

@@ -248,6 +248,15 @@ return 1
 """
 )
 
+# ``PUT_SUBDAG``: stores a subDAG while the run lives. KEYS: sub; ARGV: name, blob. The hash
+# exists from submission (placeholder + TTL) until cleanup: a straggler's write after cleanup
+# must not re-create it without a TTL.
+PUT_SUBDAG = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local now = redis.call('TIME')

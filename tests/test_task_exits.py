@@ -1,0 +1,69 @@
+"""A task that raises SystemExit, KeyboardInterrupt or another BaseException fails like any task
+(with its retries, its name and its traceback); its worker goes on (DESIGN §6)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+import shoal
+
+
+class Interrupt(BaseException):
+    """A BaseException of the user's own, not an Exception."""
+
+
+@shoal.task
+def exits(code: int) -> int:
+    sys.exit(code)
+
+
+@shoal.task
+def interrupted(x: int) -> int:
+    raise KeyboardInterrupt(f"interrupted at {x}")
+
+
+@shoal.task
+def escapes(x: int) -> int:
+    raise Interrupt(f"escaped at {x}")
+
+
+@shoal.task
+def ok(*xs: Any) -> int:
+    return sum(xs)
+
+
+def test_sys_exit_in_a_task_is_a_task_failure(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(ok(exits(3), ok(1)), scheduler=scheduler, timeout=60)
+    e = err.value
+    assert (e.task, e.exc_type, e.message) == ("exits", "SystemExit", "3")
+    assert "sys.exit(code)" in e.traceback  # the user's frame, not shoal's
+
+
+def test_a_base_exception_of_the_users_is_a_task_failure(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(escapes(7), scheduler=scheduler, timeout=60)
+    assert (err.value.exc_type, err.value.message) == ("Interrupt", "escaped at 7")
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_keyboard_interrupt_in_a_task_is_a_task_failure_with_its_retries(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(interrupted.options(retries=2)(5), scheduler=scheduler, timeout=60)
+    e = err.value
+    assert (e.exc_type, e.message, e.attempts) == ("KeyboardInterrupt", "interrupted at 5", 3)
+
+
+def test_keyboard_interrupt_in_sync_mode_is_the_users_own() -> None:
+    # sync runs the task in the caller's thread: a KeyboardInterrupt there is a Ctrl-C.
+    with pytest.raises(KeyboardInterrupt):
+        shoal.compute(interrupted(1), scheduler="sync")
+
+
+def test_the_worker_goes_on_after_a_task_exits(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError):
+        shoal.compute(exits(1), scheduler=scheduler, timeout=60)
+    assert shoal.compute(ok(1, 2), ok(3), scheduler=scheduler, timeout=60) == (3, 3)

@@ -104,6 +104,8 @@ async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
 def _task_error(ev: events.TaskFailed | None) -> ShoalError:
     if ev is None:  # RUN_FAILED without its TASK_FAILED: not written by this version
         return TaskError("?", "Exception", "the run failed without an error record")
+    if ev.name == "<worker>" and ev.exc_type == "StorageError":
+        return StorageError(f"{ev.message} (reported by worker {ev.worker or '?'})")
     if ev.name == "<worker>" and ev.exc_type == "PayloadError":
         return PayloadError(
             f"a worker refused a payload of this run: {ev.message} (worker {ev.worker or '?'})"

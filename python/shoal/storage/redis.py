@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import redact_url
@@ -320,8 +321,10 @@ class RedisStorage:
 
 
 def _unreachable_as_storage_error(cls: type[RedisStorage]) -> type[RedisStorage]:
-    """Every protocol call: a server that stays unreachable after the client's retries becomes
-    a :class:`~shoal.errors.StorageError` naming the server (password redacted)."""
+    """Every protocol call: a server that stays unreachable after the client's retries, or one
+    that refuses writes because it is full (``maxmemory``), becomes a
+    :class:`~shoal.errors.StorageError` naming the server (password redacted): a raw redis-py
+    exception never reaches the user."""
 
     def wrap(fn: Any) -> Any:
         @functools.wraps(fn)
@@ -331,6 +334,11 @@ def _unreachable_as_storage_error(cls: type[RedisStorage]) -> type[RedisStorage]
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 raise StorageError(
                     f"the Redis server at {redact_url(self.url)} cannot be reached: {e}"
+                ) from e
+            except RedisOutOfMemoryError as e:
+                raise StorageError(
+                    f"the Redis server at {redact_url(self.url)} is full: it refuses writes "
+                    f"past its maxmemory setting ({e}); free memory there or raise maxmemory"
                 ) from e
 
         return call

@@ -266,7 +266,9 @@ for _, m in ipairs(gone) do redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[1]), 
 return gone
 """
 
-FAIL = """
+# `allow-oom`: a full server (maxmemory) refuses every other write, and the report of why the
+# run cannot go on must still get through (it is small), or the client would wait forever.
+FAIL = """#!lua flags=allow-oom
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], 'ended', 'failed') == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

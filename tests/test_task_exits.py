@@ -67,3 +67,32 @@ def test_the_worker_goes_on_after_a_task_exits(scheduler: str) -> None:
     with pytest.raises(shoal.TaskError):
         shoal.compute(exits(1), scheduler=scheduler, timeout=60)
     assert shoal.compute(ok(1, 2), ok(3), scheduler=scheduler, timeout=60) == (3, 3)
+
+
+@shoal.task
+def unencodable(x: int) -> Any:
+    import threading
+
+    return threading.Lock()  # cannot be pickled
+
+
+@shoal.task
+def garbled(x: int) -> int:
+    raise ValueError("bad byte \udcff in a message")
+
+
+def test_an_output_that_cannot_be_encoded_fails_its_task_by_name(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(unencodable(1), scheduler=scheduler, timeout=60)
+    e = err.value
+    assert e.task == "unencodable" and e.exc_type == "TypeError"
+    assert "the output of task 'unencodable' (lock) cannot be encoded" in e.message
+    assert "pickle" in e.message
+
+
+def test_a_message_that_is_not_utf8_keeps_the_task_name(scheduler: str) -> None:
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(garbled(1), scheduler=scheduler, timeout=60)
+    e = err.value
+    assert (e.task, e.exc_type) == ("garbled", "ValueError")
+    assert e.message == "bad byte \\udcff in a message"

@@ -176,7 +176,7 @@ class _Shell:
             worker_name=self.worker_name,
             inline_output_limit=self.settings.inline_output_limit,
             retry_backoff_s=self.settings.retry_backoff_s,
-            encode=dumps_value,
+            encode=_encode,
             jitter=random.random,
         )
         inv = self.inv
@@ -360,7 +360,17 @@ class _Shell:
         checks the output's size, and fills in the TASK_COMPLETED event."""
         g, task = self.graph, ins.task
         t_encode = time.perf_counter()
-        [complete] = self.machine.handle(event)
+        try:
+            [complete] = self.machine.handle(event)
+        except _NotEncodable as wrapped:  # the task's value, not the worker, is at fault
+            assert wrapped.__cause__ is not None
+            failure = _failure(wrapped.__cause__, self.caches.now())
+            message = (
+                f"the output of task '{g.name(task)}' ({type(event.value).__name__}) cannot be "
+                f"encoded to leave its worker: {failure.message}"
+            )
+            failure = TaskFailure(failure.exc_type, message, failure.traceback, failure.time)
+            return Failed(task, failure, retryable=False)
         assert isinstance(complete, Complete)
         encode_s = time.perf_counter() - t_encode
         completion = complete.completion
@@ -435,8 +445,25 @@ _INTERNAL = (
 )
 
 
+class _NotEncodable(Exception):
+    """A task's value could not be encoded (its cause says why)."""
+
+
+def _encode(value: Any) -> bytes:
+    try:
+        return dumps_value(value)
+    except Exception as e:
+        raise _NotEncodable() from e
+
+
 def _failure(e: BaseException, now: float) -> TaskFailure:
-    return TaskFailure(type(e).__name__, str(e), user_traceback(e), now)
+    """What a task's exception reports; text that is not valid UTF-8 (lone surrogates) is
+    escaped, or the event carrying it could not be written and the task's name would be lost."""
+    return TaskFailure(type(e).__name__, _printable(str(e)), _printable(user_traceback(e)), now)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def user_traceback(e: BaseException) -> str:

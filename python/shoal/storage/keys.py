@@ -18,7 +18,8 @@ EVENTS_TTL_S = 24 * 3600
 #: Lifetime of a function blob, refreshed by every run that uses it.
 FUNCTION_TTL_S = 30 * 24 * 3600
 
-#: Sorted set (no hash tag: shared): run id -> submission time, trimmed to live event streams.
+#: Sorted set (no hash tag: shared): run id -> submission time, trimmed to live event streams;
+#: each submission gives it the events' TTL, so it outlives the last run's stream by nothing.
 RUNS_INDEX = f"{PREFIX}:runs"
 
 

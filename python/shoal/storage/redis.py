@@ -116,6 +116,8 @@ class RedisStorage:
         now = time.time()
         p.zadd(keys.RUNS_INDEX, {rid: now})
         p.zremrangebyscore(keys.RUNS_INDEX, "-inf", now - spec.events_ttl_s)
+        # Shared and trimmed as it goes, it still lives no longer than the last run's events.
+        p.expire(keys.RUNS_INDEX, spec.events_ttl_s)
         await p.execute()
 
     async def fetch(

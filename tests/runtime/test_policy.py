@@ -31,14 +31,7 @@ from shoal.runtime.policy import (
 from shoal.storage.base import Completion, CompletionResult
 from shoal.storage.memory import MemoryStorage
 
-
-@shoal.task
-def f(*xs: Any) -> int:
-    return sum(xs)
-
-
-def done(ready: list[int]) -> CompletionResult:
-    return CompletionResult(True, ready, [], False)
+from .test_machine import done, f
 
 
 class StoreAll(DefaultPolicy):

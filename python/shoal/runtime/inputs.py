@@ -76,7 +76,6 @@ async def fetch_inputs(
 ) -> TaskInputs:
     """Fetches ``missing`` inputs, the function and constants ``task`` lacks, in one round trip
     that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError."""
-    name = graph.name(task)
     fn_hash = graph.fn_hash(task)
     func = caches.functions.get(fn_hash)
     need_function = func is None and not expanding
@@ -95,33 +94,35 @@ async def fetch_inputs(
         lease=lease,
         lists=lists,
     )
+
+    def lost(what: str) -> ShoalError:  # the task is named only on this rare path
+        return ShoalError(f"{what} not in storage, needed by task '{graph.name(task)}'")
+
     fetched: dict[int, Any] = {}
     nbytes = 0
     for d in missing:
         if d in lists:
             blobs = got.lists.get(d)
             if blobs is None:
-                raise ShoalError(
-                    f"the outputs of map task {d}, needed by task '{name}', are not in storage"
-                )
+                raise lost(f"the outputs of map task {d} are")
             nbytes += sum(len(b) for b in blobs)
             fetched[d] = [loads_value(b) for b in blobs]
             continue
         blob = got.outputs.get(d)
         if blob is None:
-            raise ShoalError(f"the output of task {d}, needed by task '{name}', is not in storage")
+            raise lost(f"the output of task {d} is")
         nbytes += len(blob)
         fetched[d] = loads_value(blob)
     if need_function:
         blob = got.functions.get(fn_hash)
         if blob is None:
-            raise ShoalError(f"the function of task '{name}' ({fn_hash.hex()}) is not in storage")
+            raise lost(f"its function ({fn_hash.hex()}) is")
         func = loads_function(blob)
         caches.functions[fn_hash] = func
     for h in const_hashes:
         blob = got.constants.get(h)
         if blob is None:
-            raise ShoalError(f"constant {h.hex()} of task '{name}' is missing")
+            raise lost(f"its constant {h.hex()} is")
         caches.constants[(run_id, h)] = _core.decode_constant(
             unseal(blob, "a constant"), loads_leaf
         )

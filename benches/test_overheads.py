@@ -261,10 +261,13 @@ class RecordingBackend:
     async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
         self.sent.extend(data for data, _ in items)
 
+    async def queued(self) -> int:
+        return len(self.sent)
+
     async def drain(self) -> None:
         pass
 
-    async def cancel(self) -> None:
+    async def cancel(self, run_id: str) -> None:
         pass
 
     async def close(self) -> None:

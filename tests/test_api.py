@@ -93,7 +93,7 @@ def test_reprs_are_useful() -> None:
 
 
 def test_computing_something_that_is_not_a_node() -> None:
-    with pytest.raises(TypeError, match="expects Nodes.*got int"):
+    with pytest.raises(shoal.UsageError, match="expects Nodes.*got int"):
         shoal.compute(3, scheduler="sync")  # type: ignore[arg-type]
 
 
@@ -111,15 +111,16 @@ def test_unknown_option_is_a_clear_error() -> None:
         ({"timeout_s": 0}, "timeout_s must be a positive number"),
         ({"timeout_s": float("nan")}, "timeout_s must be a positive number"),
         ({"name": ""}, "name must be a non-empty string"),
+        ({"name": "bad\udcff"}, "name must be valid text"),  # a lone surrogate
     ],
 )
 def test_bad_option_values(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(shoal.UsageError, match=match):
         shoal.task(**kwargs)(lambda: 1)
 
 
 def test_task_needs_a_callable() -> None:
-    with pytest.raises(TypeError, match="needs a callable"):
+    with pytest.raises(shoal.UsageError, match="needs a callable"):
         shoal.task("not a function")  # type: ignore[call-overload]
 
 
@@ -134,7 +135,7 @@ def test_session_and_scheduler_together_is_an_error() -> None:
 
 
 def test_bad_timeout() -> None:
-    with pytest.raises(TypeError, match="timeout must be a positive number"):
+    with pytest.raises(shoal.UsageError, match="timeout must be a positive number"):
         add(1, 2).compute(scheduler="sync", timeout=-1)
 
 
@@ -255,3 +256,43 @@ def test_public_api_is_explicit() -> None:
     ):
         assert name in shoal.__all__
     assert issubclass(shoal.TaskError, shoal.ShoalError)
+
+
+@pytest.mark.parametrize("source", [{"a": 1}, 5, "abc", None])
+def test_mapping_over_what_is_not_a_list_is_refused_at_once(source: Any) -> None:
+    with pytest.raises(shoal.UsageError, match="shoal.map.* maps over a node"):
+        shoal.map(add, source)
+
+
+def test_every_early_refusal_is_a_shoal_error_and_a_type_error() -> None:
+    assert issubclass(shoal.UsageError, shoal.ShoalError)
+    assert issubclass(shoal.UsageError, TypeError)  # `except TypeError` keeps working
+
+
+@pytest.mark.parametrize("kind", ["list", "dict", "nested"])
+def test_a_cyclic_argument_is_called_a_cycle(kind: str) -> None:
+    a: Any
+    if kind == "list":
+        a = [1]
+        a.append(a)
+        where = r"args\[0\]\[1\] is args\[0\]"
+    elif kind == "dict":
+        a = {}
+        a["self"] = a
+        where = r"args\[0\]\['self'\] is args\[0\]"
+    else:
+        inner: list[Any] = []
+        a = {"k": [inner]}
+        inner.append(a["k"])
+        where = r"args\[0\]\['k'\]\[0\]\[0\] is args\[0\]\['k'\]"
+    with pytest.raises(shoal.ShoalError, match=f"of task 'add' contains itself: {where} again"):
+        add(a, 1).compute(scheduler="sync")
+
+
+def test_a_deeply_nested_argument_names_a_short_path() -> None:
+    deep: Any = 1
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(shoal.ShoalError, match="nested deeper than 128 levels") as err:
+        add(deep, 1).compute(scheduler="sync")
+    assert len(str(err.value)) < 200 and "…" in str(err.value)

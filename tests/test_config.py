@@ -28,6 +28,7 @@ BAD: dict[str, tuple[list[object], list[str]]] = {
         [0, -1, REDIS_MAX_VALUE + 1, 1.5, False],
         ["0", "lots", "-1", str(REDIS_MAX_VALUE + 1), "1e6"],
     ),
+    "crash_attempts": ([0, -1, 2.5, "3", True], ["0", "-2", "three", "2.5", ""]),
 }
 
 #: Per setting: the smallest accepted value (the bound itself where it is inclusive) and the
@@ -37,6 +38,7 @@ EDGES: dict[str, list[object]] = {
     "retry_backoff_s": [0, 0.0, 30],
     "lease_ttl_s": [0.15, 1, 3600.0],
     "max_value_bytes": [1, REDIS_MAX_VALUE],
+    "crash_attempts": [1, 3, 1000],
 }
 
 ARGUMENT_CASES = [(name, bad) for name, (args, _env) in BAD.items() for bad in args]

@@ -28,6 +28,7 @@ from shoal.config import Settings
 from shoal.events import TaskRetry, WorkerLost
 from shoal.graph import freeze
 from shoal.server import EmbeddedServer
+from shoal.signing import seal
 from shoal.storage import keys
 
 FAULT_RUNS = int(os.environ.get("SHOAL_FAULT_RUNS", "5"))
@@ -416,8 +417,11 @@ def test_a_malformed_invocation_is_reported_and_the_worker_goes_on(
     with shoal.Session(redis_url=redis_url, backend=LocalProcesses(1), progress=False) as s:
         assert s.compute(step(1, 2)) == evaluate(step(1, 2))
         s._run(s.backend.invoke(b"not an invocation", None))
+        signed = seal(b"not an invocation", "invocation")  # signed, still not one
+        s._run(s.backend.invoke(signed, None))
         assert s.compute(step(3, 4)) == evaluate(step(3, 4))
     err = capfd.readouterr().err
+    assert "invocation refused: an invocation is not signed: refused" in err
     assert "invocation refused: cannot decode invocation: not a shoal invocation" in err
 
 

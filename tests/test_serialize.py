@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 import shoal
 from shoal.runtime.invocation import Invocation
-from shoal.serialize import dumps_value, loads_value
+from shoal.serialize import dumps_value, loads_value, value_place
+from shoal.signing import seal, unseal
+
+#: Where the values of these tests belong (see shoal.signing).
+W = value_place("test", 1)
 
 values = st.recursive(
     st.none()
@@ -32,7 +36,7 @@ values = st.recursive(
 
 @given(values)
 def test_values_round_trip_exactly(v: Any) -> None:
-    back = loads_value(dumps_value(v))
+    back = loads_value(dumps_value(v, W), W)
     assert back == v
     assert type(back) is type(v)
 
@@ -41,24 +45,28 @@ def test_large_values_are_compressed() -> None:
     import msgpack
 
     v = ["the same words again"] * 10_000
-    encoded = dumps_value(v)
+    encoded = unseal(dumps_value(v, W), "a value", W)
     assert encoded[0] & 0x80  # the zstd flag
     assert len(encoded) < len(msgpack.packb(v)) / 20
-    assert loads_value(encoded) == v
+    assert loads_value(seal(encoded, W), W) == v
 
 
 @pytest.mark.parametrize(
     "data", [b"", b"\x07abc", b"\x01\xc1", b"\x82garbage", b"\x02not a pickle"]
 )
 def test_bad_values_are_payload_errors(data: bytes) -> None:
-    with pytest.raises(shoal.PayloadError):
-        loads_value(data)
+    with pytest.raises(shoal.PayloadError, match="not signed"):
+        loads_value(data, W)
+    with pytest.raises(shoal.PayloadError, match="cannot decode value"):
+        loads_value(seal(data, W), W)  # signed, and still not a value
 
 
 @given(st.binary(max_size=200))
 def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
     with contextlib.suppress(shoal.PayloadError):
-        loads_value(data)
+        loads_value(data, W)
+    with contextlib.suppress(shoal.PayloadError):
+        loads_value(seal(data, W), W)
 
 
 def test_invocation_round_trip() -> None:
@@ -75,8 +83,10 @@ def test_invocation_round_trip() -> None:
     ],
 )
 def test_bad_invocations(data: bytes, match: str) -> None:
-    with pytest.raises(shoal.PayloadError, match=match):
+    with pytest.raises(shoal.PayloadError, match="not signed"):
         Invocation.decode(data)
+    with pytest.raises(shoal.PayloadError, match=match):
+        Invocation.decode(seal(data, "invocation"))  # signed, and still not an invocation
 
 
 def test_malformed_invocation_fields_are_named() -> None:

@@ -1,5 +1,6 @@
-"""Signed payloads (``SHOAL_SECRET``): everything a worker would unpickle carries an HMAC; an
-unsigned, altered or foreign-signed payload is refused before it is decoded."""
+"""Signed payloads: everything a worker would unpickle carries an HMAC bound to its place (with
+``SHOAL_SECRET``, or a secret the process makes for its own workers); an unsigned, altered,
+moved or foreign-signed payload is refused before it is decoded."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ import pytest
 import shoal
 from conftest import assert_no_leaks
 from reference import evaluate
+from shoal import _core
 from shoal.backends import LocalProcesses
 from shoal.backends.base import Backend, Resources
 from shoal.runtime.invocation import Invocation
-from shoal.serialize import dumps_leaf, dumps_value, loads_function, loads_value
-from shoal.signing import seal, unseal
+from shoal.serialize import (
+    dumps_leaf,
+    dumps_value,
+    loads_function,
+    loads_value,
+    seal_function,
+    value_place,
+)
+from shoal.signing import seal, secret_for_workers, unseal
 
 
 @shoal.task
@@ -31,21 +40,33 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_seal_round_trip_and_every_kind_of_bad_input(
     secret: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sealed = seal(b"payload")
-    assert sealed != b"payload" and unseal(sealed, "x") == b"payload"
+    sealed = seal(b"payload", "here")
+    assert sealed != b"payload" and unseal(sealed, "x", "here") == b"payload"
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
     with pytest.raises(shoal.PayloadError, match="bad signature"):
-        unseal(tampered, "a test payload")
+        unseal(tampered, "a test payload", "here")
+    with pytest.raises(shoal.PayloadError, match="bad signature"):
+        unseal(sealed, "a test payload", "there")  # moved to another place
     with pytest.raises(shoal.PayloadError, match="not signed"):
-        unseal(b"payload", "a test payload")
+        unseal(b"payload", "a test payload", "here")
     with pytest.raises(shoal.PayloadError, match="not signed"):
-        unseal(sealed[:20], "a test payload")  # truncated
+        unseal(sealed[:20], "a test payload", "here")  # truncated
     monkeypatch.setenv("SHOAL_SECRET", "another secret")
     with pytest.raises(shoal.PayloadError, match="bad signature"):
-        unseal(sealed, "a test payload")
+        unseal(sealed, "a test payload", "here")
     monkeypatch.delenv("SHOAL_SECRET")
     with pytest.raises(shoal.PayloadError, match="SHOAL_SECRET is not set here"):
-        unseal(sealed, "a test payload")
+        unseal(sealed, "a test payload", "here")
+
+
+def test_without_a_secret_the_process_signs_with_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOAL_SECRET", raising=False)
+    sealed = seal(b"payload", "here")
+    assert sealed.startswith(b"SS2") and unseal(sealed, "x", "here") == b"payload"
+    given = secret_for_workers()["SHOAL_SECRET"]
+    assert len(given) >= 32 and given == secret_for_workers()["SHOAL_SECRET"]  # one per process
+    monkeypatch.setenv("SHOAL_SECRET", given)  # what its workers see
+    assert unseal(sealed, "x", "here") == b"payload"
 
 
 def test_values_functions_and_invocations_are_sealed(
@@ -55,17 +76,40 @@ def test_values_functions_and_invocations_are_sealed(
         def __init__(self, v: int) -> None:
             self.v = v
 
-    blob = dumps_value(Opaque(3))
-    assert loads_value(blob).v == 3
-    fn = seal(dumps_leaf(lambda: 1))
-    assert loads_function(fn)() == 1
+    where = value_place("run", 3)
+    blob = dumps_value(Opaque(3), where)
+    assert loads_value(blob, where).v == 3
+    leaf = dumps_leaf(lambda: 1)
+    fn_hash = _core.hash16(leaf)
+    fn = seal_function(leaf, fn_hash)
+    assert loads_function(fn, fn_hash)() == 1
     inv = Invocation("run", None, (1,), b"graph", None)
     encoded = inv.encode()
     assert Invocation.decode(encoded) == inv
+    loads: list[tuple[bytes, Any]] = [
+        (blob, lambda b: loads_value(b, where)),
+        (fn, lambda b: loads_function(b, fn_hash)),
+        (encoded, Invocation.decode),
+    ]
     monkeypatch.setenv("SHOAL_SECRET", "an attacker's secret")
-    for bad, load in ((blob, loads_value), (fn, loads_function), (encoded, Invocation.decode)):
+    for bad, load in loads:
         with pytest.raises(shoal.PayloadError, match="bad signature"):
             load(bad)
+
+
+def test_a_signed_payload_moved_to_another_place_is_refused(secret: None) -> None:
+    """Whoever can write to the server but lacks the secret can still move signed payloads
+    around: each is bound to its run, task, key or content hash."""
+    out = dumps_value(41, value_place("run-a", 3))
+    for elsewhere in (value_place("run-a", 4), value_place("run-b", 3)):
+        with pytest.raises(shoal.PayloadError, match="moved from another place"):
+            loads_value(out, elsewhere)
+    f1, f2 = dumps_leaf(lambda: 1), dumps_leaf(lambda: 2)
+    h1, h2 = _core.hash16(f1), _core.hash16(f2)
+    with pytest.raises(shoal.PayloadError, match="bad signature"):
+        loads_function(seal_function(f2, h2), h1)  # another signed function under h1's key
+    with pytest.raises(shoal.PayloadError, match="another content"):
+        loads_function(seal_function(f2, h1), h1)  # signed for h1, but not h1's content
 
 
 def test_a_plain_pickle_is_never_unpickled_when_a_secret_is_set(secret: None) -> None:
@@ -75,8 +119,9 @@ def test_a_plain_pickle_is_never_unpickled_when_a_secret_is_set(secret: None) ->
         def __reduce__(self) -> tuple[Any, ...]:
             return (eval, ("1/0",))  # would raise ZeroDivisionError if unpickled
 
+    blob = pickle.dumps(Boom())
     with pytest.raises(shoal.PayloadError, match="not signed"):
-        loads_function(pickle.dumps(Boom()))
+        loads_function(blob, _core.hash16(blob))
 
 
 def test_signed_runs_on_every_scheduler(secret: None, redis_url: str) -> None:

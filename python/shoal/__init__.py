@@ -22,6 +22,7 @@ from .errors import (
     ShoalError,
     StorageError,
     TaskError,
+    UsageError,
 )
 from .maps import MapNode, map
 from .task import Node, TaskFunction, TaskOptions, task
@@ -66,6 +67,7 @@ __all__ = [
     "TaskError",
     "TaskFunction",
     "TaskOptions",
+    "UsageError",
     "__version__",
     "backends",
     "compute",

@@ -59,6 +59,9 @@ class Settings:
     and its work is recovered (renewed every third of it).
     ``max_value_bytes``: the largest encoded output that may go to the store (Redis's limit for
     one value is 512 MiB); a larger one fails its task, naming the limit.
+    ``crash_attempts``: a task whose workers die while running it (``os._exit``, a segfault,
+    out of memory, a lost host) fails the run after this many crashes, or ``retries`` + 1 if
+    that is more (Dask and Ray also stop at 3).
     """
 
     # 0 is meaningful for the sizes: every leaf by hash, nothing inline.
@@ -71,6 +74,7 @@ class Settings:
     lease_ttl_s: float = _setting(5.0, Bounds(float, 0.15, unit=" s"))
     # 0 would refuse every output; Redis refuses a value over 512 MiB with an unclear error.
     max_value_bytes: int = _setting(REDIS_MAX_VALUE, Bounds(int, 0, True, REDIS_MAX_VALUE))
+    crash_attempts: int = _setting(3, Bounds(int, 1))
 
     def __post_init__(self) -> None:
         self.check()

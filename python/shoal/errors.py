@@ -7,6 +7,11 @@ class ShoalError(Exception):
     """Base class of every error shoal raises on purpose."""
 
 
+class UsageError(ShoalError, TypeError):
+    """shoal was called wrongly: a bad task option, ``shoal.map`` over something that is not a
+    list, a timeout that is not a number. Raised at once, before anything runs."""
+
+
 class GraphError(ShoalError, ValueError):
     """The graph itself is wrong: a cycle, a node from outside the graph, a bad assignment."""
 
@@ -81,4 +86,5 @@ __all__ = [
     "RunTimeout",
     "ShoalError",
     "TaskError",
+    "UsageError",
 ]

@@ -14,8 +14,9 @@ record also carries ``id`` (the stream entry id) and ``at`` (the server's clock 
 was appended, in seconds): one clock for every event, whichever host wrote it.
 
 A few events are written by the store's Lua scripts (``storage/scripts.py``) rather than by
-Python: RUN_COMPLETED, RUN_FAILED, MAP_EXPANDED's ``task``/``width`` and the TASK_COMPLETED of
-a gathered map (``task``, ``width``, ``name``). Their fields are declared here all the same.
+Python: RUN_COMPLETED, RUN_FAILED, TASK_CRASHED, MAP_EXPANDED's ``task``/``width`` and the
+TASK_COMPLETED of a gathered map (``task``, ``width``, ``name``). Their fields are declared
+here all the same.
 
 An entry whose ``type`` this version does not know decodes to :class:`UnknownEvent` (a newer
 writer), never an error; a known type missing a required field is a
@@ -205,10 +206,25 @@ class WorkerLost(Event):
     """The client's watchdog found an expired lease and sent a recovery invocation."""
 
     type: ClassVar[str] = "WORKER_LOST"
-    #: The lease member that expired: ``t<task>`` or ``w<worker>``.
+    #: The lease member that expired (see :func:`shoal.storage.keys.leases`).
     lease: str
     #: The tasks the recovery worker starts with.
     recovery_start: tuple[int, ...] = ()
+
+
+@dataclass(kw_only=True, slots=True)
+class TaskCrashed(Event):
+    """A worker died while it ran a task (written by the store's scripts: the pool's report of
+    a process that exited, or the watchdog finding the task's running lease expired)."""
+
+    type: ClassVar[str] = "TASK_CRASHED"
+    task: int
+    #: How the worker died: ``exit code 1``, ``killed by SIGSEGV``, ``lost (...)``.
+    how: str
+    #: Crashes of this task so far, this one included.
+    crashes: int = 1
+    #: The process or worker that died, when known.
+    worker: str = ""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -246,6 +262,7 @@ RECORDS: dict[str, type[Event]] = {
         MapExpanded,
         WorkerExited,
         WorkerLost,
+        TaskCrashed,
         RunCompleted,
         RunFailed,
     )

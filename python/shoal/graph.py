@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _core
 from .config import Settings
+from .errors import UsageError
 from .planning.plan import Plan, as_plan
 from .serialize import dumps_leaf
 from .task import Node
@@ -51,7 +52,7 @@ def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = N
     nodes = list(nodes)
     for n in nodes:
         if not isinstance(n, Node):
-            raise TypeError(
+            raise UsageError(
                 f"shoal.compute expects Nodes (the result of calling a @shoal.task function), "
                 f"got {type(n).__name__}: {n!r:.60}"
             )

@@ -16,7 +16,7 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ShoalError
+from .errors import ShoalError, UsageError
 from .task import Node, TaskFunction, TaskOptions
 
 
@@ -57,11 +57,13 @@ def map(fn: Callable[..., Any], xs: Any, /, *args: Any, **kwargs: Any) -> MapNod
         func, opts = fn, TaskOptions()
         name = getattr(fn, "__name__", None) or type(fn).__name__
     else:
-        raise TypeError(f"shoal.map needs a function to apply, got {type(fn).__name__}: {fn!r:.60}")
+        raise UsageError(
+            f"shoal.map needs a function to apply, got {type(fn).__name__}: {fn!r:.60}"
+        )
     if isinstance(xs, list | tuple):
         xs = _items_task(builtins.list(xs))
     elif not isinstance(xs, Node):
-        raise TypeError(
+        raise UsageError(
             f"shoal.map({name}, ...) maps over a node (a task returning a list), another "
             f"shoal.map, or a list or tuple; got {type(xs).__name__}: {xs!r:.60}"
         )

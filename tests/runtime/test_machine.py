@@ -27,8 +27,8 @@ from shoal.runtime.machine import (
     TaskFailure,
     WaitInbox,
     WorkerMachine,
+    plain_encode,
 )
-from shoal.serialize import dumps_value
 from shoal.storage.base import CompletionResult
 
 
@@ -38,7 +38,7 @@ def f(*xs: Any) -> Any:
 
 
 def config(inline: int = 64 * 1024) -> MachineConfig:
-    return MachineConfig("w-test", inline, 0.1, dumps_value, lambda: 0.5)
+    return MachineConfig("w-test", inline, 0.1, plain_encode, lambda: 0.5)
 
 
 def done(
@@ -65,7 +65,7 @@ def test_chain_stays_on_one_worker_and_never_encodes() -> None:
     [comp] = m.handle(Executed(2, 1, {}))
     assert isinstance(comp, Complete)
     assert comp.completion.is_output and comp.completion.must_store
-    assert comp.completion.output == dumps_value(1)
+    assert comp.completion.output == plain_encode(comp.completion.task, 1)
     assert m.handle(Completed(2, done())) == [Exit("no more work")]
 
 

@@ -19,8 +19,8 @@ from shoal.runtime.machine import (
     Invoke,
     Started,
     WorkerMachine,
+    plain_encode,
 )
-from shoal.serialize import dumps_value
 from shoal.storage.base import CompletionResult
 
 from .test_machine import config
@@ -68,7 +68,7 @@ def test_the_root_fetches_its_source_only_and_expands() -> None:
     x = expand.expansion
     ord0 = g.map_info[root].ord
     assert (x.root, x.width, x.element_base) == (root, 3, element_id(ord0, 0))
-    assert x.items == [dumps_value(v) for v in (5, 6, 7)]
+    assert x.items == [plain_encode(x.item_base + i, v) for i, v in enumerate((5, 6, 7))]
     assert x.item_base == item_id(ord0, 0)
     assert [gm.map for gm in x.maps] == [root, *g.child_maps(root)]
     assert x.width * len(x.maps) == 6  # elements the MAP_EXPANDED event announces
@@ -86,7 +86,7 @@ def test_elements_keep_one_invoke_the_rest_and_chain_element_wise() -> None:
     out = m.handle(Completed(root, done(e)))
     invokes = [i for i in out if isinstance(i, Invoke)]
     assert [i.start for i in invokes] == [[e[1]], [e[2]]]
-    assert invokes[0].inputs == {items[1]: dumps_value(6)}  # each takes its item along
+    assert invokes[0].inputs == {items[1]: plain_encode(items[1], 6)}  # each takes its item along
     assert invokes[0].subdag is invokes[1].subdag  # one cut for every element of a map
     [ex] = [i for i in out if isinstance(i, Execute)]
     assert ex == Execute(e[0], 1, {items[0]: 5}, [])
@@ -104,7 +104,7 @@ def test_elements_keep_one_invoke_the_rest_and_chain_element_wise() -> None:
     assert isinstance(comp, Complete)
     c = comp.completion
     # The second map is gathered into a static task: its elements are stored.
-    assert c.must_store and c.output == dumps_value(12)
+    assert c.must_store and c.output == plain_encode(e2, 12)
     assert [gm.map for gm in c.gathers] == [child] and c.gathers[0].downstream
     assert m.handle(Completed(e2, done())) == [Exit("no more work")]
 

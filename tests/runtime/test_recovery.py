@@ -17,7 +17,7 @@ from shoal.config import Settings
 from shoal.graph import FrozenGraph, freeze
 from shoal.runtime.elements import MapView, element_id, item_id, view
 from shoal.runtime.invocation import Invocation
-from shoal.signing import seal
+from shoal.signing import context, seal
 from shoal.storage.base import Storage
 
 
@@ -248,7 +248,7 @@ def test_the_shell_stores_a_subdag_over_the_inline_limit(chain: _core.Graph) -> 
     inv = recover(chain, "t3", store, inline_subdag_limit=0)
     blob = chain.subdag_for(None, [3]).encode()
     assert inv == Invocation("run1", None, (3,), None, "r3", {}, (), (3,))
-    assert store.stored == [("run1", "r3", seal(blob))]
+    assert store.stored == [("run1", "r3", seal(blob, context("run1", "subdag", "r3")))]
 
 
 def test_the_shell_reinvokes_a_pinned_worker_by_id(worker7: _core.Graph) -> None:

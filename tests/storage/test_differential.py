@@ -106,10 +106,14 @@ class Dag:
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # complete, expand, fail, take, renew, release, read, cleanup
+    kind: str  # complete, expand, fail, take, renew, release, hand_off, crashed, read, cleanup
     record: Completion | Expansion | ErrorRecord | None = None
     members: tuple[str, ...] = ()
     workers: tuple[int, ...] = ()
+    #: crashed: the task, how, and whether the platform requeues its invocation.
+    task: int = 0
+    how: str = ""
+    requeue: bool = False
 
 
 @dataclass
@@ -193,7 +197,9 @@ def expansion(draw: st.DrawFn, dag: Dag, c: Chain, width: int) -> Expansion:
 def noise(draw: st.DrawFn, dag: Dag, past: list[Op]) -> Op:
     """An operation off the valid path."""
     n = len(dag.deps)
-    kind = draw(st.sampled_from(["dup"] * 3 + ["premature", "fail", "lease", "lease", "read"]))
+    kind = draw(
+        st.sampled_from(["dup"] * 3 + ["premature", "fail", "lease", "lease", "crash", "read"])
+    )
     if draw(st.integers(0, 30)) == 0:
         kind = "cleanup"  # rare: the rest of the example is stragglers
     if kind == "dup" and past:
@@ -221,10 +227,20 @@ def noise(draw: st.DrawFn, dag: Dag, past: list[Op]) -> Op:
         record = ErrorRecord(t, f"t{t}", draw(st.integers(1, 3)), "E", "m", "tb", "w", 1.5)
         return Op("fail", record)
     if kind == "lease":
-        pool = [keys.task_lease(t) for t in dag.ids()[: n + 4]]
+        ids = dag.ids()[: n + 4]
+        pool = [keys.task_lease(t) for t in ids] + [keys.running_lease(t) for t in ids]
         pool += [keys.worker_lease(w) for w in WORKERS]
+        pool += [keys.handoff_lease(m) for m in pool if not m.startswith("r")]
         members = tuple(draw(st.lists(st.sampled_from(pool), max_size=3)))
-        return Op(draw(st.sampled_from(["take", "renew", "release"])), members=members)
+        kinds = ["take", "renew", "release", "hand_off"]
+        return Op(draw(st.sampled_from(kinds)), members=members, task=draw(st.sampled_from(ids)))
+    if kind == "crash":
+        return Op(
+            "crashed",
+            task=draw(st.integers(0, n - 1)),
+            how=draw(st.sampled_from(["exit code 1", "killed by SIGSEGV"])),
+            requeue=draw(st.booleans()),
+        )
     if kind == "cleanup":
         return Op("cleanup", workers=tuple(sorted(draw(st.sets(st.sampled_from(WORKERS))))))
     return Op("read")
@@ -314,7 +330,11 @@ async def apply(store: MemoryStorage | RedisStorage, rid: str, dag: Dag, op: Op)
         assert isinstance(rec, ErrorRecord)
         return await store.fail(rid, rec)
     if op.kind == "take":
-        return await store.fetch(rid, [], lease=op.members)
+        return await store.fetch(rid, [], lease=op.members, crashes_of=op.task)
+    if op.kind == "hand_off":
+        return await store.hand_off(rid, op.members)
+    if op.kind == "crashed":
+        return await store.crashed(rid, op.task, op.how, "w", op.requeue)
     if op.kind == "renew":
         return await store.renew(rid, op.members)
     if op.kind == "release":
@@ -358,6 +378,7 @@ async def raw_memory(store: MemoryStorage, rid: str) -> dict[str, Any] | None:
         "started": sorted(s.started),
         "leases": sorted(s.leases),
         "inboxes": {w: list(q) for w, q in s.inboxes.items()},
+        "crashes": {t: "\n".join(hows) for t, hows in s.crashes.items()},
     }
 
 
@@ -369,9 +390,10 @@ async def raw_redis(store: RedisStorage, rid: str) -> dict[str, Any] | None:
         p.hgetall(hash_key)
     p.smembers(keys.started(rid))
     p.zrange(keys.leases(rid), 0, -1)
+    p.hgetall(keys.crashes(rid))
     for w in WORKERS:
         p.lrange(keys.inbox(rid, w), 0, -1)
-    meta, out, pending, widths, started, leases, *inboxes = await p.execute()
+    meta, out, pending, widths, started, leases, crashes, *inboxes = await p.execute()
     if not meta:
         return None
 
@@ -390,6 +412,7 @@ async def raw_redis(store: RedisStorage, rid: str) -> dict[str, Any] | None:
         "started": sorted(int(w) for w in started if w != b"_"),
         "leases": sorted(m.decode() for m in leases if m != b"_"),
         "inboxes": {w: [int(t) for t in q] for w, q in zip(WORKERS, inboxes, strict=True) if q},
+        "crashes": {int(k): v.decode() for k, v in fields(crashes).items()},
     }
 
 

@@ -28,6 +28,10 @@ class Capabilities:
     #: Whether workers can die on their own (killed, OOM, host lost): then the client watches
     #: leases and recovers. In-process workers die only with the client.
     workers_may_die: bool = True
+    #: Whether the platform itself runs an invocation again when its worker dies (Lambda's
+    #: retries, the local pool's requeue). Then the watchdog gives a worker whose running lease
+    #: expired one more lease lifetime for the platform's own redelivery before it recovers.
+    redelivers: bool = False
 
 
 class Backend(Protocol):
@@ -43,10 +47,16 @@ class Backend(Protocol):
     async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
         """Several invocations at once (one round trip where the platform allows it)."""
 
+    async def queued(self) -> int:
+        """Invocations the platform accepted that no worker has started yet, as far as it knows
+        (0 when it cannot tell). While there are some, the watchdog takes an expired hand-off
+        lease for work still waiting its turn, not for work lost."""
+
     async def drain(self) -> None:
         """Waits until every invocation this backend started has finished."""
 
-    async def cancel(self) -> None:
-        """Stops whatever is still running (after a failed or timed-out run)."""
+    async def cancel(self, run_id: str) -> None:
+        """The run gave up (failed, timed out, cancelled): stop what still runs for it, and only
+        for it (other runs may share the workers), so its hung tasks do not keep their slots."""
 
     async def close(self) -> None: ...

@@ -21,14 +21,17 @@ if TYPE_CHECKING:
 
 class InProcess:
     name = "inprocess"
-    capabilities = Capabilities(max_payload=None, warm_reuse=True, workers_may_die=False)
+    capabilities = Capabilities(
+        max_payload=None, warm_reuse=True, workers_may_die=False, redelivers=False
+    )
 
     def __init__(self, threads: bool = False) -> None:
         from ..runtime.inputs import WorkerCaches
 
         self.threads = threads
         self._caches = WorkerCaches()
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Running workers, by run id (a run that gives up cancels its own only).
+        self._tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._storage: Storage | None = None
         self._settings: Settings | None = None
         self._ids = itertools.count()
@@ -43,6 +46,7 @@ class InProcess:
         self._caches.functions.update(functions)
 
     async def invoke(self, invocation: bytes, resources: Resources | None) -> None:
+        from ..runtime.invocation import Invocation
         from ..runtime.worker import run_in_thread, run_inline, run_worker
 
         if self._storage is None or self._settings is None:
@@ -56,25 +60,33 @@ class InProcess:
             runner=run_in_thread if self.threads else run_inline,
             name=f"inprocess-{next(self._ids)}",
         )
+        run_id = Invocation.peek_run_id(invocation) or ""
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks.setdefault(run_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
         for invocation, resources in items:
             await self.invoke(invocation, resources)
 
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def queued(self) -> int:
+        return 0
 
-    async def cancel(self) -> None:
-        for t in list(self._tasks):
+    async def drain(self) -> None:
+        while running := [t for tasks in self._tasks.values() for t in tasks]:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def cancel(self, run_id: str) -> None:
+        running = [t for t in self._tasks.pop(run_id, ()) if not t.done()]
+        for t in running:
             t.cancel()
-        await self.drain()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def close(self) -> None:
-        await self.cancel()
+        for run_id in list(self._tasks):
+            await self.cancel(run_id)
 
     def __repr__(self) -> str:
         return f"InProcess(threads={self.threads})"

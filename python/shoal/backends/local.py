@@ -9,9 +9,10 @@ Two backends live here because both push onto the same list: :class:`LocalProces
 session uses (it owns the pool), and :class:`QueueInvoker`, what a worker process uses to invoke
 its peers (it only pushes).
 
-Processes get the session's settings in their environment, plus one BLAS/OpenMP thread each
-unless the user set otherwise (as Dask does): processes are the parallelism, and N processes x
-N BLAS threads thrash the cores.
+Processes get the session's settings in their environment, with the signing secret and the
+server's URL (which may hold its password: never on a command line, which every local user can
+read), plus one BLAS/OpenMP thread each unless the user set otherwise (as Dask does): processes
+are the parallelism, and N processes x N BLAS threads thrash the cores.
 
 State (:class:`LocalProcesses`)
     ``pool_id``: names the pool's list; fixed at construction, so workers of this pool and no
@@ -26,9 +27,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..signing import secret_for_workers
 from ..storage import keys
 from .base import Capabilities, Resources
 from .frames import delivery_copies_env, encode_frame
@@ -67,10 +70,13 @@ class QueueInvoker:
             frames = [encode_frame(i, r) for i, r in items for _ in range(self.copies)]
             await self._r.rpush(self.queue, *frames)
 
+    async def queued(self) -> int:
+        return 0
+
     async def drain(self) -> None:
         return None
 
-    async def cancel(self) -> None:
+    async def cancel(self, run_id: str) -> None:
         return None
 
     async def close(self) -> None:
@@ -81,7 +87,6 @@ class LocalProcesses:
     """Worker processes on this machine, fed through a Redis list (see the module docstring)."""
 
     name = "local"
-    capabilities = _CAPABILITIES
 
     def __init__(
         self,
@@ -90,11 +95,16 @@ class LocalProcesses:
         *,
         duplicate_deliveries: bool = False,
         requeue_dead: bool = True,
+        abandon_grace_s: float = 5.0,
     ) -> None:
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
         if not isinstance(keep_warm_s, int | float) or keep_warm_s < 0:
             raise ConfigError(f"keep_warm_s must be >= 0 seconds, got {keep_warm_s!r}")
+        if not isinstance(abandon_grace_s, int | float) or abandon_grace_s < 0:
+            raise ConfigError(f"abandon_grace_s must be >= 0 seconds, got {abandon_grace_s!r}")
+        #: How long a process may stay in a task of a run that gave up before it is killed.
+        self.abandon_grace_s = float(abandon_grace_s)
         self.max_workers = max_workers or os.cpu_count() or 1
         self.keep_warm_s = float(keep_warm_s)
         #: Fault injection (tests): every invocation is delivered twice.
@@ -102,6 +112,7 @@ class LocalProcesses:
         #: Give a dead process's invocation back to the queue at once. Without it, recovery is
         #: left to the leases and the client's watchdog, as on a remote platform.
         self.requeue_dead = requeue_dead
+        self.capabilities = replace(_CAPABILITIES, redelivers=requeue_dead)
         self.pool_id = uuid.uuid4().hex[:12]
         self._invoker: QueueInvoker | None = None
         self._pool: Pool | None = None
@@ -122,6 +133,7 @@ class LocalProcesses:
             **os.environ,
             **settings.to_env(),
             **delivery_copies_env(copies),
+            **secret_for_workers(),  # SHOAL_SECRET, or this process's own: workers sign too
         }
         self._pool = Pool(
             url,
@@ -130,6 +142,7 @@ class LocalProcesses:
             self.keep_warm_s,
             env,
             requeue_dead=self.requeue_dead,
+            lease_ttl_s=settings.lease_ttl_s,
         )
         self._pool.start()
 
@@ -144,14 +157,25 @@ class LocalProcesses:
     async def invoke_many(self, items: Sequence[tuple[bytes, Resources | None]]) -> None:
         await self._need_invoker().invoke_many(items)
 
+    async def queued(self) -> int:
+        """Frames on the pool's list, plus those the manager holds that no process has started
+        a task of yet."""
+        if self._pool is None:
+            return 0
+        client: Any = self._need_invoker()._r
+        waiting: int = await client.llen(keys.pool_queue(self.pool_id))
+        return waiting + self._pool.starting()
+
     async def drain(self) -> None:
         """Runs are independent on a shared pool: a run's end does not wait for the pool."""
         return None
 
-    async def cancel(self) -> None:
-        """Other runs may share the pool, so nothing is killed; workers of a failed run find it
-        ended and change nothing (the storage refuses writes to an ended run)."""
-        return None
+    async def cancel(self, run_id: str) -> None:
+        """Processes still in a task of the run after ``abandon_grace_s`` are killed (a hung
+        task would hold its slot forever); the others find the run ended and move on (the
+        storage refuses writes to an ended run). Other runs' processes are left alone."""
+        if self._pool is not None:
+            self._pool.abandon(run_id, self.abandon_grace_s)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -1,8 +1,9 @@
 """The pool manager of LocalProcesses: worker processes on this machine, fed from a Redis list.
 
 One manager, a thread in the session's process, takes frames (:mod:`.frames`) off the pool's
-list in batches (``BLMPOP ... COUNT``; it takes more only when it has placed the last batch) and
-gives each to an idle warm process or starts a new one (a cold start). A process runs one
+list, as many as there are free slots (``BLMPOP ... COUNT``), and gives each to an idle warm
+process or starts a new one (a cold start). Frames wait on the server's list, not in the
+manager's memory: a manager that dies loses at most the frames it was placing. A process runs one
 invocation at a time and acks on a pipe when it is done; a process idle for ``keep_warm_s`` is
 told to exit (the manager decides, so no frame can go to a process that is leaving).
 
@@ -15,11 +16,16 @@ Sizes. Each process starts with the memory limit of its first invocation (``memo
 task, enforced by the process as RLIMIT_AS) and only serves invocations with the same limit;
 when every slot holds a process of another size, an idle one is retired for a new one.
 
-Deaths. A process that exits while it runs an invocation is counted; with ``requeue_dead`` its
-frame goes back to the head of the list (tasks it had finished are not done twice: completion
-is idempotent). Without it, recovery is left to the leases and the client's watchdog, as on a
-remote platform. A lost server connection is retried with backoff; the manager never gives up
-on its own.
+Deaths. A process that exits while it runs an invocation is counted. A process tells the
+manager which task it starts (:data:`.ACK_TASK`), so the death is reported to the run as a crash
+of that task, with its exit code or signal (the ``CRASHED`` script: the task's crash record and
+TASK_CRASHED; a task that crashed its workers too often is failed by the next worker to start
+it). With ``requeue_dead`` the frame then goes back to the head of the list (tasks it had
+finished are not done twice: completion is idempotent), unless the run has ended. Without it,
+recovery is left to the leases and the client's watchdog, as on a remote platform. A frame
+whose processes die before starting any task (one that cannot even start) is requeued at most
+:data:`_EARLY_DEATHS` times. A lost server connection is retried with backoff; the manager
+never gives up on its own.
 
 The manager never imports the runtime: processes run ``python -m shoal.runtime.process``.
 
@@ -30,7 +36,9 @@ State (:class:`Pool`)
     and each death, so a manager waiting for a free slot wakes.
     ``_stopping: bool``: set once by :meth:`Pool.stop`; a process dying after it is not a death.
     ``stats: PoolStats``: counters that only grow.
-    ``backlog`` (a local of :meth:`Pool.run`): frames taken off the list, not yet placed.
+    ``backlog`` (a local of :meth:`Pool.run`): frames taken off the list, not yet placed (at
+    most as many as there were free slots when they were taken).
+    ``_early_deaths``: frame -> processes that died running it before any task started.
     Invariant: the processes with ``busy and not parked`` number at most ``max_workers`` (a
     frame is placed only when a slot is free).
 
@@ -41,6 +49,8 @@ State (:class:`_Proc`, one per process)
     ``memory_mb``: its memory limit, fixed at start; it only gets frames of that size.
     ``idle_since``: monotonic time of its last ack, for ``keep_warm_s``.
     ``alive``: not retired by the manager (its command pipe is open).
+    ``running``: (run id, task) of the task it started last in this invocation, or None before
+    its first one (it is then still starting: :meth:`Pool.starting` counts it).
 """
 
 from __future__ import annotations
@@ -55,13 +65,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..storage import keys
-from .frames import ACK_PARKED, ACK_RUNNING, decode_frame, pipe_message
+from ..storage import keys, scripts
+from .frames import (
+    ACK_DONE,
+    ACK_PARKED,
+    ACK_RUNNING,
+    SERVER_URL_VAR,
+    AckReader,
+    decode_frame,
+    pipe_message,
+)
 
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
-#: Frames taken off the list in one command when there is a backlog (held until a slot frees).
-_TAKE_AT_ONCE = 64
+#: A frame whose processes die this often before any task starts is dropped (it cannot start).
+_EARLY_DEATHS = 3
 
 
 @dataclass
@@ -83,6 +101,9 @@ class _Proc:
     parked: bool = False
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
+    running: tuple[str, int] | None = None
+    #: Killed by the manager: its run gave up while it was still in one of its tasks.
+    stopped: bool = False
 
 
 class Pool(threading.Thread):
@@ -97,8 +118,10 @@ class Pool(threading.Thread):
         env: dict[str, str],
         *,
         requeue_dead: bool = True,
+        lease_ttl_s: float = 5.0,
     ) -> None:
         super().__init__(name=f"shoal-pool-{pool_id}", daemon=True)
+        self.lease_ttl_s = lease_ttl_s
         self.url = url
         self.pool_id = pool_id
         self.queue = keys.pool_queue(pool_id)
@@ -110,6 +133,10 @@ class Pool(threading.Thread):
         self._procs: list[_Proc] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._early_deaths: dict[bytes, int] = {}
+        self._placing = 0
+        #: Runs that gave up -> monotonic time after which their processes are killed.
+        self._abandoned: dict[str, float] = {}
 
     # -- manager loop ------------------------------------------------------------------------
 
@@ -122,15 +149,19 @@ class Pool(threading.Thread):
         try:
             while not self._stopping:
                 try:
+                    self._kill_abandoned()  # first: hung processes may hold every slot
                     while backlog and self._wait_for_free_slot():
                         self._dispatch(backlog.popleft())
-                    if backlog:
-                        continue  # every slot busy: wait for one before taking more
+                    self._placing = len(backlog)
+                    free = self._wait_for_free_slot()
+                    if backlog or not free:
+                        continue  # every slot busy: the frames wait on the server
                     reply = r.execute_command(
-                        "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", _TAKE_AT_ONCE
+                        "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", free
                     )
                     failing_since = None
                     backlog.extend(f for f in (reply[1] if reply else []) if f)  # b"": wake-up
+                    self._placing = len(backlog)
                     self._retire_idle()
                 except (redis.ConnectionError, redis.TimeoutError) as e:
                     # The server restarts or blips: keep trying; waiting runs see their own
@@ -147,6 +178,12 @@ class Pool(threading.Thread):
                 print(f"shoal: local worker pool stopped: {type(e).__name__}: {e}", file=sys.stderr)
         finally:
             r.close()
+
+    def starting(self) -> int:
+        """Frames this manager holds that no process has started a task of yet (taken off the
+        list, or handed to a process still starting)."""
+        with self._cond:
+            return self._placing + sum(p.busy and p.running is None for p in self._procs)
 
     def _computing(self) -> int:
         """Processes holding a slot. Called with the condition held."""
@@ -188,7 +225,6 @@ class Pool(threading.Thread):
         ack_r, ack_w = os.pipe()
         args = [
             sys.executable, "-m", "shoal.runtime.process",
-            "--redis", self.url,
             "--pool", self.pool_id,
             "--cmd-fd", str(cmd_r),
             "--ack-fd", str(ack_w),
@@ -196,7 +232,8 @@ class Pool(threading.Thread):
         ]  # fmt: skip
         if memory_mb:
             args += ["--memory-mb", str(memory_mb)]
-        popen = subprocess.Popen(args, pass_fds=(cmd_r, ack_w), env=self.env, close_fds=True)
+        env = {**self.env, SERVER_URL_VAR: self.url}  # not in argv: `ps` shows that to everyone
+        popen = subprocess.Popen(args, pass_fds=(cmd_r, ack_w), env=env, close_fds=True)
         os.close(cmd_r)
         os.close(ack_w)
         proc = _Proc(popen, cmd_w, memory_mb, frame)
@@ -210,35 +247,69 @@ class Pool(threading.Thread):
 
     def _read_acks(self, proc: _Proc, ack_r: int) -> None:
         """One thread per process: applies its acks, then handles its exit."""
+        reader = AckReader()
         try:
             while True:
-                data = os.read(ack_r, 64)
+                data = os.read(ack_r, 256)
                 if not data:
                     break
                 with self._cond:
-                    for byte in data:
-                        if byte == ACK_PARKED[0]:
+                    for msg in reader.feed(data):
+                        if isinstance(msg, tuple):
+                            proc.running = msg
+                        elif msg == ACK_PARKED:
                             proc.parked = True
-                        elif byte == ACK_RUNNING[0]:
+                        elif msg == ACK_RUNNING:
                             proc.parked = False
-                        else:  # ACK_DONE
+                        elif msg == ACK_DONE:
                             proc.busy = proc.parked = False
+                            proc.running = None
                             proc.idle_since = time.monotonic()
                     self._cond.notify_all()
         finally:
             os.close(ack_r)
             proc.popen.wait()
-            if proc.alive and proc.busy and not self._stopping:
-                self.stats.died += 1
-                then = "it goes back to the queue" if self.requeue_dead else "leases will tell"
-                print(
-                    f"shoal: worker process {proc.popen.pid} died (exit code "
-                    f"{proc.popen.returncode}) while running an invocation; {then}",
-                    file=sys.stderr,
-                )
-                if self.requeue_dead:
-                    self._one_command("LPUSH", self.queue, proc.frame)  # first in line
+            if proc.alive and proc.busy and not self._stopping and not proc.stopped:
+                self._died(proc)
             self._mark_dead(proc)
+
+    def _died(self, proc: _Proc) -> None:
+        """A process exited while it ran an invocation: report the crash, maybe requeue."""
+        self.stats.died += 1
+        how = _how_it_died(proc.popen.returncode, proc.memory_mb)
+        pid = proc.popen.pid
+        requeue = self.requeue_dead
+        if proc.running is not None:
+            run_id, task = proc.running
+            worker = f"{os.uname().nodename}:{pid}"
+            args = [task, how, worker, int(requeue), int(self.lease_ttl_s * 1000)]
+            count = self._script(scripts.CRASHED, keys.crash_keys(run_id), args)
+            if count == -1:  # the run has ended: nothing to run again
+                requeue = False
+            what = f"task {task} of run {run_id}"
+        else:
+            deaths = self._early_deaths[proc.frame] = self._early_deaths.get(proc.frame, 0) + 1
+            if deaths >= _EARLY_DEATHS:
+                requeue = False
+                self._early_deaths.pop(proc.frame, None)
+            what = f"an invocation before its first task (death {deaths} of {_EARLY_DEATHS})"
+        then = "it goes back to the queue" if requeue else "leases will tell"
+        print(f"shoal: worker process {pid} died ({how}) running {what}; {then}", file=sys.stderr)
+        if requeue:
+            self._one_command("LPUSH", self.queue, proc.frame)  # first in line
+
+    def _script(self, script: str, script_keys: list[str], args: list[Any]) -> Any:
+        """Runs a store script on a short-lived connection; None if the server did not answer."""
+        import redis
+
+        try:
+            r: Any = redis.Redis.from_url(self.url, socket_timeout=5)
+            try:
+                return r.register_script(script)(keys=script_keys, args=args)
+            finally:
+                r.close()
+        except Exception:
+            return None
 
     def _one_command(self, *command: Any) -> None:
         """A best-effort command on a short-lived connection (off the manager's own one)."""
@@ -265,6 +336,32 @@ class Pool(threading.Thread):
                 os.close(proc.cmd_w)
         if proc in self._procs:
             self._procs.remove(proc)
+
+    def abandon(self, run_id: str, grace_s: float) -> None:
+        """The run gave up: kill its processes that are still in one of its tasks after
+        ``grace_s`` (checked at the manager's ticks)."""
+        with self._cond:
+            self._abandoned[run_id] = time.monotonic() + grace_s
+            self._cond.notify_all()
+
+    def _kill_abandoned(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            due = {r for r, at in self._abandoned.items() if at <= now}
+            if not due:
+                return
+            for p in self._procs:
+                if p.alive and p.busy and p.running is not None and p.running[0] in due:
+                    p.stopped = True
+                    print(
+                        f"shoal: worker process {p.popen.pid} stopped: its run {p.running[0]} "
+                        f"gave up while it still ran task {p.running[1]}",
+                        file=sys.stderr,
+                    )
+                    with contextlib.suppress(OSError):
+                        p.popen.kill()
+            for r in due:
+                del self._abandoned[r]
 
     def _retire_idle(self) -> None:
         now = time.monotonic()
@@ -294,3 +391,17 @@ class Pool(threading.Thread):
                 p.popen.kill()
                 p.popen.wait()
         self._one_command("DEL", self.queue)
+
+
+def _how_it_died(returncode: int, memory_mb: int | None) -> str:
+    """``exit code 1`` or ``killed by SIGSEGV``, and the memory limit it ran under."""
+    import signal
+
+    if returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-returncode}"
+    else:
+        how = f"exit code {returncode}"
+    return how + (f" under memory_mb={memory_mb}" if memory_mb else "")

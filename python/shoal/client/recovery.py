@@ -36,7 +36,7 @@ from .. import _core
 from ..config import Settings
 from ..runtime.elements import MapView, is_map
 from ..runtime.invocation import Invocation
-from ..signing import seal
+from ..signing import context, seal
 from ..storage.base import Storage
 
 #: Task state from the store: True = output stored, False = done (output not stored), None = not
@@ -165,5 +165,5 @@ async def recovery_invocation(
     if len(blob) <= settings.inline_subdag_limit:
         return Invocation(run_id, None, r.start, blob, None, {}, r.recompute, r.resume)
     name = f"r{r.resume[0]}"
-    await storage.put_subdag(run_id, name, seal(blob))
+    await storage.put_subdag(run_id, name, seal(blob, context(run_id, "subdag", name)))
     return Invocation(run_id, None, r.start, None, name, {}, r.recompute, r.resume)

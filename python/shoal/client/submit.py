@@ -3,7 +3,8 @@
 Submission stores the function table, constants and pinned workers' subDAGs in one storage call,
 appends RUN_SUBMITTED, then invokes one worker per root group: each flexible root gets its own
 worker with the subDAG below it (inline when small); each pinned worker with a root is invoked
-with its roots, at its planned size.
+with its roots, at its planned size. Every first invocation is leased as a hand-off at
+submission (see :func:`shoal.storage.keys.leases`): one the platform loses is recovered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from ..config import Settings
 from ..graph import FrozenGraph
 from ..runtime.invocation import Invocation
 from ..runtime.resources import resources_for, worker_resources
-from ..signing import seal
+from ..serialize import seal_function
+from ..signing import const_place, context, seal
 from ..storage import keys
 from ..storage.base import RunSpec, Storage
 
@@ -49,9 +51,11 @@ async def submit(
     subdags = {f"w{w}": graph.subdag_for(w, []).encode() for w in workers}
     invocations: list[tuple[Invocation, Resources | None]] = []
     pinned_roots: dict[int, list[int]] = {}
+    handed: list[str] = []
     for root in graph.roots():
         w = graph.worker(root)
         if w is None:
+            handed.append(keys.task_lease(root))
             blob = graph.subdag_for(None, [root]).encode()
             res = resources_for(graph, [root])
             if len(blob) <= settings.inline_subdag_limit:
@@ -66,13 +70,14 @@ async def submit(
         invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))
     spec = RunSpec(
         run_id=run_id,
-        functions={h: seal(b) for h, b in frozen.functions.items()},
-        constants={h: seal(b) for h, b in frozen.constants.items()},
-        subdags={name: seal(b) for name, b in subdags.items()},
+        functions={h: seal_function(b, h) for h, b in frozen.functions.items()},
+        constants={h: seal(b, const_place(run_id, h)) for h, b in frozen.constants.items()},
+        subdags={name: seal(b, context(run_id, "subdag", name)) for name, b in subdags.items()},
         outputs=outputs,
         started_workers=list(pinned_roots),
         ttl_s=keys.RUN_TTL_S,
         events_ttl_s=keys.EVENTS_TTL_S,
+        handed=handed + [keys.worker_lease(w) for w in pinned_roots],
     )
     now = await storage.server_time()  # one clock for every event of the run
     submitted = events.RunSubmitted(

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..errors import PayloadError, RunTimeout, ShoalError, StorageError, TaskError
 from ..graph import FrozenGraph
 from ..runtime.elements import MapView, view
-from ..serialize import loads_value
+from ..serialize import loads_value, value_place
 from ..storage.base import Storage
 from .submit import Submitted, submit
 from .watchdog import Watchdog
@@ -33,8 +33,11 @@ READ_BATCH_S = 0.02
 
 
 #: Sees every entry of the stream as it comes, as its fields (decoding each would cost the client
-#: a few microseconds per task; a hook decodes what it needs with ``events.decode``).
+#: a few microseconds per task; a hook decodes what it needs with ``events.decode``), and an
+#: empty entry (:data:`TICK`) when a read brought none.
 ProgressHook = Callable[[events.Fields], None]
+#: What a progress hook gets when time passed without events.
+TICK: events.Fields = {}
 
 
 async def wait(
@@ -50,6 +53,7 @@ async def wait(
     deadline = None if timeout is None else began + timeout
     after = "0"
     failed: events.TaskFailed | None = None
+    closing = False
     watch = Watchdog(sub, storage, backend, settings)
     try:
         while True:
@@ -78,12 +82,18 @@ async def wait(
                     raise _task_error(failed)
             if batch:
                 await asyncio.sleep(min(READ_BATCH_S, (time.monotonic() - began) / 20))
+            elif on_event is not None:
+                on_event(TICK)  # time passed: a progress line can say which task runs long
+    except GeneratorExit:
+        closing = True  # the coroutine is closed with its loop: nothing can be awaited now
+        raise
     except BaseException:
-        await backend.cancel()
+        await backend.cancel(sub.run_id)  # its hung tasks must not keep their slots
         raise
     finally:
-        with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
-            await storage.cleanup(sub.run_id, sub.extra_keys)
+        if not closing:
+            with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
+                await storage.cleanup(sub.run_id, sub.extra_keys)
 
 
 async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
@@ -96,8 +106,12 @@ async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
     missing = [t for t in plain if t not in got.outputs] + [m for m in maps if m not in got.lists]
     if missing:
         raise TaskError("<run>", "MissingOutput", f"outputs of tasks {missing} are missing")
-    values: dict[int, Any] = {t: loads_value(b) for t, b in got.outputs.items()}
-    values.update({m: [loads_value(b) for b in blobs] for m, blobs in got.lists.items()})
+    rid = sub.run_id
+    values: dict[int, Any] = {
+        t: loads_value(b, value_place(rid, t)) for t, b in got.outputs.items()
+    }
+    for m, blobs in got.lists.items():
+        values[m] = [loads_value(b, value_place(rid, maps[m] + i)) for i, b in enumerate(blobs)]
     return [values[t] for t in sub.frozen.output_ids]
 
 

@@ -1,13 +1,22 @@
-"""The watchdog: finds expired leases (dead workers) and sends recovery invocations.
+"""The watchdog: finds expired leases (dead workers, lost invocations) and sends recoveries.
 
 A bounded periodic check (one script call per interval, at most once a second and at least
 twice per lease lifetime), ticked by the waiting client between reads of the event stream; it
 also notices a run whose state vanished from the server. What to run again is decided by
-:mod:`.recovery`.
+:mod:`.recovery`. Per expired member (see :func:`shoal.storage.keys.leases`):
+
+- ``t<task>``, ``w<worker>``: the worker holding it died: recovered at once;
+- ``r<task>``: the worker running it died unseen (the store counted the crash): recovered at
+  once, or, on a platform that redelivers by itself, left one more lease lifetime to it (the
+  store made it the hand-off ``ht<task>``, which the redelivered worker's START replaces);
+- ``ht<task>``, ``hw<worker>``: handed to the platform and not started: while the platform
+  reports invocations waiting their turn (:meth:`Backend.queued`), it may be one of them, and
+  the check waits; otherwise it was lost, and is recovered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from .. import events
@@ -16,6 +25,7 @@ from ..config import Settings
 from ..errors import StorageError
 from ..runtime.elements import view
 from ..runtime.resources import resources_for
+from ..storage import keys
 from ..storage.base import Storage
 from .recovery import recovery_invocation
 from .submit import Submitted
@@ -47,9 +57,17 @@ class Watchdog:
             )
         graph = self.graph
         items = []
+        queued: int | None = None
         for member in expired:
+            if member.startswith("r") and self.backend.capabilities.redelivers:
+                continue  # the platform runs it again; its hand-off lease covers that
+            if member.startswith(keys.HANDOFF):
+                if queued is None:
+                    queued = await self.backend.queued()
+                if queued:
+                    continue  # probably still waiting its turn; asked again after the grace
             inv = await recovery_invocation(
-                self.sub.run_id, graph, member, self.storage, self.settings
+                self.sub.run_id, graph, _covered(member), self.storage, self.settings
             )
             if inv is None:
                 continue
@@ -59,3 +77,32 @@ class Watchdog:
             tasks = list(inv.start) or list(inv.resume)
             items.append((inv.encode(), resources_for(graph, tasks)))
         await self.backend.invoke_many(items)
+
+
+async def watch(sub: Submitted, storage: Storage, backend: Backend, settings: Settings) -> None:
+    """Watches a submitted run that nobody waits for yet, until it ends (the session cancels it
+    when a client starts waiting, whose own watchdog takes over)."""
+    dog = Watchdog(sub, storage, backend, settings)
+    while dog.active:
+        try:
+            await dog.tick()
+            if await storage.run_ended(sub.run_id):
+                return
+        except StorageError:  # gone (cleaned up), or the server blips: the waiter will tell
+            if await _gone(storage, sub.run_id):
+                return
+        await asyncio.sleep(dog.every)
+
+
+async def _gone(storage: Storage, run_id: str) -> bool:
+    try:
+        return await storage.run_ended(run_id)
+    except StorageError:
+        return False
+
+
+def _covered(member: str) -> str:
+    """The queued or worker lease an expired member stands for: ``ht5``, ``r5`` -> ``t5``."""
+    if member.startswith(keys.HANDOFF):
+        member = member[len(keys.HANDOFF) :]
+    return "t" + member[1:] if member.startswith("r") else member

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .. import _core
+from ..errors import UsageError
 
 Size = _core.Size
 TaskPlan = _core.TaskPlan
@@ -50,14 +51,14 @@ class Plan:
         for task, p in self.tasks.items():
             _check_id("task id", task)
             if not isinstance(p, TaskPlan):
-                raise TypeError(
+                raise UsageError(
                     f"plan entry of task {task} must be a shoal.planning.TaskPlan, "
                     f"got {type(p).__name__}"
                 )
         for worker, size in self.workers.items():
             _check_id("worker id", worker)
             if not isinstance(size, Size):
-                raise TypeError(
+                raise UsageError(
                     f"plan size of worker {worker} must be a shoal.planning.Size, "
                     f"got {type(size).__name__}"
                 )
@@ -75,7 +76,7 @@ def as_plan(plan: Plan | Mapping[int, int] | None) -> Plan | None:
         return plan
     if isinstance(plan, Mapping):
         return Plan.pinned(plan)
-    raise TypeError(
+    raise UsageError(
         f"plan must be a shoal.planning.Plan or a {{task_id: worker_id}} mapping, "
         f"got {type(plan).__name__}"
     )
@@ -83,4 +84,4 @@ def as_plan(plan: Plan | Mapping[int, int] | None) -> Plan | None:
 
 def _check_id(what: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _ID_LIMIT:
-        raise TypeError(f"plan {what} must be an int in [0, 2**32), got {value!r}")
+        raise UsageError(f"plan {what} must be an int in [0, 2**32), got {value!r}")

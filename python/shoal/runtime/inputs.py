@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core
-from ..errors import ShoalError
-from ..serialize import loads_function, loads_leaf, loads_value
-from ..signing import unseal
+from ..errors import PayloadError, ShoalError
+from ..serialize import loads_function, loads_leaf, loads_value, value_place
+from ..signing import const_place, unseal
 from ..storage.base import Event, Storage
 from .elements import MapView
 from .reports import FetchStats
@@ -59,6 +59,8 @@ class TaskInputs:
     #: Decoded constants by content hash.
     constants: dict[bytes, Any]
     stats: FetchStats
+    #: How each worker that ran this task before died, oldest first (see ``Storage.fetch``).
+    crashes: tuple[str, ...] = ()
 
 
 async def fetch_inputs(
@@ -93,6 +95,7 @@ async def fetch_inputs(
         event=event,
         lease=lease,
         lists=lists,
+        crashes_of=task,
     )
 
     def lost(what: str) -> ShoalError:  # the task is named only on this rare path
@@ -106,25 +109,28 @@ async def fetch_inputs(
             if blobs is None:
                 raise lost(f"the outputs of map task {d} are")
             nbytes += sum(len(b) for b in blobs)
-            fetched[d] = [loads_value(b) for b in blobs]
+            base = lists[d]
+            fetched[d] = [
+                loads_value(b, value_place(run_id, base + i)) for i, b in enumerate(blobs)
+            ]
             continue
         blob = got.outputs.get(d)
         if blob is None:
             raise lost(f"the output of task {d} is")
         nbytes += len(blob)
-        fetched[d] = loads_value(blob)
+        fetched[d] = loads_value(blob, value_place(run_id, d))
     if need_function:
         blob = got.functions.get(fn_hash)
         if blob is None:
             raise lost(f"its function ({fn_hash.hex()}) is")
-        func = loads_function(blob)
+        func = loads_function(blob, fn_hash)
         caches.functions[fn_hash] = func
     for h in const_hashes:
         blob = got.constants.get(h)
         if blob is None:
             raise lost(f"its constant {h.hex()} is")
         caches.constants[(run_id, h)] = _core.decode_constant(
-            unseal(blob, "a constant"), loads_leaf
+            _constant(run_id, h, blob), loads_leaf
         )
     stats = FetchStats(
         bytes=nbytes, count=len(missing), local=len(local), seconds=time.perf_counter() - began
@@ -135,4 +141,13 @@ async def fetch_inputs(
         function=func,
         constants={h: caches.constants[(run_id, h)] for h in wanted},
         stats=stats,
+        crashes=got.crashes,
     )
+
+
+def _constant(run_id: str, const_hash: bytes, blob: bytes) -> bytes:
+    """A constant's bytes: signed for this run and hash, and with that content hash."""
+    data = unseal(blob, "a constant", const_place(run_id, const_hash))
+    if _core.hash16(data) != const_hash:
+        raise PayloadError(f"the constant stored under {const_hash.hex()} has another content")
+    return data

@@ -15,6 +15,9 @@ from ..signing import seal, unseal, unverified_payload
 
 _MAGIC = b"SHI"
 _VERSION = 2
+#: The signing place of every invocation (:mod:`shoal.signing`): the run id is inside, under
+#: the same signature.
+PLACE = "invocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,7 @@ class Invocation:
             list(self.skip),
         ]
         packed: bytes = msgpack.packb(body, use_bin_type=True)
-        return seal(_MAGIC + bytes([_VERSION]) + packed)
+        return seal(_MAGIC + bytes([_VERSION]) + packed, PLACE)
 
     @staticmethod
     def peek_run_id(data: bytes) -> str | None:
@@ -65,7 +68,7 @@ class Invocation:
 
     @staticmethod
     def decode(data: bytes) -> Invocation:
-        data = unseal(data, "an invocation")
+        data = unseal(data, "an invocation", PLACE)
         if len(data) < 4 or data[:3] != _MAGIC:
             raise PayloadError("cannot decode invocation: not a shoal invocation (bad magic)")
         if data[3] != _VERSION:

@@ -102,7 +102,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core
-from ..serialize import dumps_value
+from ..serialize import dumps_value, value_place
 from ..storage.base import (
     Completion,
     CompletionResult,
@@ -314,8 +314,9 @@ class MachineConfig:
     worker_name: str
     inline_output_limit: int
     retry_backoff_s: float
-    #: Encodes a value for the wire (``serialize.dumps_value``).
-    encode: Callable[[Any], bytes]
+    #: Encodes the value of a task (or item) for the wire, sealed for its place
+    #: (``serialize.dumps_value``).
+    encode: Callable[[int, Any], bytes]
     #: Returns a number in [0, 1) for retry jitter.
     jitter: Callable[[], float]
     #: The decisions optimizations change (see :mod:`.policy`).
@@ -326,7 +327,12 @@ class MachineConfig:
     @classmethod
     def plain(cls, worker_name: str) -> MachineConfig:
         """Defaults for examples and tests: 64 KiB inline limit, fixed jitter."""
-        return cls(worker_name, 64 * 1024, 0.05, dumps_value, lambda: 0.5)
+        return cls(worker_name, 64 * 1024, 0.05, plain_encode, lambda: 0.5)
+
+
+def plain_encode(task: int, value: Any) -> bytes:
+    """How :meth:`MachineConfig.plain` encodes: as for a run named ``test``."""
+    return dumps_value(value, value_place("test", task))
 
 
 class WorkerMachine:
@@ -452,7 +458,7 @@ class WorkerMachine:
         assert view is not None and view.is_root(task)
         self.values.update(fetched)
         item_base = view.item_base(task)
-        encoded = [self.cfg.encode(item) for item in items]
+        encoded = [self.cfg.encode(item_base + i, item) for i, item in enumerate(items)]
         for i, (item, blob) in enumerate(zip(items, encoded, strict=True)):
             self.values[item_base + i] = item
             self._items[item_base + i] = blob
@@ -572,7 +578,7 @@ class WorkerMachine:
         decision = self.policy.output(self, facts)
         output = None
         if decision.encode:
-            output = self.cfg.encode(value)
+            output = self.cfg.encode(task, value)
             self._encoded[task] = output
         completion = Completion(
             task, output, decision.must_store, down, is_output, self.worker, gathers=tuple(gathers)

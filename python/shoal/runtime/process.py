@@ -1,11 +1,13 @@
 """A LocalProcesses worker process: ``python -m shoal.runtime.process``.
 
-Started by the pool manager (:mod:`shoal.backends.pool`) with two pipe descriptors: it reads
+Started by the pool manager (:mod:`shoal.backends.pool`), with the server's URL in its
+environment (``SHOAL_WORKER_REDIS_URL``) and two pipe descriptors: it reads
 length-prefixed invocation frames from ``--cmd-fd`` and writes one byte to ``--ack-fd`` after
 each (``ACK_DONE``, see :mod:`shoal.backends.frames`), so the manager knows it is idle again;
 ``ACK_PARKED`` / ``ACK_RUNNING`` say that it is parked on its inbox with nothing to run, or
-running again. It exits when the command pipe closes. User code may print freely: stdout and
-stderr are the terminal's, the protocol has its own pipes.
+running again, and ``ACK_TASK`` which task it starts (if the process dies, that task crashed).
+It exits when the command pipe closes. User code may print freely: stdout and stderr are the
+terminal's, the protocol has its own pipes.
 
 The process keeps a warm state across invocations (function cache, one Redis connection pool,
 the clock offset to the server) and stamps events on the server's clock.
@@ -20,7 +22,15 @@ import resource
 import struct
 import time
 
-from ..backends.frames import ACK_DONE, ACK_PARKED, ACK_RUNNING, decode_frame, delivery_copies
+from ..backends.frames import (
+    ACK_DONE,
+    ACK_PARKED,
+    ACK_RUNNING,
+    SERVER_URL_VAR,
+    decode_frame,
+    delivery_copies,
+    task_message,
+)
 from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
@@ -39,7 +49,7 @@ def _limit_memory(memory_mb: int) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
-    storage = RedisStorage(args.redis, lease_ttl_s=settings.lease_ttl_s)
+    storage = RedisStorage(os.environ[SERVER_URL_VAR], lease_ttl_s=settings.lease_ttl_s)
     backend = QueueInvoker(storage.client, args.pool, delivery_copies())
     caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
     loop = asyncio.get_running_loop()
@@ -73,6 +83,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 runner=run_in_thread,
                 start_info=info,
                 on_park=lambda parked: _tell(args.ack_fd, ACK_PARKED if parked else ACK_RUNNING),
+                on_task=lambda run_id, task: _tell(args.ack_fd, task_message(run_id, task)),
             )
             _tell(args.ack_fd, ACK_DONE)
             if caches.tainted:  # a timed-out task's thread still runs: leave, quietly
@@ -84,7 +95,6 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shoal.runtime.process")
-    parser.add_argument("--redis", required=True)
     parser.add_argument("--pool", required=True)
     parser.add_argument("--cmd-fd", type=int, required=True)
     parser.add_argument("--ack-fd", type=int, required=True)

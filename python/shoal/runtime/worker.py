@@ -7,7 +7,13 @@ in-process threads, and worker processes (later: remote function platforms). Fet
 lives in :mod:`.inputs`, the events the worker writes in :mod:`.reports`.
 
 While it runs, the shell keeps its leases alive (the running task, tasks queued here, and on a
-pinned worker the worker itself) by renewing them every third of their lifetime.
+pinned worker the worker itself) by renewing them every third of their lifetime; its first START
+takes over the hand-off leases of the work it received, and work it hands to peers keeps a
+hand-off lease until they start it (see :func:`shoal.storage.keys.leases`).
+
+Crashes. A task whose workers died while running it has a crash record in the store; when it has
+as many crashes as it may have (``crash_attempts``, or ``retries`` + 1 if more), the next worker
+to start it fails it instead of dying in turn.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import random
 import sys
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +35,8 @@ from .. import _core
 from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError
-from ..serialize import dumps_value, loads_leaf, loads_value
-from ..signing import seal, unseal
+from ..serialize import dumps_value, loads_leaf, loads_value, value_place
+from ..signing import context, seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Storage
 from .elements import MapView, items_of, view
@@ -91,12 +98,15 @@ async def run_worker(
     name: str | None = None,
     start_info: StartInfo | None = None,
     on_park: Callable[[bool], None] | None = None,
+    on_task: Callable[[str, int], None] | None = None,
 ) -> None:
     """Runs one invocation to its end. Failures are reported to the run, never raised.
 
     ``start_info`` (cold/warm start, start latency) goes into the first TASK_STARTED event.
     ``on_park(True)`` is called when the worker starts waiting on its inbox with nothing to run,
-    ``on_park(False)`` when it has work again (a pool need not count a parked worker as busy)."""
+    ``on_park(False)`` when it has work again (a pool need not count a parked worker as busy).
+    ``on_task(run_id, task)`` is called as each task starts (a pool that sees the process die
+    reports the crash of that task)."""
     base_name = name or f"{os.uname().nodename}:{os.getpid()}:{id(caches) & 0xFFFF:x}"
     worker_name = base_name
     run_id = ""
@@ -114,6 +124,7 @@ async def run_worker(
         shell = _Shell(inv, storage, backend, settings, caches, runner, worker_name)
         shell.start_info = start_info or StartInfo()
         shell.on_park = on_park
+        shell.on_task = on_task
         await shell.run()
     except Exception as e:
         # Infrastructure trouble (corrupt payload, storage error): fail the run clearly, with
@@ -164,9 +175,11 @@ class _Shell:
         self.worker_name = worker_name
         self.start_info = StartInfo()
         self.on_park: Callable[[bool], None] | None = None
+        self.on_task: Callable[[str, int], None] | None = None
         #: The task between its start and its completion (its lease is renewed).
         self.running: int | None = None
-        self._worker_leased = False
+        #: Whether a START took this worker's leases yet (its own, its queued tasks').
+        self._leased = False
         #: Encoded (or stored) subDAGs of map elements, by cut.
         self._blobs: dict[int, tuple[bytes | None, str | None]] = {}
 
@@ -176,7 +189,7 @@ class _Shell:
             worker_name=self.worker_name,
             inline_output_limit=self.settings.inline_output_limit,
             retry_backoff_s=self.settings.retry_backoff_s,
-            encode=_encode,
+            encode=functools.partial(_encode, self.run_id),
             jitter=random.random,
         )
         inv = self.inv
@@ -197,7 +210,8 @@ class _Shell:
 
     async def _loop(self) -> str:
         """Carries out instructions until the machine says exit; returns why it did."""
-        inputs = {t: loads_value(b) for t, b in self.inv.inputs.items()}
+        rid = self.run_id
+        inputs = {t: loads_value(b, value_place(rid, t)) for t, b in self.inv.inputs.items()}
         queue = deque(self.machine.handle(Started(self.inv.start, inputs)))
         while queue:
             ins = queue.popleft()
@@ -269,7 +283,7 @@ class _Shell:
     def _held_leases(self) -> list[str]:
         held = [keys.task_lease(t) for t in self.machine.ready]
         if self.running is not None:
-            held.append(keys.task_lease(self.running))
+            held.append(keys.running_lease(self.running))
         if self.inv.worker is not None:
             held.append(keys.worker_lease(self.inv.worker))
         return held
@@ -292,7 +306,8 @@ class _Shell:
                     f"subDAG {self.inv.subdag_name!r} of run {self.run_id} is not in storage "
                     "(the run was cleaned up or never submitted)"
                 )
-            blob = unseal(blob, f"stored subDAG {self.inv.subdag_name!r}")
+            name = self.inv.subdag_name
+            blob = unseal(blob, f"stored subDAG {name!r}", context(self.run_id, "subdag", name))
         began = time.perf_counter()
         graph = view(_core.Graph.decode(blob))
         return graph, SubdagInfo(len(blob), round(time.perf_counter() - began, 6))
@@ -302,11 +317,15 @@ class _Shell:
         task = ins.task
         # The root of a map chain runs no function: it splits its source into items.
         expanding = isinstance(g, MapView) and g.is_root(task)
-        lease = [keys.task_lease(task)]
-        if self.inv.worker is not None and not self._worker_leased:
-            lease.append(keys.worker_lease(self.inv.worker))
-            self._worker_leased = True
+        lease = [keys.running_lease(task)]
+        if not self._leased:  # take over the hand-offs of what this invocation received
+            lease += [keys.task_lease(t) for t in self.machine.ready if t != task]
+            if self.inv.worker is not None:
+                lease.append(keys.worker_lease(self.inv.worker))
+            self._leased = True
         self.running = task
+        if self.on_task is not None:
+            self.on_task(self.run_id, task)
         # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
         got = await fetch_inputs(
             self.storage,
@@ -320,6 +339,9 @@ class _Shell:
             lease=lease,
             expanding=expanding,
         )
+        crashed = self._crashed_too_often(task, got.crashes)
+        if crashed is not None:
+            return crashed
         if expanding:
             source = g.deps(task)[0]
             try:
@@ -349,9 +371,38 @@ class _Shell:
         except BaseException as e:
             # SystemExit (argparse, click, sys.exit) and other BaseExceptions end the task, not
             # the worker: a task failure like any other, with its retries.
-            return Failed(task, _failure(e, self.caches.now()))
+            return Failed(task, self._out_of_memory_hint(_failure(e, self.caches.now()), e))
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
+
+    def _out_of_memory_hint(self, failure: TaskFailure, e: BaseException) -> TaskFailure:
+        """A failure to allocate under the process's memory limit says which limit it was."""
+        mb = self.start_info.memory_mb
+        short = isinstance(e, MemoryError) or "can't start new thread" in str(e)
+        if not mb or not short:
+            return failure
+        hint = (
+            f" (the worker process runs under memory_mb={mb}, a limit on its address space, "
+            "which threads and libraries reserve generously: give the task more memory_mb)"
+        )
+        return TaskFailure(
+            failure.exc_type, failure.message + hint, failure.traceback, failure.time
+        )
+
+    def _crashed_too_often(self, task: int, crashes: tuple[str, ...]) -> Failed | None:
+        """The task's failure when its workers died running it as often as it may crash."""
+        g = self.graph
+        allowed = max(self.settings.crash_attempts, g.options(task).retries + 1)
+        if len(crashes) < allowed:
+            return None
+        hows = "; ".join(f"{how} x{n}" if n > 1 else how for how, n in Counter(crashes).items())
+        message = (
+            f"task '{g.name(task)}' crashed its worker {len(crashes)} times ({hows}), as often "
+            f"as it may (crash_attempts={allowed}); it ends its process (os._exit, a signal, a "
+            "crash in native code) or needs more memory"
+        )
+        failure = TaskFailure("WorkerCrashed", message, "", self.caches.now())
+        return Failed(task, failure, retryable=False)
 
     async def _executed(
         self, ins: Execute, event: Executed, start: float, end: float, got: TaskInputs
@@ -412,9 +463,14 @@ class _Shell:
             inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         await self.backend.invoke_many(items)
-        # The completion leased the tasks it made ready; handed to the platform, they are safe.
-        handed = [keys.task_lease(t) for ins in batch if ins.subdag is not None for t in ins.start]
-        await self.storage.release(self.run_id, handed)
+        # Covered until their workers start: a lost invocation is recovered.
+        handed: list[str] = []
+        for ins in batch:
+            if ins.subdag is not None:
+                handed += [keys.task_lease(t) for t in ins.start]
+            elif ins.worker is not None:
+                handed.append(keys.worker_lease(ins.worker))
+        await self.storage.hand_off(self.run_id, handed)
 
     async def _subdag_blob(
         self, subdag: _core.Graph | MapView, start: int
@@ -431,7 +487,9 @@ class _Shell:
         if len(blob) > self.settings.inline_subdag_limit:
             found_el = self.graph.element(start) if isinstance(self.graph, MapView) else None
             name = f"t{start}" if found_el is None else f"m{found_el[0]}"
-            await self.storage.put_subdag(self.run_id, name, seal(blob))
+            await self.storage.put_subdag(
+                self.run_id, name, seal(blob, context(self.run_id, "subdag", name))
+            )
             found = (None, name)
         if shared:
             self._blobs[id(subdag)] = found
@@ -449,9 +507,9 @@ class _NotEncodable(Exception):
     """A task's value could not be encoded (its cause says why)."""
 
 
-def _encode(value: Any) -> bytes:
+def _encode(run_id: str, task: int, value: Any) -> bytes:
     try:
-        return dumps_value(value)
+        return dumps_value(value, value_place(run_id, task))
     except Exception as e:
         raise _NotEncodable() from e
 

@@ -96,6 +96,8 @@ class Fetched:
     constants: dict[bytes, bytes]
     #: Per map asked for: its elements' encoded outputs in order (absent: not expanded yet).
     lists: dict[int, list[bytes]] = field(default_factory=dict)
+    #: How each worker that ran the task asked about (``crashes_of``) died, oldest first.
+    crashes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,9 @@ class RunSpec:
     ttl_s: int
     #: Lifetime of the event stream after the run.
     events_ttl_s: int
+    #: Lease members of the first invocations (``t<root>``, ``w<worker>``), leased as hand-offs
+    #: (see :func:`.keys.leases`) so that a lost first invocation is recovered too.
+    handed: Sequence[str] = ()
 
 
 class Storage(Protocol):
@@ -163,11 +168,15 @@ class Storage(Protocol):
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
+        crashes_of: int | None = None,
     ) -> Fetched:
         """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
         absent from the result. ``event`` (TASK_STARTED) is appended and the ``lease`` members
-        (see :func:`.keys.leases`) are taken in the same round trip. ``lists`` maps a map task
-        to the id of its element 0: the outputs of all its elements come back in ``lists``."""
+        (see :func:`.keys.leases`) are taken in the same round trip, replacing what covered
+        that work before (``r<task>``: the task's queued and hand-off leases; any other member
+        its hand-off). ``lists`` maps a map task to the id of its element 0: the outputs of all
+        its elements come back in ``lists``. ``crashes_of``: the task whose crash record to
+        return (:attr:`Fetched.crashes`)."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""
@@ -197,9 +206,23 @@ class Storage(Protocol):
         """Drops leases (a task handed to a durable queue, a pinned worker that is done) and
         appends ``event`` if given, in the same round trip."""
 
+    async def hand_off(self, run_id: str, members: Sequence[str]) -> None:
+        """Work given to the platform: each member's lease becomes a hand-off lease (``h`` +
+        member) of a full lifetime, replaced by the receiving worker's first START."""
+
+    async def crashed(
+        self, run_id: str, task: int, how: str, worker: str = "", requeue: bool = False
+    ) -> int:
+        """A platform saw the worker running ``task`` die ``how``: counted (TASK_CRASHED) while
+        the task's running lease exists, which becomes a hand-off (``requeue``: the platform
+        runs the invocation again) or an expired queued lease (the watchdog recovers it).
+        Returns the crashes so far, 0 if not counted, -1 if the run has ended."""
+
     async def expired(self, run_id: str) -> list[str] | None:
         """Lease members past their expiry, each extended by a grace period so one expiry is
-        reported once; None when the run's state is gone (finished, or the server lost it)."""
+        reported once; None when the run's state is gone (finished, or the server lost it). An
+        expired running lease ``r<task>`` counts a crash of the task (as :meth:`crashed` would,
+        how: lost) and becomes the hand-off ``ht<task>`` of the recovery to come."""
 
     async def read_events(
         self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000

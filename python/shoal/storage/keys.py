@@ -24,8 +24,11 @@ RUNS_INDEX = f"{PREFIX}:runs"
 
 
 def function(fn_hash: bytes) -> str:
-    """A cloudpickled task function, by its 16-byte content hash (shared across runs)."""
-    return f"{PREFIX}:fn:{fn_hash.hex()}"
+    """A cloudpickled task function, by its 16-byte content hash (shared across runs), under
+    the id of the secret that signed it (clients with different secrets keep apart)."""
+    from ..signing import key_id
+
+    return f"{PREFIX}:fn:{key_id()}:{fn_hash.hex()}"
 
 
 def run(run_id: str, part: str) -> str:
@@ -89,17 +92,46 @@ def inbox(run_id: str, worker: int) -> str:
 
 
 def leases(run_id: str) -> str:
-    """Sorted set: lease member -> expiry (server ms). ``t<task>`` covers a task from ready to
-    completed while a worker holds it, ``w<worker>`` a pinned worker while it lives."""
+    """Sorted set: lease member -> expiry (server ms). Members, by what they cover:
+
+    - ``t<task>``: a ready task a live worker holds in its queue (renewed by it);
+    - ``ht<task>`` / ``hw<worker>``: a *hand-off*: a ready flexible task, or a pinned worker,
+      handed to the platform (by the client at submission, by a worker invoking peers) and not
+      started yet; nobody renews it, the receiving worker's first START replaces it;
+    - ``r<task>``: a task running on a worker (renewed by it); its expiry counts a crash;
+    - ``w<worker>``: a pinned worker while it lives.
+    """
     return run(run_id, "leases")
+
+
+def crashes(run_id: str) -> str:
+    """Hash: task id -> how each worker that ran it died (one line per death, oldest first)."""
+    return run(run_id, "crashes")
+
+
+def crash_keys(run_id: str) -> list[str]:
+    """The keys of the ``CRASHED`` script, in its order (the pool runs it without the store)."""
+    return [meta(run_id), leases(run_id), crashes(run_id), events(run_id)]
 
 
 def task_lease(task: int) -> str:
     return f"t{task}"
 
 
+def running_lease(task: int) -> str:
+    return f"r{task}"
+
+
 def worker_lease(worker: int) -> str:
     return f"w{worker}"
+
+
+#: Prefix of a hand-off lease: ``h`` + the member it becomes (``ht<task>``, ``hw<worker>``).
+HANDOFF = "h"
+
+
+def handoff_lease(member: str) -> str:
+    return HANDOFF + member
 
 
 def pool_queue(pool_id: str) -> str:
@@ -120,4 +152,5 @@ def fixed_run_keys(run_id: str) -> list[str]:
         constants(run_id),
         leases(run_id),
         widths(run_id),
+        crashes(run_id),
     ]

@@ -117,10 +117,14 @@ class MemoryStorage:
         return entry_id
 
     async def _applied(self, run_id: str, step: Step) -> CompletionResult:
-        for event in step.events:
-            self._xadd(keys.events(run_id), event)
-        await self._notify()
+        await self._appended(run_id, step.events)
         return step.result
+
+    async def _appended(self, run_id: str, events: list[Event]) -> None:
+        for event in events:
+            self._xadd(keys.events(run_id), event)
+        if events:
+            await self._notify()
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -132,6 +136,7 @@ class MemoryStorage:
         self._hash(keys.constants(rid)).update({h.hex(): b for h, b in spec.constants.items()})
         self._hash(keys.subdags(rid)).update(spec.subdags)
         state = RunState(len(spec.outputs), self.clock, started=set(spec.started_workers))
+        state.hand_off(spec.handed, self.lease_ttl_s)
         self._data[keys.meta(rid)] = _Run(state, spec.events_ttl_s)
         self._xadd(keys.events(rid), event)
         for key in (keys.constants(rid), keys.subdags(rid), keys.meta(rid), keys.events(rid)):
@@ -148,6 +153,7 @@ class MemoryStorage:
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
+        crashes_of: int | None = None,
     ) -> Fetched:
         if event is not None:
             await self.append_event(run_id, event)
@@ -161,6 +167,7 @@ class MemoryStorage:
             functions={h: b for h in functions if (b := self._get(keys.function(h))) is not None},
             constants={h: consts[h.hex()] for h in constants if h.hex() in consts},
             lists={} if state is None else state.lists(lists or {}),
+            crashes=tuple(state.crashes.get(crashes_of, ())) if state and crashes_of else (),
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -236,9 +243,28 @@ class MemoryStorage:
         if event is not None:
             await self.append_event(run_id, event)
 
+    async def hand_off(self, run_id: str, members: Sequence[str]) -> None:
+        state = self._state(run_id)
+        if state is not None:
+            state.hand_off(members, self.lease_ttl_s)
+
+    async def crashed(
+        self, run_id: str, task: int, how: str, worker: str = "", requeue: bool = False
+    ) -> int:
+        state = self._state(run_id)
+        if state is None:
+            return -1
+        count, appended = state.crashed(task, how, worker, requeue, self.lease_ttl_s)
+        await self._appended(run_id, appended)
+        return count
+
     async def expired(self, run_id: str) -> list[str] | None:
         state = self._state(run_id)
-        return None if state is None else state.expired(self.lease_ttl_s)
+        if state is None:
+            return None
+        gone, appended = state.expired(self.lease_ttl_s)
+        await self._appended(run_id, appended)
+        return gone
 
     async def events_range(self, run_id: str, count: int | None = None) -> list[tuple[str, Event]]:
         stream = self._get(keys.events(run_id)) or []
@@ -304,6 +330,7 @@ def _state_keys(run_id: str, state: RunState) -> list[str]:
         keys.started(run_id),
         keys.leases(run_id),
         keys.widths(run_id),
+        keys.crashes(run_id),
     ]
     if state.errors:
         found.append(keys.errors(run_id))

@@ -71,6 +71,8 @@ class RedisStorage:
         self._renew = self._r.register_script(scripts.RENEW)
         self._put_subdag = self._r.register_script(scripts.PUT_SUBDAG)
         self._expired = self._r.register_script(scripts.EXPIRED)
+        self._handoff = self._r.register_script(scripts.HANDOFF)
+        self._crashed = self._r.register_script(scripts.CRASHED)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -98,6 +100,7 @@ class RedisStorage:
             keys.outputs(rid): {},
             keys.pending(rid): {},
             keys.widths(rid): {},
+            keys.crashes(rid): {},
             keys.meta(rid): {
                 "outputs_left": len(spec.outputs),
                 "events_ttl": spec.events_ttl_s,
@@ -111,8 +114,13 @@ class RedisStorage:
         p.expire(keys.started(rid), ttl)
         p.zadd(keys.leases(rid), {_PLACEHOLDER: "+inf"})  # never expires; keeps the key alive
         p.expire(keys.leases(rid), ttl)
+        if spec.handed:  # the first invocations: covered until they start
+            await self._handoff(
+                keys=[keys.leases(rid)], args=[self._lease_ms, *spec.handed], client=p
+            )
         p.xadd(keys.events(rid), dict(event))
-        p.expire(keys.events(rid), ttl)
+        # Outlives the other keys by its own TTL, also when no client cleans up after the run.
+        p.expire(keys.events(rid), ttl + spec.events_ttl_s)
         now = time.time()
         p.zadd(keys.RUNS_INDEX, {rid: now})
         p.zremrangebyscore(keys.RUNS_INDEX, "-inf", now - spec.events_ttl_s)
@@ -129,6 +137,7 @@ class RedisStorage:
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
+        crashes_of: int | None = None,
     ) -> Fetched:
         run_keys = [
             keys.events(run_id),
@@ -136,6 +145,7 @@ class RedisStorage:
             keys.constants(run_id),
             keys.leases(run_id),
             keys.widths(run_id),
+            keys.crashes(run_id),
         ]
         lists = dict(lists or {})
         args: list[Any] = [
@@ -145,15 +155,16 @@ class RedisStorage:
             _pack(list(lease)),
             self._lease_ms,
             _pack(list(lists.items())),
+            "" if crashes_of is None else crashes_of,
         ]
         if functions:  # cross-run keys: not in the script (another cluster slot); rare
             p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
             await self._start(keys=run_keys, args=args, client=p)
-            fn_blobs, (outs, consts, got_lists) = await p.execute()
+            fn_blobs, (outs, consts, got_lists, crashed) = await p.execute()
         else:
             fn_blobs = []
-            outs, consts, got_lists = await self._start(keys=run_keys, args=args)
+            outs, consts, got_lists, crashed = await self._start(keys=run_keys, args=args)
         return Fetched(
             outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
             functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
@@ -163,6 +174,7 @@ class RedisStorage:
                 for m, got in zip(lists, got_lists, strict=True)
                 if got is not None and all(got)  # every element's output is there
             },
+            crashes=tuple(crashed.decode().split("\n")) if crashed else (),
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -249,9 +261,25 @@ class RedisStorage:
         p.execute_command("XADD", keys.events(run_id), "NOMKSTREAM", "*", *_flat(event))
         await p.execute()
 
+    async def hand_off(self, run_id: str, members: Sequence[str]) -> None:
+        if members:
+            await self._handoff(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
+
+    async def crashed(
+        self, run_id: str, task: int, how: str, worker: str = "", requeue: bool = False
+    ) -> int:
+        args: list[Any] = [task, how, worker, int(requeue), self._lease_ms]
+        return int(await self._crashed(keys=keys.crash_keys(run_id), args=args))
+
     async def expired(self, run_id: str) -> list[str] | None:
         reply = await self._expired(
-            keys=[keys.meta(run_id), keys.leases(run_id)], args=[self._lease_ms]
+            keys=[
+                keys.meta(run_id),
+                keys.leases(run_id),
+                keys.crashes(run_id),
+                keys.events(run_id),
+            ],
+            args=[self._lease_ms],
         )
         if reply == -1:
             return None

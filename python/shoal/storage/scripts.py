@@ -28,9 +28,9 @@ zero completes the map (done marker, its static downstream counted, TASK_COMPLET
           own worker, ttl_s, lease ttl (ms), msgpack [field, value, ...] of MAP_EXPANDED
     ->    as COMPLETE; the root's elements (base .. base + width - 1) are ready
 
-It drops the task's lease and leases every task it returns as ready: from the moment a task is
-ready until it completes, some lease covers it (its worker renews it, or releases it once the
-task sits in a durable queue), so a worker that dies anywhere in between is noticed.
+It drops the task's leases and leases every task it returns as ready: from the moment a task is
+ready until it completes, some lease covers it (see :func:`shoal.storage.keys.leases`: queued
+on its worker, handed to the platform, running), so work lost anywhere in between is noticed.
 
 Lists travel as one msgpack argument each (unpacked by the server's ``cmsgpack``): a client
 library encodes every argument separately, and a fan-out's thousand downstream tasks as four
@@ -42,22 +42,37 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
 
 ``START`` (a task starts: announce it, lease it, fetch its inputs, one round trip)::
 
-    KEYS: events, out, const, leases, maps
+    KEYS: events, out, const, leases, maps, crashes
     ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
           msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms),
-          msgpack [[map, id of its element 0], ...]
+          msgpack [[map, id of its element 0], ...], task whose crash record to read ('' none)
     ->    {outputs in order ('' or false when absent), constants in order,
-           per map: its elements' outputs in order, or false when it has not expanded}
+           per map: its elements' outputs in order, or false when it has not expanded,
+           the task's crash record (lines) or false}
+
+The members it takes replace what covered the work until then: ``r<task>`` replaces the task's
+``t`` and ``ht`` leases, any other member ``m`` its hand-off ``hm``.
 
 ``RENEW`` (a worker still holds these leases; ``XX``: a dropped lease stays dropped)::
 
     KEYS: leases     ARGV: lease ttl (ms), members...
 
+``HANDOFF`` (work given to the platform)::
+
+    KEYS: leases     ARGV: lease ttl (ms), members...   (each becomes ``h`` + member)
+
 ``EXPIRED`` (the client's watchdog)::
 
-    KEYS: meta, leases     ARGV: grace (ms)
+    KEYS: meta, leases, crashes, events     ARGV: grace (ms)
     ->    expired lease members, each pushed ``grace`` into the future so that the recovery
-          has time to start; or -1 when the run's state is gone from the server
+          has time to start; or -1 when the run's state is gone from the server. An expired
+          ``r<task>`` counts a crash (TASK_CRASHED) and becomes ``ht<task>``.
+
+``CRASHED`` (a platform reports the death of the worker running a task)::
+
+    KEYS: meta, leases, crashes, events
+    ARGV: task, how, worker, requeue (0/1), lease ttl (ms)
+    ->    crashes so far, 0 if not counted (not running), -1 if the run ended
 
 ``FAIL``::
 
@@ -93,6 +108,23 @@ local function lease(key, members, lease_ms, flag)
     scored[#scored + 1] = m
   end
   chunked('ZADD', key, scored, 2, flag)
+end
+local function now_ms()
+  local now = redis.call('TIME')
+  return now[1] * 1000 + math.floor(now[2] / 1000)
+end
+-- A worker died while running `task`: one more line in its crash record, and TASK_CRASHED.
+-- Returns how many times it crashed so far.
+local function record_crash(crashes, events, task, how, worker)
+  local all = redis.call('HGET', crashes, task)
+  if all then all = all .. '\\n' .. how else all = how end
+  redis.call('HSET', crashes, task, all)
+  local n = 1
+  for _ in string.gmatch(all, '\\n') do n = n + 1 end
+  local event = {'type', 'TASK_CRASHED', 'task', task, 'how', how, 'crashes', n}
+  if worker ~= '' then event[#event + 1] = 'worker'; event[#event + 1] = worker end
+  redis.call('XADD', events, 'NOMKSTREAM', '*', unpack(event))
+  return n
 end
 """
 
@@ -142,11 +174,11 @@ local function finish_map(g)
     'width', redis.call('HGET', KEYS[7], m) or '0', unpack(g[4]))
   if g[2] == 1 then output_done() end
 end
--- How a state change starts: the run must still exist ({-1} if not), the task's lease goes,
+-- How a state change starts: the run must still exist ({-1} if not), the task's leases go,
 -- and its marker field is set once ({0} for a repeat, which changes nothing).
 local function claim(task, marker, value)
   if redis.call('EXISTS', KEYS[4]) == 0 then return {-1} end
-  redis.call('ZREM', KEYS[6], 't' .. task)
+  redis.call('ZREM', KEYS[6], 't' .. task, 'r' .. task, 'ht' .. task)
   if redis.call('HSETNX', marker, task, value) == 0 then return {0} end
 end
 -- How it ends: the tasks made ready are leased until a worker holds them.
@@ -217,7 +249,19 @@ local outs, consts = {}, {}
 local event = cmsgpack.unpack(ARGV[1])
 if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  lease(KEYS[4], cmsgpack.unpack(ARGV[4]), tonumber(ARGV[5]))
+  -- What the new leases replace: a running task's queued and hand-off leases, the hand-off
+  -- of anything else taken.
+  local members, replaced = cmsgpack.unpack(ARGV[4]), {}
+  for _, m in ipairs(members) do
+    if string.sub(m, 1, 1) == 'r' then
+      replaced[#replaced + 1] = 't' .. string.sub(m, 2)
+      replaced[#replaced + 1] = 'ht' .. string.sub(m, 2)
+    else
+      replaced[#replaced + 1] = 'h' .. m
+    end
+  end
+  if #replaced > 0 then chunked('ZREM', KEYS[4], replaced, 1) end
+  lease(KEYS[4], members, tonumber(ARGV[5]))
 end
 local ids = cmsgpack.unpack(ARGV[2])
 if #ids > 0 then outs = chunked('HMGET', KEYS[2], ids, 1) end
@@ -234,7 +278,9 @@ for _, l in ipairs(cmsgpack.unpack(ARGV[6])) do
     lists[#lists + 1] = false
   end
 end
-return {outs, consts, lists}
+local crashed = false
+if ARGV[7] ~= '' then crashed = redis.call('HGET', KEYS[6], ARGV[7]) end
+return {outs, consts, lists, crashed}
 """
 )
 
@@ -248,6 +294,24 @@ return 1
 """
 )
 
+# ``HANDOFF``: work given to the platform: each member's lease is replaced by a hand-off lease
+# (``h`` + member) of a full lease lifetime, which the receiving worker's first START replaces.
+# KEYS: leases; ARGV: lease ttl (ms), members... Nothing for a run whose leases are gone.
+HANDOFF = (
+    _CHUNKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local members, handed = {}, {}
+for j = 2, #ARGV do
+  members[#members + 1] = ARGV[j]
+  handed[#handed + 1] = 'h' .. ARGV[j]
+end
+chunked('ZREM', KEYS[1], members, 1)
+lease(KEYS[1], handed, tonumber(ARGV[1]))
+return 1
+"""
+)
+
 # ``PUT_SUBDAG``: stores a subDAG while the run lives. KEYS: sub; ARGV: name, blob. The hash
 # exists from submission (placeholder + TTL) until cleanup: a straggler's write after cleanup
 # must not re-create it without a TTL.
@@ -257,14 +321,52 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-EXPIRED = """
+# An expired running lease (``r<task>``) is a crash: it is counted, and becomes the hand-off of
+# the recovery the watchdog is about to send.
+EXPIRED = (
+    _CHUNKED
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local ms = now_ms()
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ms, 'LIMIT', 0, 1000)
-for _, m in ipairs(gone) do redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[1]), m) end
+for _, m in ipairs(gone) do
+  if string.sub(m, 1, 1) == 'r' then
+    local task = string.sub(m, 2)
+    record_crash(KEYS[3], KEYS[4], task, 'lost (its worker stopped renewing its lease)', '')
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[1]), 'ht' .. task)
+  else
+    redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[1]), m)
+  end
+end
 return gone
 """
+)
+
+# ``CRASHED``: a platform saw the worker running ``task`` die (the pool's report). Counted only
+# while the task's running lease exists (not if it completed, or was counted as lost already);
+# the lease becomes a hand-off (``requeue``: the platform runs the invocation again) or an
+# expired queued lease (the watchdog recovers it at its next check).
+# KEYS: meta, leases, crashes, events; ARGV: task, how, worker, requeue (0/1), lease ttl (ms)
+# -> crashes so far; 0 when not counted; -1 when the run has ended (nothing to run again).
+CRASHED = (
+    _CHUNKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
+  return -1
+end
+local task = ARGV[1]
+if redis.call('ZSCORE', KEYS[2], 'r' .. task) == false then return 0 end
+redis.call('ZREM', KEYS[2], 'r' .. task)
+local n = record_crash(KEYS[3], KEYS[4], task, ARGV[2], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[5]), 'ht' .. task)
+else
+  redis.call('ZADD', KEYS[2], now_ms(), 't' .. task)
+end
+return n
+"""
+)
 
 # `allow-oom`: a full server (maxmemory) refuses every other write, and the report of why the
 # run cannot go on must still get through (it is small), or the client would wait forever.

@@ -68,11 +68,15 @@ State
     Pinned worker -> ids of its tasks that became ready elsewhere, in order, until popped.
     Never holds an empty deque.
 ``leases: dict[str, float]``
-    Lease member (``t<task>``, ``w<worker>``, see :mod:`.keys`) -> expiry on the clock. A task's
-    lease exists from the change that made it ready (or from its start) until its completion or
-    expansion drops it or its holder releases it.
+    Lease member (see :func:`.keys.leases`) -> expiry on the clock. Some lease covers a task
+    from the change that made it ready until its completion or expansion drops them all: ``t``
+    while a worker queues it, ``ht`` once handed to the platform, ``r`` while it runs.
 ``errors: dict[int, ErrorRecord]``
     Task -> its terminal failure; at most one entry, written with ``ended = "failed"``.
+``crashes: dict[int, list[str]]``
+    Task -> how each worker that died running it died, oldest first (only grows). A crash is
+    counted when a platform reports the death while the task's running lease exists, or when
+    that lease expires; the lease goes in both cases, so one death counts once.
 
 Correspondence with :mod:`.scripts`
 -----------------------------------
@@ -87,6 +91,9 @@ here                           Lua (:mod:`.scripts`)
 ``RunState.renew``             ``RENEW`` (``ZADD XX``)
 ``RunState.release``           ``ZREM`` in :meth:`.redis.RedisStorage.release`
 ``RunState.expired``           ``EXPIRED``
+``RunState.hand_off``          ``HANDOFF``
+``RunState.crashed``           ``CRASHED``
+``RunState._record_crash``     ``record_crash``
 ``RunState.task_states``       ``HMGET out`` in :meth:`.redis.RedisStorage.task_states`
 ``RunState.lists``             the ``lists`` part of ``START``
 ``RunState.pop_inbox``         ``BLMPOP`` in :meth:`.redis.RedisStorage.pop_inbox`
@@ -101,7 +108,8 @@ Fields map to keys of :mod:`.keys`: ``done`` and ``outputs`` are the ``out`` has
 done-not-stored), ``pending`` and ``gathers`` the ``pending`` hash (``g<map>`` for a gather),
 ``widths`` the ``maps`` hash, ``outputs_left``/``ended`` fields of ``meta``, ``started`` the
 ``started`` set, ``leases`` the ``leases`` sorted set (server milliseconds), ``inboxes`` the
-``inbox:<worker>`` lists, ``errors`` the ``errors`` hash.
+``inbox:<worker>`` lists, ``errors`` the ``errors`` hash, ``crashes`` the ``crashes`` hash (one
+line per death).
 """
 
 from __future__ import annotations
@@ -120,7 +128,7 @@ from .base import (
     Expansion,
     Gather,
 )
-from .keys import task_lease
+from .keys import HANDOFF, running_lease, task_lease
 
 #: At most this many expired leases are reported per call (the server's ``LIMIT``).
 EXPIRED_BATCH = 1000
@@ -132,6 +140,10 @@ class Step:
 
     result: CompletionResult
     events: list[Event]
+
+
+#: How a crash reads when a worker's running lease expired (nobody saw it die).
+LOST = "lost (its worker stopped renewing its lease)"
 
 
 def refused() -> CompletionResult:
@@ -156,6 +168,7 @@ class RunState:
     inboxes: dict[int, deque[int]] = field(default_factory=dict)
     leases: dict[str, float] = field(default_factory=dict)
     errors: dict[int, ErrorRecord] = field(default_factory=dict)
+    crashes: dict[int, list[str]] = field(default_factory=dict)
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -208,13 +221,26 @@ class RunState:
         return [record.as_event(), _run_failed(record.task)]
 
     def _claim(self, task: int, marker: set[int] | dict[int, int]) -> bool:
-        """How a change starts: the task's lease goes; True unless ``task`` is marked already."""
-        self.leases.pop(task_lease(task), None)
+        """How a change starts: the task's leases go; True unless ``task`` is marked already."""
+        for m in (task_lease(task), running_lease(task), HANDOFF + task_lease(task)):
+            self.leases.pop(m, None)
         return task not in marker
 
     # -- leases ------------------------------------------------------------------------------
 
     def take(self, members: Sequence[str], lease_s: float) -> None:
+        """Leases ``members`` (a START), dropping what covered that work before: ``r<task>``
+        replaces the task's queued and hand-off leases, any other member its hand-off."""
+        for m in members:
+            if m.startswith("r"):
+                self.leases.pop("t" + m[1:], None)
+                self.leases.pop(HANDOFF + "t" + m[1:], None)
+            else:
+                self.leases.pop(HANDOFF + m, None)
+        self.lease(members, lease_s)
+
+    def lease(self, members: Sequence[str], lease_s: float) -> None:
+        """Leases ``members`` as they are (what a change does for the tasks it made ready)."""
         expiry = self.clock() + lease_s
         for m in members:
             self.leases[m] = expiry
@@ -230,14 +256,51 @@ class RunState:
         for m in members:
             self.leases.pop(m, None)
 
-    def expired(self, grace_s: float) -> list[str]:
+    def hand_off(self, members: Sequence[str], lease_s: float) -> None:
+        """Work given to the platform: each lease becomes its hand-off (``h`` + member)."""
+        self.release(members)
+        self.lease([HANDOFF + m for m in members], lease_s)
+
+    def crashed(
+        self, task: int, how: str, worker: str, requeue: bool, lease_s: float
+    ) -> tuple[int, list[Event]]:
+        """The worker running ``task`` died: counted while the task's running lease exists; the
+        lease becomes a hand-off (``requeue``) or an expired queued lease. Returns the crashes
+        so far (0: not counted, -1: the run has ended) and the events appended."""
+        if self.ended is not None:
+            return -1, []
+        if self.leases.pop(running_lease(task), None) is None:
+            return 0, []
+        event = self._record_crash(task, how, worker)
+        if requeue:
+            self.lease([HANDOFF + task_lease(task)], lease_s)
+        else:
+            self.leases[task_lease(task)] = self.clock()
+        return len(self.crashes[task]), [event]
+
+    def _record_crash(self, task: int, how: str, worker: str) -> Event:
+        record = self.crashes.setdefault(task, [])
+        record.append(how)
+        event = {"type": "TASK_CRASHED", "task": str(task), "how": how, "crashes": str(len(record))}
+        if worker:
+            event["worker"] = worker
+        return event
+
+    def expired(self, grace_s: float) -> tuple[list[str], list[Event]]:
         """Members past their expiry (soonest first), each given ``grace_s`` more so that one
-        expiry is reported once."""
+        expiry is reported once, and the events appended: an expired running lease counts a
+        crash and becomes the hand-off of the recovery to come."""
         now = self.clock()
         gone = sorted((exp, m) for m, exp in self.leases.items() if exp <= now)[:EXPIRED_BATCH]
+        appended = []
         for _, m in gone:
+            if m.startswith("r"):
+                task = int(m[1:])
+                appended.append(self._record_crash(task, LOST, ""))
+                del self.leases[m]
+                m = HANDOFF + task_lease(task)
             self.leases[m] = now + grace_s
-        return [m for _, m in gone]
+        return [m for _, m in gone], appended
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -324,7 +387,7 @@ class Change:
 
     def result(self, lease_s: float) -> Step:
         """How a change ends: the tasks it made ready are leased until a worker holds them."""
-        self.state.take([task_lease(t) for t in self.ready], lease_s)
+        self.state.lease([task_lease(t) for t in self.ready], lease_s)
         return Step(CompletionResult(True, self.ready, self.invoke, self.finished), self.events)
 
 

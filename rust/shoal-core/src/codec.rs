@@ -21,6 +21,13 @@ const COMPRESS_FROM: usize = 192;
 const ZSTD_LEVEL: i32 = 3;
 /// The largest body we agree to inflate (guards against decompression bombs).
 pub const MAX_BODY: u64 = 2 << 30;
+/// A body may inflate to this many times its compressed payload, or [`INFLATE_FLOOR`] bytes,
+/// whichever is more: decoding allocates in proportion to the body, so a small forged payload
+/// can never make a worker allocate gigabytes. Real graphs stay far below it (a fan-out or a
+/// tree compresses about 20x; a chain, the most regular shape, about 6,000x but in a body of 9
+/// bytes a task, so chains up to ~3.5 M tasks fit under the floor).
+pub const INFLATE_RATIO: u64 = 4096;
+pub const INFLATE_FLOOR: u64 = 32 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,6 +65,13 @@ pub fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
     out.extend_from_slice(&checksum(payload));
     out.extend_from_slice(payload);
     out
+}
+
+/// The most a compressed payload of `len` bytes may inflate to.
+pub fn inflate_limit(len: usize) -> u64 {
+    (len as u64)
+        .saturating_mul(INFLATE_RATIO)
+        .clamp(INFLATE_FLOOR, MAX_BODY)
 }
 
 fn checksum(payload: &[u8]) -> [u8; 4] {
@@ -108,12 +122,16 @@ pub fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecE
     let inflated;
     let body: &[u8] = if flags & FLAG_ZSTD != 0 {
         let dec = zstd::stream::read::Decoder::new(payload).map_err(|e| err(e.to_string()))?;
+        let limit = inflate_limit(payload.len());
         let mut buf = Vec::new();
-        dec.take(MAX_BODY + 1)
+        dec.take(limit + 1)
             .read_to_end(&mut buf)
             .map_err(|e| err(format!("corrupt compression: {e}")))?;
-        if buf.len() as u64 > MAX_BODY {
-            return Err(err(format!("body inflates beyond {MAX_BODY} bytes")));
+        if buf.len() as u64 > limit {
+            return Err(err(format!(
+                "its {} compressed bytes inflate beyond {limit} bytes (forged or corrupt)",
+                payload.len()
+            )));
         }
         inflated = buf;
         &inflated
@@ -144,6 +162,23 @@ mod tests {
             let b = encode(Kind::Graph, &v);
             assert_eq!(decode::<Vec<u32>>(Kind::Graph, &b).unwrap(), v);
         }
+    }
+
+    #[test]
+    fn a_small_payload_never_inflates_to_a_large_body() {
+        let floor = INFLATE_FLOOR as usize;
+        // Runs of equal bytes compress thousands of times: a bomb, refused before decoding.
+        let bomb = encode(Kind::Graph, &vec![0u8; floor + 1024]);
+        assert!(bomb.len() < floor / 1000, "{} bytes", bomb.len());
+        let e = decode::<Vec<u8>>(Kind::Graph, &bomb).unwrap_err().0;
+        assert!(e.contains("inflate beyond"), "{e}");
+        let fits = encode(Kind::Graph, &vec![0u8; floor / 2]);
+        assert_eq!(
+            decode::<Vec<u8>>(Kind::Graph, &fits).unwrap().len(),
+            floor / 2
+        );
+        assert_eq!(inflate_limit(64 << 10), (64 << 10) * INFLATE_RATIO);
+        assert_eq!(inflate_limit(usize::MAX), MAX_BODY);
     }
 
     #[test]

@@ -77,6 +77,21 @@ struct Site<'py> {
     deps: Vec<Bound<'py, PyAny>>,
     dep_slot: HashMap<usize, u32>,
     depth: usize,
+    /// The containers on the path from the argument to here, with the path length where each
+    /// was entered: meeting one again is a cycle.
+    open: Vec<(usize, usize)>,
+}
+
+impl Site<'_> {
+    /// The path, shortened in the middle when it is long (a deeply nested argument).
+    fn shown(&self, upto: usize) -> String {
+        let parts = &self.path[..upto.min(self.path.len())];
+        if parts.len() <= 12 {
+            return parts.join("");
+        }
+        let tail = &parts[parts.len() - 4..];
+        format!("{}…{}", parts[..6].join(""), tail.join(""))
+    }
 }
 
 fn key(obj: &Bound<'_, PyAny>) -> usize {
@@ -256,6 +271,7 @@ impl<'py> Freezer<'py> {
             deps: Vec::new(),
             dep_slot: HashMap::new(),
             depth: 0,
+            open: Vec::new(),
         };
         let args = args.cast::<PyTuple>()?;
         let mut arg_t = Vec::with_capacity(args.len());
@@ -351,7 +367,7 @@ impl<'py> Freezer<'py> {
         if site.depth >= MAX_DEPTH {
             return Err(ShoalError::new_err(format!(
                 "argument {} of task '{}' is nested deeper than {MAX_DEPTH} levels",
-                site.path.join(""),
+                site.shown(site.path.len()),
                 site.task
             )));
         }
@@ -393,8 +409,44 @@ impl<'py> Freezer<'py> {
             }
             return Ok(Template::Slot(slot));
         }
+        let container = [
+            PyList::type_object(self.py),
+            PyTuple::type_object(self.py),
+            PySet::type_object(self.py),
+            PyFrozenSet::type_object(self.py),
+            PyDict::type_object(self.py),
+        ]
+        .iter()
+        .any(|c| t.is(c));
+        if !container {
+            return self.pickle(obj, site);
+        }
+        if let Some(&(_, at)) = site.open.iter().find(|(k, _)| *k == key(obj)) {
+            return Err(ShoalError::new_err(format!(
+                "argument {} of task '{}' contains itself: {} is {} again (a cycle); shoal \
+                 looks for nodes inside lists, tuples, sets and dicts, so pass those without \
+                 cycles (an object of your own class is pickled whole, cycles and all)",
+                site.shown(at),
+                site.task,
+                site.shown(site.path.len()),
+                site.shown(at),
+            )));
+        }
+        site.open.push((key(obj), site.path.len()));
         site.depth += 1;
-        let out = if t.is(PyList::type_object(self.py)) {
+        let out = self.walk_container(obj, site);
+        site.depth -= 1;
+        site.open.pop();
+        out
+    }
+
+    fn walk_container(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        site: &mut Site<'py>,
+    ) -> PyResult<Template> {
+        let t = obj.get_type();
+        Ok(if t.is(PyList::type_object(self.py)) {
             Template::List(self.walk_items(obj.try_iter()?, site)?)
         } else if t.is(PyTuple::type_object(self.py)) {
             Template::Tuple(self.walk_items(obj.try_iter()?, site)?)
@@ -413,11 +465,8 @@ impl<'py> Freezer<'py> {
             }
             Template::Dict(pairs)
         } else {
-            site.depth -= 1;
-            return self.pickle(obj, site);
-        };
-        site.depth -= 1;
-        Ok(out)
+            unreachable!("walk_container is called with the five container types only")
+        })
     }
 
     fn walk_items(

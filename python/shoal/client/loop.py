@@ -1,0 +1,115 @@
+"""Where a session's coroutines run: one event loop per session, shared by every thread.
+
+A session's storage client and backend are bound to one event loop, and a user may call
+``compute()`` from many threads at once (a web server's handlers, a thread pool). Two ways:
+
+- :class:`LoopThread` (distributed and threaded sessions): the loop runs for the session's life
+  in a daemon thread of its own; a caller's coroutine is handed to it and the caller blocks on
+  the result, so any number of threads share the loop safely, and a notebook's own running loop
+  is no concern. A caller interrupted while it waits (Ctrl-C) cancels its coroutine on the loop
+  and waits for it to clean up before the interrupt goes on.
+- :class:`CallerLoop` (``scheduler="sync"``): task functions run inline on the loop, so the loop
+  runs in the caller's own thread, where debuggers, Ctrl-C and thread-locals behave as in plain
+  Python. Callers from several threads take turns (one lock).
+
+State: :class:`LoopThread` has ``loop`` (running from construction until :meth:`close`) and
+``_thread`` (the one thread that runs it); :class:`CallerLoop` has ``loop`` (run by whichever
+thread holds ``_lock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+#: How long an interrupted caller waits for its cancelled coroutine to clean up.
+CANCEL_GRACE_S = 10.0
+
+
+class SessionLoop(Protocol):
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs ``coro`` on the session's loop; returns its result (or raises its error)."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None] | None:
+        """Starts ``coro`` in the background (None: this loop only runs while a caller waits)."""
+
+    def close(self) -> None: ...
+
+
+class LoopThread:
+    """The session's loop in a daemon thread of its own (see the module docstring)."""
+
+    def __init__(self, name: str = "shoal-session") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a session's call made from inside its own event loop")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():  # interrupted while waiting: stop the coroutine as well
+                future.cancel()
+                with contextlib.suppress(BaseException):
+                    future.result(CANCEL_GRACE_S)
+            raise
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(CANCEL_GRACE_S)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class CallerLoop:
+    """The session's loop, run by the calling thread (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._lock = threading.RLock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            return _run_here(self.loop, coro)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        coro.close()
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self.loop.close()
+
+
+def _run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coro`` on ``loop`` in this thread, or, when this thread already runs a loop (a
+    notebook), in a helper thread while this one waits."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        return loop.run_until_complete(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shoal-run") as pool:
+        return pool.submit(loop.run_until_complete, coro).result()

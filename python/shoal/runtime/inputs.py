@@ -75,9 +75,10 @@ async def fetch_inputs(
     event: Event,
     lease: Sequence[str],
     expanding: bool,
-) -> TaskInputs:
+) -> TaskInputs | None:
     """Fetches ``missing`` inputs, the function and constants ``task`` lacks, in one round trip
-    that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError."""
+    that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError;
+    None when the run has ended (the task must not start)."""
     fn_hash = graph.fn_hash(task)
     func = caches.functions.get(fn_hash)
     need_function = func is None and not expanding
@@ -97,6 +98,8 @@ async def fetch_inputs(
         lists=lists,
         crashes_of=task,
     )
+    if got.ended:
+        return None
 
     def lost(what: str) -> ShoalError:  # the task is named only on this rare path
         return ShoalError(f"{what} not in storage, needed by task '{graph.name(task)}'")

@@ -312,7 +312,7 @@ class _Shell:
         graph = view(_core.Graph.decode(blob))
         return graph, SubdagInfo(len(blob), round(time.perf_counter() - began, 6))
 
-    async def _execute(self, ins: Execute) -> MachineEvent:
+    async def _execute(self, ins: Execute) -> MachineEvent | None:
         g = self.graph
         task = ins.task
         # The root of a map chain runs no function: it splits its source into items.
@@ -339,6 +339,8 @@ class _Shell:
             lease=lease,
             expanding=expanding,
         )
+        if got is None:
+            return None  # the run ended (failed, completed, cleaned up): nothing to start
         crashed = self._crashed_too_often(task, got.crashes)
         if crashed is not None:
             return crashed

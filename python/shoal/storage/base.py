@@ -98,6 +98,8 @@ class Fetched:
     lists: dict[int, list[bytes]] = field(default_factory=dict)
     #: How each worker that ran the task asked about (``crashes_of``) died, oldest first.
     crashes: tuple[str, ...] = ()
+    #: A task start refused: the run has ended (completed, failed) or is gone.
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +177,10 @@ class Storage(Protocol):
         (see :func:`.keys.leases`) are taken in the same round trip, replacing what covered
         that work before (``r<task>``: the task's queued and hand-off leases; any other member
         its hand-off). ``lists`` maps a map task to the id of its element 0: the outputs of all
-        its elements come back in ``lists``. ``crashes_of``: the task whose crash record to
-        return (:attr:`Fetched.crashes`)."""
+        its elements come back in ``lists``. ``crashes_of``: the task that starts (its crash
+        record comes back in :attr:`Fetched.crashes`); a task start of a run that has ended
+        or is gone changes nothing and returns ``Fetched(ended=True)``: no task of an ended run
+        starts, wherever its invocations still wait."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""

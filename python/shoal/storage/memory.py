@@ -155,9 +155,11 @@ class MemoryStorage:
         lists: Mapping[int, int] | None = None,
         crashes_of: int | None = None,
     ) -> Fetched:
+        state = self._state(run_id)
+        if crashes_of is not None and (state is None or state.ended is not None):
+            return Fetched(outputs={}, functions={}, constants={}, ended=True)
         if event is not None:
             await self.append_event(run_id, event)
-        state = self._state(run_id)
         if state is not None:  # a gone run stays gone
             state.take(lease, self.lease_ttl_s)
         stored = {} if state is None else state.outputs
@@ -167,7 +169,9 @@ class MemoryStorage:
             functions={h: b for h in functions if (b := self._get(keys.function(h))) is not None},
             constants={h: consts[h.hex()] for h in constants if h.hex() in consts},
             lists={} if state is None else state.lists(lists or {}),
-            crashes=tuple(state.crashes.get(crashes_of, ())) if state and crashes_of else (),
+            crashes=tuple(state.crashes.get(crashes_of, ()))
+            if state is not None and crashes_of is not None
+            else (),
         )
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:

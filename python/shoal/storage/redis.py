@@ -146,6 +146,7 @@ class RedisStorage:
             keys.leases(run_id),
             keys.widths(run_id),
             keys.crashes(run_id),
+            keys.meta(run_id),
         ]
         lists = dict(lists or {})
         args: list[Any] = [
@@ -161,10 +162,12 @@ class RedisStorage:
             p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
             await self._start(keys=run_keys, args=args, client=p)
-            fn_blobs, (outs, consts, got_lists, crashed) = await p.execute()
+            fn_blobs, (outs, consts, got_lists, crashed, ended) = await p.execute()
         else:
             fn_blobs = []
-            outs, consts, got_lists, crashed = await self._start(keys=run_keys, args=args)
+            outs, consts, got_lists, crashed, ended = await self._start(keys=run_keys, args=args)
+        if ended:
+            return Fetched(outputs={}, functions={}, constants={}, ended=True)
         return Fetched(
             outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
             functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},

@@ -42,13 +42,14 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
 
 ``START`` (a task starts: announce it, lease it, fetch its inputs, one round trip)::
 
-    KEYS: events, out, const, leases, maps, crashes
+    KEYS: events, out, const, leases, maps, crashes, meta
     ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
           msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms),
-          msgpack [[map, id of its element 0], ...], task whose crash record to read ('' none)
+          msgpack [[map, id of its element 0], ...], the task that starts ('' for a plain read)
     ->    {outputs in order ('' or false when absent), constants in order,
            per map: its elements' outputs in order, or false when it has not expanded,
-           the task's crash record (lines) or false}
+           the task's crash record (lines) or false, 0}; for a task start of a run that has
+           ended or is gone: {false, false, false, false, 1}, and nothing changes
 
 The members it takes replace what covered the work until then: ``r<task>`` replaces the task's
 ``t`` and ``ht`` leases, any other member ``m`` its hand-off ``hm``.
@@ -245,6 +246,11 @@ return result(tonumber(ARGV[9]))
 START = (
     _CHUNKED
     + """
+-- A task start of a run that has ended (or is gone) changes nothing: no task of it starts.
+if ARGV[7] ~= '' and (redis.call('EXISTS', KEYS[7]) == 0
+    or redis.call('HEXISTS', KEYS[7], 'ended') == 1) then
+  return {false, false, false, false, 1}
+end
 local outs, consts = {}, {}
 local event = cmsgpack.unpack(ARGV[1])
 if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
@@ -280,7 +286,7 @@ for _, l in ipairs(cmsgpack.unpack(ARGV[6])) do
 end
 local crashed = false
 if ARGV[7] ~= '' then crashed = redis.call('HGET', KEYS[6], ARGV[7]) end
-return {outs, consts, lists, crashed}
+return {outs, consts, lists, crashed, 0}
 """
 )
 

@@ -1,9 +1,11 @@
 """The pool manager of LocalProcesses: worker processes on this machine, fed from a Redis list.
 
 One manager, a thread in the session's process, takes frames (:mod:`.frames`) off the pool's
-list, as many as there are free slots (``BLMPOP ... COUNT``), and gives each to an idle warm
-process or starts a new one (a cold start). Frames wait on the server's list, not in the
-manager's memory: a manager that dies loses at most the frames it was placing. A process runs one
+list (``BLMPOP ... COUNT``), as many as there are free slots plus ``prefetch`` (= the slots:
+a slot that frees gets its next frame without a round trip), and gives each to an idle warm
+process or starts a new one (a cold start). The rest wait on the server's list, not in the
+manager's memory: a manager that dies loses at most those few, and their hand-off leases (see
+:func:`shoal.storage.keys.leases`) bring them back. A process runs one
 invocation at a time and acks on a pipe when it is done; a process idle for ``keep_warm_s`` is
 told to exit (the manager decides, so no frame can go to a process that is leaving).
 
@@ -36,8 +38,8 @@ State (:class:`Pool`)
     and each death, so a manager waiting for a free slot wakes.
     ``_stopping: bool``: set once by :meth:`Pool.stop`; a process dying after it is not a death.
     ``stats: PoolStats``: counters that only grow.
-    ``backlog`` (a local of :meth:`Pool.run`): frames taken off the list, not yet placed (at
-    most as many as there were free slots when they were taken).
+    ``backlog`` (a local of :meth:`Pool.run`): frames taken off the list, not yet placed: at
+    most the free slots plus ``prefetch`` when they were taken.
     ``_early_deaths``: frame -> processes that died running it before any task started.
     Invariant: the processes with ``busy and not parked`` number at most ``max_workers`` (a
     frame is placed only when a slot is free).
@@ -122,6 +124,9 @@ class Pool(threading.Thread):
     ) -> None:
         super().__init__(name=f"shoal-pool-{pool_id}", daemon=True)
         self.lease_ttl_s = lease_ttl_s
+        #: Frames taken beyond the free slots, so a slot that frees gets one without waiting
+        #: for a round trip to the server.
+        self.prefetch = max_workers
         self.url = url
         self.pool_id = pool_id
         self.queue = keys.pool_queue(pool_id)
@@ -153,12 +158,16 @@ class Pool(threading.Thread):
                     while backlog and self._wait_for_free_slot():
                         self._dispatch(backlog.popleft())
                     self._placing = len(backlog)
-                    free = self._wait_for_free_slot()
-                    if backlog or not free:
-                        continue  # every slot busy: the frames wait on the server
-                    reply = r.execute_command(
-                        "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", free
-                    )
+                    with self._cond:
+                        room = self._free_slots() + self.prefetch - len(backlog)
+                    if room <= 0:
+                        continue  # enough in hand: the rest wait on the server
+                    if backlog:  # top up without waiting
+                        reply = r.execute_command("LMPOP", 1, self.queue, "LEFT", "COUNT", room)
+                    else:
+                        reply = r.execute_command(
+                            "BLMPOP", _TICK_S, 1, self.queue, "LEFT", "COUNT", room
+                        )
                     failing_since = None
                     backlog.extend(f for f in (reply[1] if reply else []) if f)  # b"": wake-up
                     self._placing = len(backlog)

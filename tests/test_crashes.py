@@ -86,7 +86,7 @@ ENDINGS: dict[str, tuple[Any, str]] = {
 }
 
 
-def crashes_of(run: shoal.Run) -> list[TaskCrashed]:
+def starting(run: shoal.Run) -> list[TaskCrashed]:
     return [e for e in run.events() if isinstance(e, TaskCrashed)]
 
 
@@ -103,7 +103,7 @@ def test_a_task_that_ends_its_process_fails_the_run_after_three_crashes(
         e = err.value
         assert (e.task, e.exc_type) == (name, "WorkerCrashed")
         assert f"crashed its worker 3 times ({how} x3)" in e.message
-        crashes = crashes_of(run)
+        crashes = starting(run)
         assert [(c.how, c.crashes) for c in crashes] == [(how, n) for n in (1, 2, 3)]
         assert len({c.task for c in crashes}) == 1
     assert leaked_keys(server.url) == []
@@ -114,12 +114,12 @@ def test_retries_raise_the_crash_bound_and_the_setting_lowers_it(server: Embedde
         run = s.submit(exits_hard.options(retries=4)(1))
         with pytest.raises(shoal.TaskError, match="crashed its worker 5 times"):
             run.result(timeout=60)
-        assert len(crashes_of(run)) == 5
+        assert len(starting(run)) == 5
     with session(server.url, True, crash_attempts=1) as s:
         run = s.submit(exits_hard(1))
         with pytest.raises(shoal.TaskError, match="crashed its worker 1 times"):
             run.result(timeout=60)
-        assert len(crashes_of(run)) == 1
+        assert len(starting(run)) == 1
 
 
 @shoal.task
@@ -137,7 +137,7 @@ def test_a_task_that_crashed_once_is_run_again_and_its_result_is_kept(
     with session(server.url, requeue) as s:
         run = s.submit(add(dies_once(str(tmp_path / "died"), 4), add(1)))
         assert run.result(timeout=60) == (41,)
-        assert [(c.how, c.crashes) for c in crashes_of(run)] == [("exit code 3", 1)]
+        assert [(c.how, c.crashes) for c in starting(run)] == [("exit code 3", 1)]
     assert leaked_keys(server.url) == []
 
 
@@ -209,7 +209,7 @@ def test_random_kills_without_requeueing_all_finish_correctly(
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
         assert run.result(timeout=120) == evaluate(*outs)
-        crashes = Counter(c.task for c in crashes_of(run))
+        crashes = Counter(c.task for c in starting(run))
         assert all(n < 3 for n in crashes.values())
     assert leaked_keys(server.url) == []
 

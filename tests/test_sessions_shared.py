@@ -154,3 +154,24 @@ def test_frames_wait_on_the_server_not_in_the_pool_managers_memory(
         assert events_ttl >= meta_ttl + keys.EVENTS_TTL_S - 5
         Path(fifo).write_text("5")
         assert run.result(timeout=60) == (5, *range(20))
+
+
+@shoal.task
+def naps(s: float) -> float:
+    time.sleep(s)
+    return s
+
+
+def test_closing_a_session_tells_the_threads_still_waiting_on_it(server: EmbeddedServer) -> None:
+    """A close from one thread while another waits for a run: the waiter hears why (it does
+    not hang), and the session takes no more calls."""
+    s = shoal.Session(redis_url=server.url, backend=LocalProcesses(1), progress=False)
+    run = s.submit(naps(30.0))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(run.result, 60)
+        wait_for_progress(server.url, run.id, TASK_STARTED=1)
+        s.close()
+        with pytest.raises(shoal.ShoalError, match="closed"):
+            waiting.result(timeout=30)
+    with pytest.raises(shoal.ConfigError, match="closed"):
+        s.compute(add(3))

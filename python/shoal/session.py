@@ -33,7 +33,7 @@ from .client.submit import Submitted, submit
 from .client.wait import run_to_end, wait
 from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, StorageError, UsageError
+from .errors import ConfigError, ShoalError, StorageError, UsageError
 from .events import TERMINAL, Event, decode
 from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
@@ -213,10 +213,9 @@ class Session:
             return
         self._closed = True
         try:
-            if self._started or self._storage is not None:
-                self._run(self._aclose())
+            # Calls other threads still wait on are cancelled first (they hear why).
+            self._loop.close(self._aclose() if self._started or self._storage else None)
         finally:
-            self._loop.close()
             if self._server is not None:
                 self._server.stop()
 
@@ -251,6 +250,7 @@ class Run:
         self.session = session
         self._sub = submitted
         self._outcome: tuple[Any, ...] | BaseException | None = None
+        self._waiting = threading.Lock()  # one waiter; others get its outcome
 
     @property
     def id(self) -> str:
@@ -260,25 +260,32 @@ class Run:
         """Waits for the run; returns the requested values as a tuple (raises ``TaskError`` if
         a task failed, ``RunTimeout`` after ``timeout`` seconds). Keys are cleaned up once."""
         _check_timeout(timeout)
-        if self._outcome is None:
-            s = self.session
-            s._stop_watching(self.id)  # the waiting client watches it from here on
-            progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
-            try:
-                with progress:
-                    values = s._run(
-                        wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
-                    )
-                self._outcome = tuple(values)
-            except BaseException as e:
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                self._outcome = e
-            finally:
-                s._runs.pop(self.id, None)
+        with self._waiting:
+            if self._outcome is None:
+                self._wait(timeout)
+        assert self._outcome is not None
         if isinstance(self._outcome, BaseException):
             raise self._outcome
         return self._outcome
+
+    def _wait(self, timeout: float | None) -> None:
+        s = self.session
+        s._stop_watching(self.id)  # the waiting client watches it from here on
+        progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
+        try:
+            with progress:
+                values = s._run(
+                    wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
+                )
+            self._outcome = tuple(values)
+        except KeyboardInterrupt:
+            # The wait stopped the run and deleted its keys before the interrupt went on.
+            self._outcome = ShoalError(f"run {self.id} was interrupted and stopped")
+            raise
+        except BaseException as e:
+            self._outcome = e
+        finally:
+            s._runs.pop(self.id, None)
 
     def events(self) -> Iterator[Event]:
         """The run's events in order, from the start, as typed records (see

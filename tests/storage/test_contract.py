@@ -191,26 +191,32 @@ def test_a_failed_run_stays_failed_when_its_last_output_completes_late(store: St
     run(go(), store)
 
 
-def test_no_task_of_an_ended_run_starts(store: Storage) -> None:
-    """A task start (``crashes_of``) of a failed, completed or cleaned-up run is refused: no
-    event, no lease; plain reads (the client's results) still work."""
+def test_no_task_of_an_ended_run_starts_nor_a_done_task_twice(store: Storage) -> None:
+    """A task start (``starting``) of a failed, completed or cleaned-up run is refused, and so
+    is one of a task done already unless it is a rerun: no event, no lease; plain reads (the
+    client's results) still work."""
 
     async def go() -> None:
         started = {"type": "TASK_STARTED", "task": "5"}
         await store.submit(spec(outputs=[9]), {"type": "RUN_SUBMITTED"})
-        live = await store.fetch("r1", [], event=started, lease=["r5"], crashes_of=5)
-        assert not live.ended
+        live = await store.fetch("r1", [], event=started, lease=["r5"], starting=5)
+        assert not live.ended and not live.done
+        await store.complete("r1", Completion(5, b"five", False, [], False, None))
+        again = await store.fetch("r1", [], event=started, lease=["r5"], starting=5)
+        assert again.done and not again.ended  # a duplicate's start: refused, nothing written
+        rerun = await store.fetch("r1", [], event=started, lease=["r5"], starting=5, rerun=True)
+        assert not rerun.done  # a recovery recomputing a lost output may run it again
         await store.complete("r1", Completion(9, b"nine", True, [], True, None))  # completed
-        refused = await store.fetch("r1", [], event=started, lease=["r6"], crashes_of=6)
+        refused = await store.fetch("r1", [], event=started, lease=["r6"], starting=6)
         assert refused.ended and refused.outputs == {}
         assert (await store.results("r1", [9])).outputs == {9: b"nine"}
         types = [e["type"] for _, e in await store.read_events("r1")]
-        assert types.count("TASK_STARTED") == 1
+        assert types.count("TASK_STARTED") == 2  # the first start and the rerun
         await store.submit(spec(run="r2"), {"type": "RUN_SUBMITTED"})
         await store.fail("r2", ErrorRecord(4, "t", 1, "KeyError", "k", "tb", "w", 1.0))
-        assert (await store.fetch("r2", [], event=started, crashes_of=0)).ended
+        assert (await store.fetch("r2", [], event=started, starting=0)).ended
         await store.cleanup("r2", [])
-        assert (await store.fetch("r2", [], event=started, crashes_of=0)).ended
+        assert (await store.fetch("r2", [], event=started, starting=0)).ended
         assert "TASK_STARTED" not in [e["type"] for _, e in await store.read_events("r2")]
 
     run(go(), store)

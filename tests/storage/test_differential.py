@@ -330,7 +330,7 @@ async def apply(store: MemoryStorage | RedisStorage, rid: str, dag: Dag, op: Op)
         assert isinstance(rec, ErrorRecord)
         return await store.fail(rid, rec)
     if op.kind == "take":
-        return await store.fetch(rid, [], lease=op.members, crashes_of=op.task)
+        return await store.fetch(rid, [], lease=op.members, starting=op.task)
     if op.kind == "hand_off":
         return await store.hand_off(rid, op.members)
     if op.kind == "crashed":

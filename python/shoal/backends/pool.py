@@ -29,7 +29,8 @@ whose processes die before starting any task (one that cannot even start) is req
 :data:`_EARLY_DEATHS` times. A lost server connection is retried with backoff; the manager
 never gives up on its own.
 
-The manager never imports the runtime: processes run ``python -m shoal.runtime.process``.
+The manager never imports the runtime's logic: processes run ``python -m shoal.runtime.process``
+(it reads the invocation format only to name the run of a frame that cannot start).
 
 State (:class:`Pool`)
     ``_procs: list[_Proc]``: the live processes, in start order. ``p in _procs`` exactly when
@@ -68,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storage import keys, scripts
+from ..storage.base import ErrorRecord
 from .frames import (
     ACK_DONE,
     ACK_PARKED,
@@ -192,7 +194,9 @@ class Pool(threading.Thread):
         """Frames this manager holds that no process has started a task of yet (taken off the
         list, or handed to a process still starting)."""
         with self._cond:
-            return self._placing + sum(p.busy and p.running is None for p in self._procs)
+            return self._placing + sum(
+                p.busy and not p.parked and p.running is None for p in self._procs
+            )
 
     def _computing(self) -> int:
         """Processes holding a slot. Called with the condition held."""
@@ -273,6 +277,7 @@ class Pool(threading.Thread):
                         elif msg == ACK_DONE:
                             proc.busy = proc.parked = False
                             proc.running = None
+                            self._early_deaths.pop(proc.frame, None)
                             proc.idle_since = time.monotonic()
                     self._cond.notify_all()
         finally:
@@ -298,14 +303,41 @@ class Pool(threading.Thread):
             what = f"task {task} of run {run_id}"
         else:
             deaths = self._early_deaths[proc.frame] = self._early_deaths.get(proc.frame, 0) + 1
+            what = f"an invocation before its first task (death {deaths} of {_EARLY_DEATHS})"
             if deaths >= _EARLY_DEATHS:
                 requeue = False
                 self._early_deaths.pop(proc.frame, None)
-            what = f"an invocation before its first task (death {deaths} of {_EARLY_DEATHS})"
+                self._fail_unstartable(proc.frame, deaths, how)
         then = "it goes back to the queue" if requeue else "leases will tell"
         print(f"shoal: worker process {pid} died ({how}) running {what}; {then}", file=sys.stderr)
         if requeue:
             self._one_command("LPUSH", self.queue, proc.frame)  # first in line
+
+    def _fail_unstartable(self, frame: bytes, deaths: int, how: str) -> None:
+        """Fails the run of a frame whose processes die before starting any of its tasks: its
+        hand-off lease would bring it back forever, and no task's crash record counts it."""
+        from ..runtime.invocation import Invocation  # the format only, to name the run
+
+        run_id = Invocation.peek_run_id(decode_frame(frame)[2])
+        if run_id is None:
+            return
+        record = ErrorRecord(
+            task=-1,
+            name="<worker>",
+            attempt=deaths,
+            exc_type="WorkerCrashed",
+            message=(
+                f"worker processes died {deaths} times before starting any task of an "
+                f"invocation ({how}): the process cannot start (too little memory_mb?)"
+            ),
+            traceback="",
+            worker=f"{os.uname().nodename}:pool-{self.pool_id}",
+            time=time.time(),
+        )
+        args: list[Any] = [record.task, record.to_blob()]
+        for k, v in record.as_event().items():
+            args += [k, v]
+        self._script(scripts.FAIL, keys.fail_keys(run_id), args)
 
     def _script(self, script: str, script_keys: list[str], args: list[Any]) -> Any:
         """Runs a store script on a short-lived connection; None if the server did not answer."""

@@ -12,9 +12,10 @@ A session's storage client and backend are bound to one event loop, and a user m
   runs in the caller's own thread, where debuggers, Ctrl-C and thread-locals behave as in plain
   Python. Callers from several threads take turns (one lock).
 
-State: :class:`LoopThread` has ``loop`` (running from construction until :meth:`close`) and
-``_thread`` (the one thread that runs it); :class:`CallerLoop` has ``loop`` (run by whichever
-thread holds ``_lock``).
+State: :class:`LoopThread` has ``loop`` (running from construction until :meth:`close`),
+``_thread`` (the one thread that runs it) and ``_closing`` (set once by :meth:`close`: no new
+call is taken, and a call cancelled by the close says so); :class:`CallerLoop` has ``loop``
+(run by whichever thread holds ``_lock``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
+
+from ..errors import ShoalError
 
 T = TypeVar("T")
 
@@ -39,7 +42,8 @@ class SessionLoop(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None] | None:
         """Starts ``coro`` in the background (None: this loop only runs while a caller waits)."""
 
-    def close(self) -> None: ...
+    def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
+        """Runs ``last`` (the session's cleanup) after whatever still runs, then stops."""
 
 
 class LoopThread:
@@ -47,6 +51,7 @@ class LoopThread:
 
     def __init__(self, name: str = "shoal-session") -> None:
         self.loop = asyncio.new_event_loop()
+        self._closing = False
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -58,22 +63,45 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a session's call made from inside its own event loop")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if self._closing:
+            coro.close()
+            raise ShoalError("this Session is closed")
+        finished = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()  # its cleanup (``finally`` blocks) is over
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closing:
+                raise ShoalError("the Session was closed while this call waited") from None
+            raise
         except BaseException:
             if not future.done():  # interrupted while waiting: stop the coroutine as well
-                future.cancel()
-                with contextlib.suppress(BaseException):
-                    future.result(CANCEL_GRACE_S)
+                future.cancel()  # marks the future at once; the coroutine unwinds after
+                finished.wait(CANCEL_GRACE_S)
             raise
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def close(self) -> None:
+    def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
+        """Cancels what still runs on the loop (callers in other threads get a ShoalError
+        saying the session was closed), lets it unwind, runs ``last``, and stops the loop."""
         if self.loop.is_closed():
+            if last is not None:
+                last.close()
             return
+        self._closing = True
+        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(CANCEL_GRACE_S)
+        if last is not None:
+            asyncio.run_coroutine_threadsafe(last, self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(CANCEL_GRACE_S)
         if not self._thread.is_alive():
@@ -95,9 +123,21 @@ class CallerLoop:
         coro.close()
         return None
 
-    def close(self) -> None:
+    def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
         with self._lock:
-            self.loop.close()
+            try:
+                if last is not None:
+                    _run_here(self.loop, last)
+            finally:
+                self.loop.close()
+
+
+async def _cancel_all() -> None:
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def _run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

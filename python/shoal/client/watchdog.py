@@ -11,12 +11,15 @@ also notices a run whose state vanished from the server. What to run again is de
   store made it the hand-off ``ht<task>``, which the redelivered worker's START replaces);
 - ``ht<task>``, ``hw<worker>``: handed to the platform and not started: while the platform
   reports invocations waiting their turn (:meth:`Backend.queued`), it may be one of them, and
-  the check waits; otherwise it was lost, and is recovered.
+  the check waits, for at most :data:`HANDOFF_PATIENCE_S` (or 12 lease lifetimes) from its
+  first expiry; otherwise, or then, it is taken for lost and recovered. A recovery of work that
+  was only waiting costs one round trip when it arrives: a task done already is not run again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from .. import events
@@ -29,6 +32,11 @@ from ..storage import keys
 from ..storage.base import Storage
 from .recovery import recovery_invocation
 from .submit import Submitted
+
+log = logging.getLogger("shoal")
+
+#: The longest an expired hand-off waits for a platform that reports queued invocations.
+HANDOFF_PATIENCE_S = 60.0
 
 
 class Watchdog:
@@ -44,6 +52,9 @@ class Watchdog:
         self._next = time.monotonic() + self.every
         self.recovered = 0
         self.graph = view(sub.frozen.graph)
+        self.patience = max(HANDOFF_PATIENCE_S, 12 * storage.lease_ttl_s)
+        #: Expired hand-off member -> monotonic time it was first found expired.
+        self._waiting: dict[str, float] = {}
 
     async def tick(self) -> None:
         if not self.active or time.monotonic() < self._next:
@@ -64,8 +75,10 @@ class Watchdog:
             if member.startswith(keys.HANDOFF):
                 if queued is None:
                     queued = await self.backend.queued()
-                if queued:
+                first = self._waiting.setdefault(member, time.monotonic())
+                if queued and time.monotonic() - first < self.patience:
                     continue  # probably still waiting its turn; asked again after the grace
+                self._waiting.pop(member, None)
             inv = await recovery_invocation(
                 self.sub.run_id, graph, _covered(member), self.storage, self.settings
             )
@@ -91,6 +104,8 @@ async def watch(sub: Submitted, storage: Storage, backend: Backend, settings: Se
         except StorageError:  # gone (cleaned up), or the server blips: the waiter will tell
             if await _gone(storage, sub.run_id):
                 return
+        except Exception as e:  # never die silently: the run would go unwatched
+            log.warning("shoal: watching run %s: %s: %s", sub.run_id, type(e).__name__, e)
         await asyncio.sleep(dog.every)
 
 

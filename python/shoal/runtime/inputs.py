@@ -24,7 +24,7 @@ from .. import _core
 from ..errors import PayloadError, ShoalError
 from ..serialize import loads_function, loads_leaf, loads_value, value_place
 from ..signing import const_place, unseal
-from ..storage.base import Event, Storage
+from ..storage.base import Event, Fetched, Storage
 from .elements import MapView
 from .reports import FetchStats
 
@@ -75,10 +75,12 @@ async def fetch_inputs(
     event: Event,
     lease: Sequence[str],
     expanding: bool,
-) -> TaskInputs | None:
+    rerun: bool = False,
+) -> TaskInputs | Fetched:
     """Fetches ``missing`` inputs, the function and constants ``task`` lacks, in one round trip
-    that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError;
-    None when the run has ended (the task must not start)."""
+    that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError.
+    A refused start (the run has ended, the task is done: see ``Storage.fetch``) returns the
+    store's answer, and the task must not run."""
     fn_hash = graph.fn_hash(task)
     func = caches.functions.get(fn_hash)
     need_function = func is None and not expanding
@@ -96,10 +98,11 @@ async def fetch_inputs(
         event=event,
         lease=lease,
         lists=lists,
-        crashes_of=task,
+        starting=task,
+        rerun=rerun,
     )
-    if got.ended:
-        return None
+    if got.ended or got.done:
+        return got
 
     def lost(what: str) -> ShoalError:  # the task is named only on this rare path
         return ShoalError(f"{what} not in storage, needed by task '{graph.name(task)}'")

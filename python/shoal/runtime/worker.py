@@ -38,7 +38,8 @@ from ..errors import PayloadError
 from ..serialize import dumps_value, loads_leaf, loads_value, value_place
 from ..signing import context, seal, unseal
 from ..storage import keys
-from ..storage.base import ErrorRecord, Storage
+from ..storage.base import ErrorRecord, Fetched, Storage
+from ..storage.state import refused
 from .elements import MapView, items_of, view
 from .inputs import TaskInputs, WorkerCaches, fetch_inputs
 from .invocation import Invocation
@@ -338,9 +339,13 @@ class _Shell:
             event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
             lease=lease,
             expanding=expanding,
+            rerun=task in self.inv.recompute,
         )
-        if got is None:
-            return None  # the run ended (failed, completed, cleaned up): nothing to start
+        if isinstance(got, Fetched):  # refused: nothing to run
+            self.running = None
+            if got.done:  # a duplicate invocation: the first one ran it
+                return Completed(task, refused())
+            return None  # the run ended (failed, completed, cleaned up)
         crashed = self._crashed_too_often(task, got.crashes)
         if crashed is not None:
             return crashed
@@ -464,15 +469,12 @@ class _Shell:
             blob, name = await self._subdag_blob(ins.subdag, ins.start[0])
             inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, name, ins.inputs)
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
-        await self.backend.invoke_many(items)
-        # Covered until their workers start: a lost invocation is recovered.
-        handed: list[str] = []
-        for ins in batch:
-            if ins.subdag is not None:
-                handed += [keys.task_lease(t) for t in ins.start]
-            elif ins.worker is not None:
-                handed.append(keys.worker_lease(ins.worker))
+        # Covered until their workers start, so a lost invocation is recovered; handed off
+        # before the invocations go, or a quick receiver's START could precede (and lose) it.
+        # (The pinned workers were leased as handed off by the completion that reported them.)
+        handed = [keys.task_lease(t) for ins in batch if ins.subdag is not None for t in ins.start]
         await self.storage.hand_off(self.run_id, handed)
+        await self.backend.invoke_many(items)
 
     async def _subdag_blob(
         self, subdag: _core.Graph | MapView, start: int

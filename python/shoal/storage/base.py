@@ -96,10 +96,12 @@ class Fetched:
     constants: dict[bytes, bytes]
     #: Per map asked for: its elements' encoded outputs in order (absent: not expanded yet).
     lists: dict[int, list[bytes]] = field(default_factory=dict)
-    #: How each worker that ran the task asked about (``crashes_of``) died, oldest first.
+    #: How each worker that ran the task asked about (``starting``) died, oldest first.
     crashes: tuple[str, ...] = ()
     #: A task start refused: the run has ended (completed, failed) or is gone.
     ended: bool = False
+    #: A task start refused: the task is done already (a duplicate invocation).
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,17 +172,20 @@ class Storage(Protocol):
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
-        crashes_of: int | None = None,
+        starting: int | None = None,
+        rerun: bool = False,
     ) -> Fetched:
         """Upstream outputs, function blobs and constants, in one round trip. Missing ones are
         absent from the result. ``event`` (TASK_STARTED) is appended and the ``lease`` members
         (see :func:`.keys.leases`) are taken in the same round trip, replacing what covered
         that work before (``r<task>``: the task's queued and hand-off leases; any other member
         its hand-off). ``lists`` maps a map task to the id of its element 0: the outputs of all
-        its elements come back in ``lists``. ``crashes_of``: the task that starts (its crash
+        its elements come back in ``lists``. ``starting``: the task that starts (its crash
         record comes back in :attr:`Fetched.crashes`); a task start of a run that has ended
         or is gone changes nothing and returns ``Fetched(ended=True)``: no task of an ended run
-        starts, wherever its invocations still wait."""
+        starts, wherever its invocations still wait. Nor does the start of a task done already
+        (``Fetched(done=True)``: a duplicate invocation costs one round trip, not a second
+        run), unless ``rerun`` (a recovery recomputing an output lost with its worker)."""
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         """Stores a subDAG too large to travel inside an invocation."""

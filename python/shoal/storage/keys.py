@@ -109,6 +109,11 @@ def crashes(run_id: str) -> str:
     return run(run_id, "crashes")
 
 
+def fail_keys(run_id: str) -> list[str]:
+    """The keys of the ``FAIL`` script, in its order."""
+    return [meta(run_id), errors(run_id), events(run_id)]
+
+
 def crash_keys(run_id: str) -> list[str]:
     """The keys of the ``CRASHED`` script, in its order (the pool runs it without the store)."""
     return [meta(run_id), leases(run_id), crashes(run_id), events(run_id)]

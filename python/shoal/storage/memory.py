@@ -153,11 +153,14 @@ class MemoryStorage:
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
-        crashes_of: int | None = None,
+        starting: int | None = None,
+        rerun: bool = False,
     ) -> Fetched:
         state = self._state(run_id)
-        if crashes_of is not None and (state is None or state.ended is not None):
+        if starting is not None and (state is None or state.ended is not None):
             return Fetched(outputs={}, functions={}, constants={}, ended=True)
+        if starting is not None and not rerun and state is not None and state.is_done(starting):
+            return Fetched(outputs={}, functions={}, constants={}, done=True)
         if event is not None:
             await self.append_event(run_id, event)
         if state is not None:  # a gone run stays gone
@@ -169,8 +172,8 @@ class MemoryStorage:
             functions={h: b for h in functions if (b := self._get(keys.function(h))) is not None},
             constants={h: consts[h.hex()] for h in constants if h.hex() in consts},
             lists={} if state is None else state.lists(lists or {}),
-            crashes=tuple(state.crashes.get(crashes_of, ()))
-            if state is not None and crashes_of is not None
+            crashes=tuple(state.crashes.get(starting, ()))
+            if state is not None and starting is not None
             else (),
         )
 

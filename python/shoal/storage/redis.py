@@ -137,7 +137,8 @@ class RedisStorage:
         event: Event | None = None,
         lease: Sequence[str] = (),
         lists: Mapping[int, int] | None = None,
-        crashes_of: int | None = None,
+        starting: int | None = None,
+        rerun: bool = False,
     ) -> Fetched:
         run_keys = [
             keys.events(run_id),
@@ -156,7 +157,8 @@ class RedisStorage:
             _pack(list(lease)),
             self._lease_ms,
             _pack(list(lists.items())),
-            "" if crashes_of is None else crashes_of,
+            "" if starting is None else starting,
+            int(rerun),
         ]
         if functions:  # cross-run keys: not in the script (another cluster slot); rare
             p = self._r.pipeline(transaction=False)
@@ -167,7 +169,9 @@ class RedisStorage:
             fn_blobs = []
             outs, consts, got_lists, crashed, ended = await self._start(keys=run_keys, args=args)
         if ended:
-            return Fetched(outputs={}, functions={}, constants={}, ended=True)
+            return Fetched(
+                outputs={}, functions={}, constants={}, ended=ended == 1, done=ended == 2
+            )
         return Fetched(
             outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
             functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
@@ -231,9 +235,7 @@ class RedisStorage:
         args: list[Any] = [record.task, record.to_blob()]
         for k, v in record.as_event().items():
             args += [k, v]
-        ok = await self._fail(
-            keys=[keys.meta(run_id), keys.errors(run_id), keys.events(run_id)], args=args
-        )
+        ok = await self._fail(keys=keys.fail_keys(run_id), args=args)
         return bool(ok)
 
     async def append_event(self, run_id: str, event: Event) -> str:

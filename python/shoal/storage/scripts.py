@@ -45,11 +45,13 @@ outputs first-wins. A downstream task with one dependency is ready at once, with
     KEYS: events, out, const, leases, maps, crashes, meta
     ARGV: msgpack [field, value, ...] of the TASK_STARTED event, msgpack [upstream task ids],
           msgpack [constant hashes (hex)], msgpack [lease members], lease ttl (ms),
-          msgpack [[map, id of its element 0], ...], the task that starts ('' for a plain read)
+          msgpack [[map, id of its element 0], ...], the task that starts ('' for a plain read),
+          '1' when that task runs again although done (a recovery recomputing a lost output)
     ->    {outputs in order ('' or false when absent), constants in order,
            per map: its elements' outputs in order, or false when it has not expanded,
-           the task's crash record (lines) or false, 0}; for a task start of a run that has
-           ended or is gone: {false, false, false, false, 1}, and nothing changes
+           the task's crash record (lines) or false, 0}; and nothing changes for a task start
+           of a run that has ended or is gone ({false, false, false, false, 1}) or of a task
+           done already ({..., 2}: a duplicate invocation's task is not run twice)
 
 The members it takes replace what covered the work until then: ``r<task>`` replaces the task's
 ``t`` and ``ht`` leases, any other member ``m`` its hand-off ``hm``.
@@ -182,10 +184,12 @@ local function claim(task, marker, value)
   redis.call('ZREM', KEYS[6], 't' .. task, 'r' .. task, 'ht' .. task)
   if redis.call('HSETNX', marker, task, value) == 0 then return {0} end
 end
--- How it ends: the tasks made ready are leased until a worker holds them.
+-- How it ends: the tasks made ready are leased until a worker holds them, and the pinned
+-- workers to invoke are leased as handed off until they start (the invoker may die first).
 local function result(lease_ms)
   local members = {}
   for _, d in ipairs(ready) do members[#members + 1] = 't' .. id(d) end
+  for _, w in ipairs(invoke) do members[#members + 1] = 'hw' .. id(w) end
   lease(KEYS[6], members, lease_ms)
   return {1, ready, invoke, finished}
 end
@@ -246,10 +250,16 @@ return result(tonumber(ARGV[9]))
 START = (
     _CHUNKED
     + """
--- A task start of a run that has ended (or is gone) changes nothing: no task of it starts.
-if ARGV[7] ~= '' and (redis.call('EXISTS', KEYS[7]) == 0
-    or redis.call('HEXISTS', KEYS[7], 'ended') == 1) then
-  return {false, false, false, false, 1}
+-- A task start of a run that has ended (or is gone) changes nothing: no task of it starts;
+-- nor does the start of a task done already (a duplicate invocation), unless it is rerun.
+if ARGV[7] ~= '' then
+  if redis.call('EXISTS', KEYS[7]) == 0 or redis.call('HEXISTS', KEYS[7], 'ended') == 1 then
+    return {false, false, false, false, 1}
+  end
+  if ARGV[8] ~= '1' and (redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1
+      or redis.call('HEXISTS', KEYS[5], ARGV[7]) == 1) then
+    return {false, false, false, false, 2}
+  end
 end
 local outs, consts = {}, {}
 local event = cmsgpack.unpack(ARGV[1])

@@ -128,7 +128,7 @@ from .base import (
     Expansion,
     Gather,
 )
-from .keys import HANDOFF, running_lease, task_lease
+from .keys import HANDOFF, running_lease, task_lease, worker_lease
 
 #: At most this many expired leases are reported per call (the server's ``LIMIT``).
 EXPIRED_BATCH = 1000
@@ -304,6 +304,10 @@ class RunState:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def is_done(self, task: int) -> bool:
+        """Completed, or (a map chain's root) expanded."""
+        return task in self.done or task in self.widths
+
     def task_states(self, tasks: Sequence[int]) -> dict[int, bool | None]:
         """True = done and stored, False = done (kept by its worker), None = not done."""
         return {t: (t in self.outputs) if t in self.done else None for t in tasks}
@@ -386,8 +390,11 @@ class Change:
             self.output_done()
 
     def result(self, lease_s: float) -> Step:
-        """How a change ends: the tasks it made ready are leased until a worker holds them."""
+        """How a change ends: the tasks it made ready are leased until a worker holds them, and
+        each pinned worker it reports for invocation is leased as handed off (``hw<worker>``)
+        until that worker starts: whoever must invoke it may die first."""
         self.state.lease([task_lease(t) for t in self.ready], lease_s)
+        self.state.lease([HANDOFF + worker_lease(w) for w in self.invoke], lease_s)
         return Step(CompletionResult(True, self.ready, self.invoke, self.finished), self.events)
 
 

@@ -19,7 +19,6 @@ to start it fails it instead of dying in turn.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import os
@@ -27,7 +26,7 @@ import random
 import sys
 import time
 import traceback
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from ..signing import context, seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Fetched, Storage
 from ..storage.state import refused
+from . import failures
 from .elements import MapView, items_of, view
 from .inputs import TaskInputs, WorkerCaches, fetch_inputs
 from .invocation import Invocation
@@ -61,7 +61,6 @@ from .machine import (
     Retry,
     RetryDue,
     Started,
-    TaskFailure,
     WaitInbox,
     WorkerMachine,
 )
@@ -346,15 +345,16 @@ class _Shell:
             if got.done:  # a duplicate invocation: the first one ran it
                 return Completed(task, refused())
             return None  # the run ended (failed, completed, cleaned up)
-        crashed = self._crashed_too_often(task, got.crashes)
+        allowed = max(self.settings.crash_attempts, g.options(task).retries + 1)
+        crashed = failures.crashed_too_often(g.name(task), got.crashes, allowed, self.caches.now())
         if crashed is not None:
-            return crashed
+            return Failed(task, crashed, retryable=False)
         if expanding:
             source = g.deps(task)[0]
             try:
                 items = items_of(got.values[source], f"the input of shoal.map '{g.name(task)}'")
             except TypeError as e:
-                return Failed(task, TaskFailure("TypeError", str(e), "", self.caches.now()), False)
+                return Failed(task, failures.refused("TypeError", str(e), self.caches.now()), False)
             return Expanded(task, items, got.fetched)
         func = got.function
         assert func is not None
@@ -368,48 +368,20 @@ class _Shell:
             # The thread cannot be stopped: the process is marked so that its host retires it.
             self.caches.tainted = True
             message = f"task '{g.name(task)}' ran longer than its timeout_s={timeout_s:g}"
-            return Failed(task, TaskFailure("TaskTimeout", message, "", self.caches.now()))
+            return Failed(task, failures.refused("TaskTimeout", message, self.caches.now()))
         except asyncio.CancelledError:
             raise  # the worker itself is being stopped
         except KeyboardInterrupt as e:
             if self.runner is run_inline:
                 raise  # sync: the task runs in the user's own thread, so this is their Ctrl-C
-            return Failed(task, _failure(e, self.caches.now()))
+            return Failed(task, failures.raised(e, self.caches.now()))
         except BaseException as e:
             # SystemExit (argparse, click, sys.exit) and other BaseExceptions end the task, not
             # the worker: a task failure like any other, with its retries.
-            return Failed(task, self._out_of_memory_hint(_failure(e, self.caches.now()), e))
+            mb = self.start_info.memory_mb
+            return Failed(task, failures.raised(e, self.caches.now(), mb))
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
-
-    def _out_of_memory_hint(self, failure: TaskFailure, e: BaseException) -> TaskFailure:
-        """A failure to allocate under the process's memory limit says which limit it was."""
-        mb = self.start_info.memory_mb
-        short = isinstance(e, MemoryError) or "can't start new thread" in str(e)
-        if not mb or not short:
-            return failure
-        hint = (
-            f" (the worker process runs under memory_mb={mb}, a limit on its address space, "
-            "which threads and libraries reserve generously: give the task more memory_mb)"
-        )
-        return TaskFailure(
-            failure.exc_type, failure.message + hint, failure.traceback, failure.time
-        )
-
-    def _crashed_too_often(self, task: int, crashes: tuple[str, ...]) -> Failed | None:
-        """The task's failure when its workers died running it as often as it may crash."""
-        g = self.graph
-        allowed = max(self.settings.crash_attempts, g.options(task).retries + 1)
-        if len(crashes) < allowed:
-            return None
-        hows = "; ".join(f"{how} x{n}" if n > 1 else how for how, n in Counter(crashes).items())
-        message = (
-            f"task '{g.name(task)}' crashed its worker {len(crashes)} times ({hows}), as often "
-            f"as it may (crash_attempts={allowed}); it ends its process (os._exit, a signal, a "
-            "crash in native code) or needs more memory"
-        )
-        failure = TaskFailure("WorkerCrashed", message, "", self.caches.now())
-        return Failed(task, failure, retryable=False)
 
     async def _executed(
         self, ins: Execute, event: Executed, start: float, end: float, got: TaskInputs
@@ -420,14 +392,14 @@ class _Shell:
         t_encode = time.perf_counter()
         try:
             [complete] = self.machine.handle(event)
-        except _NotEncodable as wrapped:  # the task's value, not the worker, is at fault
+        except failures.NotEncodable as wrapped:  # the task's value, not the worker, is at fault
             assert wrapped.__cause__ is not None
-            failure = _failure(wrapped.__cause__, self.caches.now())
+            cause = failures.raised(wrapped.__cause__, self.caches.now())
             message = (
                 f"the output of task '{g.name(task)}' ({type(event.value).__name__}) cannot be "
-                f"encoded to leave its worker: {failure.message}"
+                f"encoded to leave its worker: {cause.message}"
             )
-            failure = TaskFailure(failure.exc_type, message, failure.traceback, failure.time)
+            failure = failures.refused(cause.exc_type, message, cause.time, cause)
             return Failed(task, failure, retryable=False)
         assert isinstance(complete, Complete)
         encode_s = time.perf_counter() - t_encode
@@ -440,7 +412,7 @@ class _Shell:
                 f"single-value limit of {limit:,} bytes (setting max_value_bytes, "
                 "SHOAL_MAX_VALUE_BYTES; Redis allows at most 512 MiB per value)"
             )
-            failure = TaskFailure("OutputTooLarge", message, "", self.caches.now())
+            failure = failures.refused("OutputTooLarge", message, self.caches.now())
             return Failed(task, failure, retryable=False)
         completion.event.update(
             self.reporter.completed(
@@ -500,37 +472,8 @@ class _Shell:
         return found
 
 
-_INTERNAL = (
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the shoal package
-    os.path.dirname(asyncio.__file__),
-    os.path.dirname(concurrent.futures.__file__),
-)
-
-
-class _NotEncodable(Exception):
-    """A task's value could not be encoded (its cause says why)."""
-
-
 def _encode(run_id: str, task: int, value: Any) -> bytes:
     try:
         return dumps_value(value, value_place(run_id, task))
     except Exception as e:
-        raise _NotEncodable() from e
-
-
-def _failure(e: BaseException, now: float) -> TaskFailure:
-    """What a task's exception reports; text that is not valid UTF-8 (lone surrogates) is
-    escaped, or the event carrying it could not be written and the task's name would be lost."""
-    return TaskFailure(type(e).__name__, _printable(str(e)), _printable(user_traceback(e)), now)
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def user_traceback(e: BaseException) -> str:
-    """The traceback from the user's function down: shoal's and asyncio's frames dropped."""
-    tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
+        raise failures.NotEncodable() from e

@@ -267,10 +267,13 @@ class Pool(threading.Thread):
                 if not data:
                     break
                 with self._cond:
+                    slots_changed = False
                     for msg in reader.feed(data):
-                        if isinstance(msg, tuple):
+                        if isinstance(msg, tuple):  # a task starts: no slot changes hands
                             proc.running = msg
-                        elif msg == ACK_PARKED:
+                            continue
+                        slots_changed = True
+                        if msg == ACK_PARKED:
                             proc.parked = True
                         elif msg == ACK_RUNNING:
                             proc.parked = False
@@ -279,7 +282,8 @@ class Pool(threading.Thread):
                             proc.running = None
                             self._early_deaths.pop(proc.frame, None)
                             proc.idle_since = time.monotonic()
-                    self._cond.notify_all()
+                    if slots_changed:  # wake the manager only when it may place a frame
+                        self._cond.notify_all()
         finally:
             os.close(ack_r)
             proc.popen.wait()

@@ -139,9 +139,9 @@ def test_end_to_end_vs_dask(
     }
 
 
-def _monitor(url_host: str, port: int, stop: threading.Event, lines: list[str]) -> None:
-    with socket.create_connection((url_host, port)) as s:
-        s.sendall(b"MONITOR\r\n")
+def _monitor(server: EmbeddedServer, stop: threading.Event, lines: list[str]) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(f"AUTH {server.password}\r\nMONITOR\r\n".encode())  # it requires one
         s.settimeout(0.2)
         buf = b""
         while not stop.is_set():
@@ -162,7 +162,7 @@ def test_redis_commands_per_task(server: EmbeddedServer, shoal_session: shoal.Se
         node = build(shoal_make)
         stop = threading.Event()
         lines: list[str] = []
-        mon = threading.Thread(target=_monitor, args=("127.0.0.1", server.port, stop, lines))
+        mon = threading.Thread(target=_monitor, args=(server, stop, lines))
         mon.start()
         time.sleep(0.2)
         r.config_resetstat()

@@ -15,8 +15,10 @@ __all__ = [
     "TaskPlan",
     "WorkerPlan",
     "decode_constant",
+    "derive_mac_key",
     "freeze",
     "hash16",
+    "mac",
 ]
 
 FORMAT_VERSION: int
@@ -203,3 +205,8 @@ def freeze(
 
 def decode_constant(blob: bytes, loads: Callable[[bytes], Any]) -> Any: ...
 def hash16(data: bytes) -> bytes: ...
+def derive_mac_key(secret: bytes) -> bytes:
+    """The 32-byte MAC key made from a signing secret (keyed blake3 key derivation)."""
+
+def mac(key: bytes, place: bytes, payload: bytes) -> bytes:
+    """The MAC of ``payload`` for ``place`` under ``key`` (32 bytes); the GIL is released."""

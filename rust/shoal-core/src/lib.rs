@@ -6,13 +6,15 @@
 //! - [`codec`]: the versioned msgpack + zstd wire format;
 //! - [`maps`]: map tasks (`shoal.map`), how their chains are counted, and their validation;
 //! - [`plan`]: the plan table (per task: worker, size, optimizations; per worker: size);
-//! - [`hash`]: 16-byte blake3 content hashes for the function table and constants.
+//! - [`hash`]: 16-byte blake3 content hashes for the function table and constants;
+//! - [`mac`]: keyed blake3 MACs that bind a signed payload to its place.
 
 pub mod codec;
 pub mod cut;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod mac;
 pub mod maps;
 pub mod plan;
 pub mod template;

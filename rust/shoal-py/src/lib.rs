@@ -81,6 +81,27 @@ fn hash16<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &Hash16::of(data).0)
 }
 
+/// The 32-byte MAC key made from a signing secret (keyed blake3 key derivation).
+#[pyfunction]
+fn derive_mac_key<'py>(py: Python<'py>, secret: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &shoal_core::mac::derive_key(secret))
+}
+
+/// The MAC of `payload` for `place` under `key` (32 bytes); the GIL is released meanwhile.
+#[pyfunction]
+fn mac<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    place: &[u8],
+    payload: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err("a MAC key is 32 bytes"))?;
+    let out = py.detach(|| shoal_core::mac::mac(&key, place, payload));
+    Ok(PyBytes::new(py, &out))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGraph>()?;
@@ -89,6 +110,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(freeze, m)?)?;
     m.add_function(wrap_pyfunction!(decode_constant, m)?)?;
     m.add_function(wrap_pyfunction!(hash16, m)?)?;
+    m.add_function(wrap_pyfunction!(derive_mac_key, m)?)?;
+    m.add_function(wrap_pyfunction!(mac, m)?)?;
     m.add("FORMAT_VERSION", codec::VERSION)?;
     Ok(())
 }

@@ -218,5 +218,5 @@ def test_a_memory_limit_too_small_to_run_is_a_task_error_naming_it(server: Embed
     with session(server.url, True) as s, pytest.raises(shoal.TaskError) as err:
         s.compute(add.options(memory_mb=8)(1, 2), timeout=60)
     assert err.value.task == "add"
-    assert "memory_mb=8" in err.value.message
+    assert "memory_mb=8 is too small" in err.value.message and err.value.exc_type == "MemoryError"
     assert leaked_keys(server.url) == []

@@ -184,6 +184,8 @@ def _summary(evs: list[events.Event]) -> dict[str, str]:
         if "RUN_COMPLETED" in kinds
         else "failed"
         if "RUN_FAILED" in kinds
+        else "cancelled"
+        if "RUN_CANCELLED" in kinds
         else "running"
     )
     duration = "-"

@@ -33,6 +33,10 @@ class RunTimeout(ShoalError, TimeoutError):
     """A run did not finish within its ``timeout``."""
 
 
+class RunCancelled(ShoalError):
+    """The run was stopped before it ended: ``Run.cancel()``, or its caller was interrupted."""
+
+
 class TaskError(ShoalError):
     """A task failed after its retries.
 
@@ -83,6 +87,7 @@ __all__ = [
     "ConfigError",
     "GraphError",
     "PayloadError",
+    "RunCancelled",
     "RunTimeout",
     "ShoalError",
     "TaskError",

@@ -14,9 +14,9 @@ record also carries ``id`` (the stream entry id) and ``at`` (the server's clock 
 was appended, in seconds): one clock for every event, whichever host wrote it.
 
 A few events are written by the store's Lua scripts (``storage/scripts.py``) rather than by
-Python: RUN_COMPLETED, RUN_FAILED, TASK_CRASHED, MAP_EXPANDED's ``task``/``width`` and the
-TASK_COMPLETED of a gathered map (``task``, ``width``, ``name``). Their fields are declared
-here all the same.
+Python: RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, TASK_CRASHED, MAP_EXPANDED's
+``task``/``width`` and the TASK_COMPLETED of a gathered map (``task``, ``width``, ``name``).
+Their fields are declared here all the same.
 
 An entry whose ``type`` this version does not know decodes to :class:`UnknownEvent` (a newer
 writer), never an error; a known type missing a required field is a
@@ -243,6 +243,16 @@ class RunFailed(Event):
 
 
 @dataclass(kw_only=True, slots=True)
+class RunCancelled(Event):
+    """The run was stopped before it ended (written by the cancel script): no task of it starts
+    after this, and its keys are deleted once its waiter has cleaned up."""
+
+    type: ClassVar[str] = "RUN_CANCELLED"
+    #: ``cancelled`` (``Run.cancel()``), ``interrupted`` (Ctrl-C, SIGTERM), ``timeout``.
+    reason: str = ""
+
+
+@dataclass(kw_only=True, slots=True)
 class UnknownEvent(Event):
     """An event type this version does not know (written by a newer version)."""
 
@@ -265,11 +275,12 @@ RECORDS: dict[str, type[Event]] = {
         TaskCrashed,
         RunCompleted,
         RunFailed,
+        RunCancelled,
     )
 }
 
 #: Events after which a run's stream gets no more task events.
-TERMINAL = ("RUN_COMPLETED", "RUN_FAILED")
+TERMINAL = ("RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELLED")
 
 
 # -- codec ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import lifetime
 from .errors import ConfigError
 
 #: How long to wait for a starting server to answer.
@@ -110,7 +111,8 @@ class EmbeddedServer:
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.writelines(f"{k} {v}\n" for k, v in options.items())
-        self._proc = subprocess.Popen([str(self.binary), str(conf)], stdin=subprocess.DEVNULL)
+        # Dies with this process, even one killed outright (see shoal.lifetime).
+        self._proc = lifetime.spawn([str(self.binary), str(conf)], stdin=subprocess.DEVNULL)
         return self._wait_ready()
 
     def _wait_ready(self) -> bool:

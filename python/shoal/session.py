@@ -25,6 +25,7 @@ from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import lifetime
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
@@ -33,7 +34,7 @@ from .client.submit import Submitted, submit
 from .client.wait import run_to_end, wait
 from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, ShoalError, StorageError, UsageError
+from .errors import ConfigError, RunCancelled, StorageError, UsageError
 from .events import TERMINAL, Event, decode
 from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
@@ -92,6 +93,7 @@ class Session:
         # One loop for the session's life: storage and backend state is bound to it.
         sync = isinstance(self.backend, InProcess) and not self.backend.threads
         self._loop: SessionLoop = CallerLoop() if sync else LoopThread()
+        lifetime.exit_on_sigterm()  # SIGTERM cleans up as Ctrl-C does
 
     @classmethod
     def for_scheduler(cls, scheduler: str) -> Session:
@@ -244,7 +246,7 @@ class Session:
 
 
 class Run:
-    """A submitted run: ``id``, ``result(timeout=)``, ``events()``."""
+    """A submitted run: ``id``, ``result(timeout=)``, ``cancel()``, ``events()``."""
 
     def __init__(self, session: Session, submitted: Submitted) -> None:
         self.session = session
@@ -268,6 +270,25 @@ class Run:
             raise self._outcome
         return self._outcome
 
+    def cancel(self) -> bool:
+        """Stops the run: no task of it starts from now on, anywhere; its tasks still running
+        are stopped after the backend's grace period (LocalProcesses: ``abandon_grace_s``);
+        its keys are deleted; it reads ``cancelled`` (``shoal runs``) and ``result()`` raises
+        :class:`~shoal.RunCancelled`. Returns False if it had ended already."""
+        s = self.session
+        s._stop_watching(self.id)
+
+        async def go() -> bool:
+            stopped = await s.storage.cancel(self.id, "cancelled")
+            await s.backend.cancel(self.id)
+            return stopped
+
+        stopped = s._run(go())
+        with self._waiting:  # a waiter in another thread sees RUN_CANCELLED and cleans up
+            if self._outcome is None:
+                self._wait(None)
+        return stopped
+
     def _wait(self, timeout: float | None) -> None:
         s = self.session
         s._stop_watching(self.id)  # the waiting client watches it from here on
@@ -278,9 +299,9 @@ class Run:
                     wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
                 )
             self._outcome = tuple(values)
-        except KeyboardInterrupt:
-            # The wait stopped the run and deleted its keys before the interrupt went on.
-            self._outcome = ShoalError(f"run {self.id} was interrupted and stopped")
+        except (KeyboardInterrupt, SystemExit):
+            # The wait cancelled the run and deleted its keys before the interrupt went on.
+            self._outcome = RunCancelled(f"run {self.id} was cancelled (interrupted)")
             raise
         except BaseException as e:
             self._outcome = e

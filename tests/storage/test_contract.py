@@ -178,6 +178,23 @@ def test_failure_is_recorded_once(store: Storage) -> None:
     run(go(), store)
 
 
+def test_a_cancelled_run_reads_cancelled_and_changes_no_more(store: Storage) -> None:
+    async def go() -> None:
+        await store.submit(spec(outputs=[9]), {"type": "RUN_SUBMITTED"})
+        assert await store.cancel("r1", "cancelled")
+        assert not await store.cancel("r1", "cancelled")  # once
+        assert await store.run_ended("r1")
+        assert not await store.fail("r1", ErrorRecord(4, "t", 1, "KeyError", "k", "tb", "w", 1.0))
+        assert (await store.fetch("r1", [], starting=3)).ended  # no task of it starts
+        late = await store.complete("r1", Completion(9, b"nine", True, [], True, None))
+        assert not late.run_finished
+        kinds = [e["type"] for _, e in await store.read_events("r1")]
+        assert kinds == ["RUN_SUBMITTED", "RUN_CANCELLED", "TASK_COMPLETED"]
+        assert not await store.cancel("gone", "cancelled")
+
+    run(go(), store)
+
+
 def test_a_failed_run_stays_failed_when_its_last_output_completes_late(store: Storage) -> None:
     async def go() -> None:
         await store.submit(spec(outputs=[9]), {"type": "RUN_SUBMITTED"})

@@ -1,8 +1,10 @@
 """Waiting for a run: block on its event stream until it ends, collect, clean up.
 
-The client blocks on the run's event stream (XREAD BLOCK, no polling) until RUN_COMPLETED or
-RUN_FAILED, feeding a progress hook on the way and ticking the :mod:`.watchdog`; then it fetches
-the results and deletes every key of the run except the event stream (kept with a TTL).
+The client blocks on the run's event stream (XREAD BLOCK, no polling) until RUN_COMPLETED,
+RUN_FAILED or RUN_CANCELLED, feeding a progress hook on the way and ticking the
+:mod:`.watchdog`; then it fetches the results and deletes every key of the run except the event
+stream (kept with a TTL). A waiter that gives up (a timeout, an interrupt) cancels the run first,
+so no task of it starts anywhere after.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from .. import events
 from ..backends.base import Backend
 from ..config import Settings
-from ..errors import PayloadError, RunTimeout, ShoalError, StorageError, TaskError
+from ..errors import PayloadError, RunCancelled, RunTimeout, ShoalError, StorageError, TaskError
 from ..graph import FrozenGraph
 from ..runtime.elements import MapView, view
 from ..serialize import loads_value, value_place
@@ -80,6 +82,10 @@ async def wait(
                     failed = ev
                 if kind == events.RunFailed.type:
                     raise _task_error(failed)
+                if kind == events.RunCancelled.type:
+                    ev = events.decode(fields, entry_id)
+                    assert isinstance(ev, events.RunCancelled)
+                    raise RunCancelled(f"run {sub.run_id} was cancelled ({ev.reason})")
             if batch:
                 await asyncio.sleep(min(READ_BATCH_S, (time.monotonic() - began) / 20))
             elif on_event is not None:
@@ -87,13 +93,26 @@ async def wait(
     except GeneratorExit:
         closing = True  # the coroutine is closed with its loop: nothing can be awaited now
         raise
-    except BaseException:
+    except BaseException as e:
+        reason = _gave_up(e)
+        if reason is not None:  # no task of it starts from here on
+            with contextlib.suppress(StorageError):
+                await storage.cancel(sub.run_id, reason)
         await backend.cancel(sub.run_id)  # its hung tasks must not keep their slots
         raise
     finally:
         if not closing:
             with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
                 await storage.cleanup(sub.run_id, sub.extra_keys)
+
+
+def _gave_up(e: BaseException) -> str | None:
+    """Why the waiter gave up on a run that has not ended, or None (it ended: failed)."""
+    if isinstance(e, RunTimeout):
+        return "timeout"
+    if isinstance(e, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+        return "interrupted"
+    return None
 
 
 async def _collect(sub: Submitted, storage: Storage) -> list[Any]:

@@ -21,7 +21,9 @@ import os
 import resource
 import struct
 import time
+from collections.abc import Callable
 
+from .. import lifetime
 from ..backends.frames import (
     ACK_DONE,
     ACK_PARKED,
@@ -35,19 +37,52 @@ from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
 from .reports import StartInfo
-from .worker import WorkerCaches, run_in_thread, run_worker
+from .worker import Runner, WorkerCaches, run_in_thread, run_worker
 
 
 def _tell(fd: int, byte: bytes) -> None:
     os.write(fd, byte)
 
 
-def _limit_memory(memory_mb: int) -> None:
+#: Address space a worker needs beyond what it holds after its imports (a thread's stack,
+#: the event loop, a connection): below that a limit fails the worker, not the task.
+_HEADROOM_MB = 32
+
+
+def _limit_memory(memory_mb: int) -> str | None:
+    """Applies the limit, or says why it cannot work: a limit below what the process already
+    holds would fail allocations anywhere, in shoal's own code as much as in the task."""
+    held_mb = _address_space_mb()
+    if held_mb is not None and memory_mb < held_mb + _HEADROOM_MB:
+        return (
+            f"memory_mb={memory_mb} is too small for a worker process: it holds {held_mb} MB "
+            f"of address space before running anything and needs about {_HEADROOM_MB} MB "
+            f"more; give the task at least memory_mb={held_mb + _HEADROOM_MB}"
+        )
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return None
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _address_space_mb() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[0])
+    except OSError:  # not Linux: the limit is applied as asked
+        return None
+    return pages * resource.getpagesize() // (1024 * 1024)
+
+
+def _refusing(message: str) -> Runner:
+    """Fails every task as a MemoryError naming its memory_mb (see ``_limit_memory``)."""
+
+    async def run(call: Callable[[], object]) -> object:
+        raise MemoryError(message)
+
+    return run
+
+
+async def _serve(args: argparse.Namespace, runner: Runner) -> None:
     settings = Settings.from_env()
     storage = RedisStorage(os.environ[SERVER_URL_VAR], lease_ttl_s=settings.lease_ttl_s)
     backend = QueueInvoker(storage.client, args.pool, delivery_copies())
@@ -80,7 +115,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 backend,
                 settings=settings,
                 caches=caches,
-                runner=run_in_thread,
+                runner=runner,
                 start_info=info,
                 on_park=lambda parked: _tell(args.ack_fd, ACK_PARKED if parked else ACK_RUNNING),
                 on_task=lambda run_id, task: _tell(args.ack_fd, task_message(run_id, task)),
@@ -101,9 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-mb", type=int, default=None)
     parser.add_argument("--spawned-at", type=float, default=time.time())
     args = parser.parse_args(argv)
-    if args.memory_mb:
-        _limit_memory(args.memory_mb)
-    asyncio.run(_serve(args))
+    lifetime.die_with_parent()  # the pool's client may be killed outright
+    refusal = _limit_memory(args.memory_mb) if args.memory_mb else None
+    asyncio.run(_serve(args, run_in_thread if refusal is None else _refusing(refusal)))
 
 
 if __name__ == "__main__":

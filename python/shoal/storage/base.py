@@ -204,6 +204,11 @@ class Storage(Protocol):
         """Records a terminal failure and appends TASK_FAILED and RUN_FAILED in one transaction.
         Returns False if the run had already finished or failed."""
 
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """Stops a run that has not ended: it reads ``cancelled`` and RUN_CANCELLED (with
+        ``reason``) is appended; no task of it starts from then on. Returns False if the run
+        had ended already or is gone."""
+
     async def append_event(self, run_id: str, event: Event) -> str: ...
 
     async def renew(self, run_id: str, members: Sequence[str]) -> None:

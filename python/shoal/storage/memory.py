@@ -205,6 +205,12 @@ class MemoryStorage:
         await self._notify()
         return bool(events)
 
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        state = self._state(run_id)
+        events = [] if state is None else state.cancel(reason)
+        await self._appended(run_id, events)
+        return bool(events)
+
     async def append_event(self, run_id: str, event: Event) -> str:
         if self._get(keys.events(run_id)) is None:  # like XADD NOMKSTREAM
             return ""

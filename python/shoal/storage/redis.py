@@ -72,6 +72,7 @@ class RedisStorage:
         self._put_subdag = self._r.register_script(scripts.PUT_SUBDAG)
         self._expired = self._r.register_script(scripts.EXPIRED)
         self._handoff = self._r.register_script(scripts.HANDOFF)
+        self._cancel = self._r.register_script(scripts.CANCEL)
         self._crashed = self._r.register_script(scripts.CRASHED)
 
     @property
@@ -236,6 +237,10 @@ class RedisStorage:
         for k, v in record.as_event().items():
             args += [k, v]
         ok = await self._fail(keys=keys.fail_keys(run_id), args=args)
+        return bool(ok)
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        ok = await self._cancel(keys=[keys.meta(run_id), keys.events(run_id)], args=[reason])
         return bool(ok)
 
     async def append_event(self, run_id: str, event: Event) -> str:

@@ -384,6 +384,16 @@ return n
 """
 )
 
+# ``CANCEL``: the run stops before it ended. KEYS: meta, events; ARGV: reason. -> 1, or 0 when
+# it had ended already (completed, failed, cancelled) or is gone. From then on START refuses
+# every task of it (``ended`` is set), whatever invocations of it still wait somewhere.
+CANCEL = """#!lua flags=allow-oom
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'ended', 'cancelled') == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'type', 'RUN_CANCELLED', 'reason', ARGV[1])
+return 1
+"""
+
 # `allow-oom`: a full server (maxmemory) refuses every other write, and the report of why the
 # run cannot go on must still get through (it is small), or the client would wait forever.
 FAIL = """#!lua flags=allow-oom

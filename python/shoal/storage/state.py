@@ -42,8 +42,9 @@ State
     Requested outputs not done yet. The change that takes it to 0 appends RUN_COMPLETED and
     reports ``run_finished``; it never counts up.
 ``ended: str | None``
-    None while the run is live, then ``"completed"`` or ``"failed"``, for good: only a live run
-    can fail or complete (a failed run's last output completing late changes nothing).
+    None while the run is live, then ``"completed"``, ``"failed"`` or ``"cancelled"``, for good:
+    only a live run can fail, complete or be cancelled (a failed run's last output completing
+    late changes nothing).
 ``done: set[int]``
     Every id that completed: static tasks, elements, maps (by their gather or width 0) and
     the items of expanded chains. An id enters once; the change that adds it is its first.
@@ -87,6 +88,7 @@ here                           Lua (:mod:`.scripts`)
 ``RunState.complete``          ``COMPLETE``
 ``RunState.expand``            ``EXPAND``
 ``RunState.fail``              ``FAIL``
+``RunState.cancel``            ``CANCEL``
 ``RunState.take``              ``lease()`` in ``START`` (and in ``result``)
 ``RunState.renew``             ``RENEW`` (``ZADD XX``)
 ``RunState.release``           ``ZREM`` in :meth:`.redis.RedisStorage.release`
@@ -211,6 +213,13 @@ class RunState:
             for g in x.maps:
                 ch.finish_map(g)
         return ch.result(lease_s)
+
+    def cancel(self, reason: str) -> list[Event]:
+        """The run stops before it ended: the event appended, none if it had ended."""
+        if self.ended is not None:
+            return []
+        self.ended = "cancelled"
+        return [{"type": "RUN_CANCELLED", "reason": reason}]
 
     def fail(self, record: ErrorRecord) -> list[Event]:
         """Records a terminal failure: the events appended, none if the run had ended."""

@@ -96,3 +96,21 @@ def test_a_message_that_is_not_utf8_keeps_the_task_name(scheduler: str) -> None:
     e = err.value
     assert (e.task, e.exc_type) == ("garbled", "ValueError")
     assert e.message == "bad byte \\udcff in a message"
+
+
+@shoal.task
+def raises_key_error(x: int) -> int:
+    raise KeyError(f"missing {x}")
+
+
+def test_no_error_carries_the_bridges_own_context(scheduler: str) -> None:
+    """Runs execute on the session's loop, not inside an ``except`` of a sync-over-async
+    bridge: nothing like 'no running event loop' is chained to a task's error."""
+    import traceback
+
+    with pytest.raises(shoal.TaskError) as err:
+        shoal.compute(raises_key_error(1), scheduler=scheduler, timeout=60)
+    shown = "".join(traceback.format_exception(err.value))
+    assert "no running event loop" not in shown
+    assert "During handling of the above exception" not in shown
+    assert "missing 1" in shown

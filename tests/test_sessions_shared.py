@@ -135,25 +135,26 @@ def gate(fifo: str) -> int:
 def test_frames_wait_on_the_server_not_in_the_pool_managers_memory(
     server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    """The manager takes only as many invocations as it has free slots, plus one in hand per
-    slot: the rest stay on the server's list."""
+    """The manager takes only as many invocations as it has free slots, plus a few in hand
+    per slot (``prefetch``): the rest stay on the server's list."""
     fifo = str(tmp_path / "gate")
     os.mkfifo(fifo)
     backend = LocalProcesses(max_workers=1)
     with shoal.Session(redis_url=server.url, backend=backend, progress=False) as s:
         first = gate(fifo)
-        rest = [add(i) for i in range(20)]
+        rest = [add(i) for i in range(40)]
         run = s.submit(first, *rest)
         wait_for_progress(server.url, run.id, TASK_STARTED=1)  # the gate holds the one slot
         r = redis.Redis.from_url(server.url)
         waiting = r.llen(keys.pool_queue(backend.pool_id))
         events_ttl, meta_ttl = r.ttl(keys.events(run.id)), r.ttl(keys.meta(run.id))
         r.close()
-        assert waiting == 20 - backend.max_workers  # one in hand for the slot the gate holds
+        assert backend._pool is not None
+        assert waiting == 40 - backend._pool.prefetch  # in hand: those for the slot the gate holds
         # The stream outlives the other keys by its own TTL, even if no client cleans up.
         assert events_ttl >= meta_ttl + keys.EVENTS_TTL_S - 5
         Path(fifo).write_text("5")
-        assert run.result(timeout=60) == (5, *range(20))
+        assert run.result(timeout=60) == (5, *range(40))
 
 
 @shoal.task

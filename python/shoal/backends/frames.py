@@ -14,10 +14,11 @@ through one environment variable, so a worker invoking its peers pushes as many.
 Pipe protocol (manager <-> process). The manager writes each frame to a process's command pipe
 with a u32 big-endian length prefix (:func:`pipe_message`); the process writes to its ack pipe
 one byte :data:`ACK_DONE` when the invocation is finished (it is idle again), :data:`ACK_PARKED`
-/ :data:`ACK_RUNNING` when a pinned worker waits on its inbox with nothing to run / runs again,
-and :data:`ACK_TASK` + u32 length + ``"<run id> <task id>"`` as each task starts (so a manager
-that sees the process die knows which task crashed it). :class:`AckReader` parses that stream.
-The manager closing the command pipe tells the process to exit.
+/ :data:`ACK_RUNNING` when a pinned worker waits on its inbox with nothing to run / runs again.
+Which task a process runs is not acked: it writes it into its *task slot* (a small unlinked
+file the manager passes it, :func:`task_slot`), which the manager reads when the process dies,
+so the death is reported as a crash of that task. The manager closing the command pipe tells
+the process to exit.
 """
 
 from __future__ import annotations
@@ -40,41 +41,6 @@ SERVER_URL_VAR = "SHOAL_WORKER_REDIS_URL"
 ACK_DONE = b"\x01"
 ACK_PARKED = b"P"
 ACK_RUNNING = b"R"
-ACK_TASK = b"T"
-
-
-def task_message(run_id: str, task: int) -> bytes:
-    """The ack a process sends as a task starts."""
-    body = f"{run_id} {task}".encode()
-    return ACK_TASK + _PIPE_LENGTH.pack(len(body)) + body
-
-
-class AckReader:
-    """Parses a process's ack stream, in whatever pieces the pipe delivers it."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> list[bytes | tuple[str, int]]:
-        """The complete messages in ``data`` (and what came before): one-byte acks, or
-        ``(run id, task)`` for a task start."""
-        self._buf += data
-        out: list[bytes | tuple[str, int]] = []
-        while self._buf:
-            if self._buf[:1] != ACK_TASK:
-                out.append(self._buf[:1])
-                self._buf = self._buf[1:]
-                continue
-            head = 1 + _PIPE_LENGTH.size
-            if len(self._buf) < head:
-                break
-            (size,) = _PIPE_LENGTH.unpack_from(self._buf, 1)
-            if len(self._buf) < head + size:
-                break
-            run_id, task = self._buf[head : head + size].decode().split(" ")
-            out.append((run_id, int(task)))
-            self._buf = self._buf[head + size :]
-        return out
 
 
 def encode_frame(invocation: bytes, resources: Resources | None) -> bytes:
@@ -86,6 +52,28 @@ def decode_frame(frame: bytes) -> tuple[float, int | None, bytes]:
     """``(enqueue time, memory_mb or None, invocation)``."""
     enqueued, mb = _FRAME_HEADER.unpack_from(frame)
     return enqueued, (mb or None), frame[_FRAME_HEADER.size :]
+
+
+#: Bytes of a process's task slot: ``"<run id> <task id>"``, space-padded; all spaces between
+#: tasks. Written by the process with one ``pwrite`` as each task starts, read by the manager
+#: only when it needs to know (a death, a run that gave up): no wake-up per task.
+TASK_SLOT_SIZE = 128
+
+
+def task_slot(run_id: str, task: int | None) -> bytes:
+    """What a process writes into its slot as ``task`` starts (None: it is between tasks)."""
+    body = b"" if task is None else f"{run_id} {task}".encode()
+    if len(body) > TASK_SLOT_SIZE:
+        raise ValueError(f"run id {run_id!r} is too long for a task slot")
+    return body.ljust(TASK_SLOT_SIZE)
+
+
+def read_task_slot(data: bytes) -> tuple[str, int] | None:
+    """(run id, task) a slot holds, or None."""
+    parts = data.decode(errors="replace").split()
+    if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        return None
+    return parts[0], int(parts[1])
 
 
 def delivery_copies_env(copies: int) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The pool manager of LocalProcesses: worker processes on this machine, fed from a Redis list.
 
 One manager, a thread in the session's process, takes frames (:mod:`.frames`) off the pool's
-list (``BLMPOP ... COUNT``), as many as there are free slots plus ``prefetch`` (= the slots:
+list (``BLMPOP ... COUNT``), as many as there are free slots plus ``prefetch`` (16 per slot:
 a slot that frees gets its next frame without a round trip), and gives each to an idle warm
 process or starts a new one (a cold start). The rest wait on the server's list, not in the
 manager's memory: a manager that dies loses at most those few, and their hand-off leases (see
@@ -18,15 +18,15 @@ Sizes. Each process starts with the memory limit of its first invocation (``memo
 task, enforced by the process as RLIMIT_AS) and only serves invocations with the same limit;
 when every slot holds a process of another size, an idle one is retired for a new one.
 
-Deaths. A process that exits while it runs an invocation is counted. A process tells the
-manager which task it starts (:data:`.ACK_TASK`), so the death is reported to the run as a crash
-of that task, with its exit code or signal (the ``CRASHED`` script: the task's crash record and
-TASK_CRASHED; a task that crashed its workers too often is failed by the next worker to start
-it). With ``requeue_dead`` the frame then goes back to the head of the list (tasks it had
-finished are not done twice: completion is idempotent), unless the run has ended. Without it,
-recovery is left to the leases and the client's watchdog, as on a remote platform. A frame
-whose processes die before starting any task (one that cannot even start) is requeued at most
-:data:`_EARLY_DEATHS` times. A lost server connection is retried with backoff; the manager
+Deaths. A process that exits while it runs an invocation is counted. A process writes which
+task it starts into its task slot (:func:`.task_slot`), so the death is reported to the run as
+a crash of that task, with its exit code or signal (the ``CRASHED`` script: the task's crash
+record and TASK_CRASHED; a task that crashed its workers too often is failed by the next worker
+to start it). With ``requeue_dead`` the frame then goes back to the head of the list (tasks it
+had finished are not done twice: completion is idempotent), unless the run has ended. Without
+it, recovery is left to the leases and the client's watchdog, as on a remote platform. A frame
+whose processes die before starting any task (one that cannot even start) fails its run after
+:data:`_EARLY_DEATHS` deaths. A lost server connection is retried with backoff; the manager
 never gives up on its own.
 
 The manager never imports the runtime's logic: processes run ``python -m shoal.runtime.process``
@@ -52,8 +52,9 @@ State (:class:`_Proc`, one per process)
     ``memory_mb``: its memory limit, fixed at start; it only gets frames of that size.
     ``idle_since``: monotonic time of its last ack, for ``keep_warm_s``.
     ``alive``: not retired by the manager (its command pipe is open).
-    ``running``: (run id, task) of the task it started last in this invocation, or None before
-    its first one (it is then still starting: :meth:`Pool.starting` counts it).
+    ``slot``: its task slot (an unlinked file): :meth:`_Proc.running` reads the (run id, task)
+    it started last in this invocation, or None before its first one (it is then still
+    starting: :meth:`Pool.starting` counts it) and between invocations.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -75,13 +77,18 @@ from .frames import (
     ACK_PARKED,
     ACK_RUNNING,
     SERVER_URL_VAR,
-    AckReader,
+    TASK_SLOT_SIZE,
     decode_frame,
     pipe_message,
+    read_task_slot,
+    task_slot,
 )
 
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
+#: Frames in hand per slot beyond the free ones (at 1, tree-1k took 500 BLMPOPs and ran ~6 %
+#: slower end to end; they are covered by their hand-off leases all the same).
+_PREFETCH_PER_SLOT = 16
 #: A frame whose processes die this often before any task starts is dropped (it cannot start).
 _EARLY_DEATHS = 3
 
@@ -105,7 +112,12 @@ class _Proc:
     parked: bool = False
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
-    running: tuple[str, int] | None = None
+    slot: Any = None  # a file object (tempfile.TemporaryFile)
+
+    def running(self) -> tuple[str, int] | None:
+        """(run id, task) the process says it runs now (read from its task slot)."""
+        return read_task_slot(os.pread(self.slot.fileno(), TASK_SLOT_SIZE, 0))
+
     #: Killed by the manager: its run gave up while it was still in one of its tasks.
     stopped: bool = False
 
@@ -127,8 +139,8 @@ class Pool(threading.Thread):
         super().__init__(name=f"shoal-pool-{pool_id}", daemon=True)
         self.lease_ttl_s = lease_ttl_s
         #: Frames taken beyond the free slots, so a slot that frees gets one without waiting
-        #: for a round trip to the server.
-        self.prefetch = max_workers
+        #: for a round trip to the server, and a fan-out's thousand frames come in a few takes.
+        self.prefetch = _PREFETCH_PER_SLOT * max_workers
         self.url = url
         self.pool_id = pool_id
         self.queue = keys.pool_queue(pool_id)
@@ -195,7 +207,7 @@ class Pool(threading.Thread):
         list, or handed to a process still starting)."""
         with self._cond:
             return self._placing + sum(
-                p.busy and not p.parked and p.running is None for p in self._procs
+                p.busy and not p.parked and p.running() is None for p in self._procs
             )
 
     def _computing(self) -> int:
@@ -236,20 +248,25 @@ class Pool(threading.Thread):
         """Starts a process for ``frame`` (busy from the start, so no other frame goes to it)."""
         cmd_r, cmd_w = os.pipe()
         ack_r, ack_w = os.pipe()
+        slot = tempfile.TemporaryFile()  # noqa: SIM115 (lives with the process; unlinked)
+        slot.write(task_slot("", None))
+        slot.flush()
         args = [
             sys.executable, "-m", "shoal.runtime.process",
             "--pool", self.pool_id,
             "--cmd-fd", str(cmd_r),
             "--ack-fd", str(ack_w),
+            "--task-fd", str(slot.fileno()),
             "--spawned-at", repr(time.time()),
         ]  # fmt: skip
         if memory_mb:
             args += ["--memory-mb", str(memory_mb)]
         env = {**self.env, SERVER_URL_VAR: self.url}  # not in argv: `ps` shows that to everyone
-        popen = subprocess.Popen(args, pass_fds=(cmd_r, ack_w), env=env, close_fds=True)
+        fds = (cmd_r, ack_w, slot.fileno())
+        popen = subprocess.Popen(args, pass_fds=fds, env=env, close_fds=True)
         os.close(cmd_r)
         os.close(ack_w)
-        proc = _Proc(popen, cmd_w, memory_mb, frame)
+        proc = _Proc(popen, cmd_w, memory_mb, frame, slot=slot)
         with self._cond:
             self._procs.append(proc)
         self.stats.cold_starts += 1
@@ -260,36 +277,29 @@ class Pool(threading.Thread):
 
     def _read_acks(self, proc: _Proc, ack_r: int) -> None:
         """One thread per process: applies its acks, then handles its exit."""
-        reader = AckReader()
         try:
             while True:
-                data = os.read(ack_r, 256)
+                data = os.read(ack_r, 64)
                 if not data:
                     break
                 with self._cond:
-                    slots_changed = False
-                    for msg in reader.feed(data):
-                        if isinstance(msg, tuple):  # a task starts: no slot changes hands
-                            proc.running = msg
-                            continue
-                        slots_changed = True
-                        if msg == ACK_PARKED:
+                    for byte in data:
+                        if byte == ACK_PARKED[0]:
                             proc.parked = True
-                        elif msg == ACK_RUNNING:
+                        elif byte == ACK_RUNNING[0]:
                             proc.parked = False
-                        elif msg == ACK_DONE:
+                        elif byte == ACK_DONE[0]:
                             proc.busy = proc.parked = False
-                            proc.running = None
                             self._early_deaths.pop(proc.frame, None)
                             proc.idle_since = time.monotonic()
-                    if slots_changed:  # wake the manager only when it may place a frame
-                        self._cond.notify_all()
+                    self._cond.notify_all()
         finally:
             os.close(ack_r)
             proc.popen.wait()
             if proc.alive and proc.busy and not self._stopping and not proc.stopped:
                 self._died(proc)
             self._mark_dead(proc)
+            proc.slot.close()
 
     def _died(self, proc: _Proc) -> None:
         """A process exited while it ran an invocation: report the crash, maybe requeue."""
@@ -297,8 +307,9 @@ class Pool(threading.Thread):
         how = _how_it_died(proc.popen.returncode, proc.memory_mb)
         pid = proc.popen.pid
         requeue = self.requeue_dead
-        if proc.running is not None:
-            run_id, task = proc.running
+        running = proc.running()
+        if running is not None:
+            run_id, task = running
             worker = f"{os.uname().nodename}:{pid}"
             args = [task, how, worker, int(requeue), int(self.lease_ttl_s * 1000)]
             count = self._script(scripts.CRASHED, keys.crash_keys(run_id), args)
@@ -396,11 +407,12 @@ class Pool(threading.Thread):
             if not due:
                 return
             for p in self._procs:
-                if p.alive and p.busy and p.running is not None and p.running[0] in due:
+                running = p.running() if p.alive and p.busy else None
+                if running is not None and running[0] in due:
                     p.stopped = True
                     print(
-                        f"shoal: worker process {p.popen.pid} stopped: its run {p.running[0]} "
-                        f"gave up while it still ran task {p.running[1]}",
+                        f"shoal: worker process {p.popen.pid} stopped: its run {running[0]} "
+                        f"gave up while it still ran task {running[1]}",
                         file=sys.stderr,
                     )
                     with contextlib.suppress(OSError):

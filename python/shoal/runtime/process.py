@@ -5,7 +5,8 @@ environment (``SHOAL_WORKER_REDIS_URL``) and two pipe descriptors: it reads
 length-prefixed invocation frames from ``--cmd-fd`` and writes one byte to ``--ack-fd`` after
 each (``ACK_DONE``, see :mod:`shoal.backends.frames`), so the manager knows it is idle again;
 ``ACK_PARKED`` / ``ACK_RUNNING`` say that it is parked on its inbox with nothing to run, or
-running again, and ``ACK_TASK`` which task it starts (if the process dies, that task crashed).
+running again; it writes each task it starts into its task slot (``--task-fd``: if the process
+dies, that task crashed).
 It exits when the command pipe closes. User code may print freely: stdout and stderr are the
 terminal's, the protocol has its own pipes.
 
@@ -31,7 +32,7 @@ from ..backends.frames import (
     SERVER_URL_VAR,
     decode_frame,
     delivery_copies,
-    task_message,
+    task_slot,
 )
 from ..backends.local import QueueInvoker
 from ..config import Settings
@@ -42,6 +43,10 @@ from .worker import Runner, WorkerCaches, run_in_thread, run_worker
 
 def _tell(fd: int, byte: bytes) -> None:
     os.write(fd, byte)
+
+
+def _note_task(fd: int, run_id: str, task: int) -> None:
+    os.pwrite(fd, task_slot(run_id, task), 0)  # one syscall; nobody is woken
 
 
 #: Address space a worker needs beyond what it holds after its imports (a thread's stack,
@@ -118,8 +123,9 @@ async def _serve(args: argparse.Namespace, runner: Runner) -> None:
                 runner=runner,
                 start_info=info,
                 on_park=lambda parked: _tell(args.ack_fd, ACK_PARKED if parked else ACK_RUNNING),
-                on_task=lambda run_id, task: _tell(args.ack_fd, task_message(run_id, task)),
+                on_task=lambda run_id, task: _note_task(args.task_fd, run_id, task),
             )
+            os.pwrite(args.task_fd, task_slot("", None), 0)  # between tasks again
             _tell(args.ack_fd, ACK_DONE)
             if caches.tainted:  # a timed-out task's thread still runs: leave, quietly
                 await storage.close()
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", required=True)
     parser.add_argument("--cmd-fd", type=int, required=True)
     parser.add_argument("--ack-fd", type=int, required=True)
+    parser.add_argument("--task-fd", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, default=None)
     parser.add_argument("--spawned-at", type=float, default=time.time())
     args = parser.parse_args(argv)

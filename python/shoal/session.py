@@ -216,7 +216,8 @@ class Session:
         self._closed = True
         try:
             # Calls other threads still wait on are cancelled first (they hear why).
-            self._loop.close(self._aclose() if self._started or self._storage else None)
+            used = self._started or self._storage is not None
+            self._loop.close(self._aclose() if used else None)
         finally:
             if self._server is not None:
                 self._server.stop()

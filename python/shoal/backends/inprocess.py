@@ -74,7 +74,10 @@ class InProcess:
         return 0
 
     async def drain(self) -> None:
-        while running := [t for tasks in self._tasks.values() for t in tasks]:
+        # Only tasks not done: a finished task leaves its set in a done-callback, which runs
+        # only when the loop gets control, and since Python 3.12 gathering finished tasks no
+        # longer yields to it; looping on them spun forever (issue 13).
+        while running := [t for tasks in self._tasks.values() for t in tasks if not t.done()]:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def cancel(self, run_id: str) -> None:

@@ -356,27 +356,24 @@ class Pool(threading.Thread):
 
     def _script(self, script: str, script_keys: list[str], args: list[Any]) -> Any:
         """Runs a store script on a short-lived connection; None if the server did not answer."""
+        return self._best_effort(lambda r: r.register_script(script)(keys=script_keys, args=args))
+
+    def _one_command(self, *command: Any) -> None:
+        """A best-effort command on a short-lived connection (off the manager's own one)."""
+        self._best_effort(lambda r: r.execute_command(*command))
+
+    def _best_effort(self, call: Any) -> Any:
+        """``call(client)`` on a connection of its own, closed after; None if it failed."""
         import redis
 
         try:
             r: Any = redis.Redis.from_url(self.url, socket_timeout=5)
             try:
-                return r.register_script(script)(keys=script_keys, args=args)
+                return call(r)
             finally:
                 r.close()
         except Exception:
             return None
-
-    def _one_command(self, *command: Any) -> None:
-        """A best-effort command on a short-lived connection (off the manager's own one)."""
-        import redis
-
-        with contextlib.suppress(Exception):
-            r: Any = redis.Redis.from_url(self.url, socket_timeout=5)
-            try:
-                r.execute_command(*command)
-            finally:
-                r.close()
 
     def _mark_dead(self, proc: _Proc) -> None:
         with self._cond:

@@ -168,6 +168,12 @@ class TaskFailed(Event):
     traceback: str = ""
     worker: str = ""
     time: float | None = None
+    #: The exception object, encoded and sealed for this run and task, base64 (empty when it
+    #: could not travel): the client raises it as a ``TaskError`` of its type.
+    exception: str = ""
+    #: The remote traceback's frames as JSON, for debuggers: ``[file, function, line, module,
+    #: end line, column, end column]`` each.
+    frames: str = ""
 
 
 @dataclass(kw_only=True, slots=True)

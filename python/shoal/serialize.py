@@ -12,12 +12,15 @@ it (:func:`value_place`), and a value read from anywhere else is refused.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import site
 import sys
 import sysconfig
+import threading
 import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
@@ -41,6 +44,11 @@ def value_place(run_id: str, task: int) -> str:
     return context(run_id, "value", task)
 
 
+def error_place(run_id: str, task: int) -> str:
+    """Where the exception a task raised belongs (in its TASK_FAILED event)."""
+    return context(run_id, "error", task)
+
+
 def function_place(fn_hash: bytes) -> str:
     """Where a function blob belongs: its content hash (function blobs are shared by runs)."""
     return f"function:{fn_hash.hex()}"
@@ -52,7 +60,7 @@ def dumps_value(value: Any, where: str) -> bytes:
         body: bytes = msgpack.packb(value, use_bin_type=True, strict_types=True)
         kind = _MSGPACK
     except (TypeError, ValueError, OverflowError):
-        body = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        body = _pickle(value)
         kind = _PICKLE
     if len(body) >= _COMPRESS_FROM:
         packed = _compressor.compress(body)
@@ -77,23 +85,81 @@ def loads_value(data: bytes, where: str) -> Any:
             return msgpack.unpackb(body, raw=False, strict_map_key=False)
         if kind == _PICKLE:
             return pickle.loads(body)
-    except PayloadError:
-        raise
+    except (PayloadError, ModuleNotFoundError):
+        raise  # a module this process lacks is the caller's to explain, not a bad payload
     except Exception as e:
         raise PayloadError(f"cannot decode value: {type(e).__name__}: {e}") from e
     raise PayloadError(f"cannot decode value: unknown encoding byte {head:#04x}")
 
 
 def dumps_leaf(obj: Any) -> bytes:
-    """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work).
+    """Pickles an argument leaf or a function (cloudpickle: closures and lambdas work)."""
+    return _pickle(obj)
 
-    cloudpickle replaces a by-value function's file name with ``<dynamic-code>``; a function
-    travels with its real one, so remote tracebacks point at the user's file and line."""
-    if isinstance(obj, types.FunctionType):
-        _by_value_if_users(obj)
-        obj = _WithFilename(obj, obj.__code__.co_filename)
-    blob: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return blob
+
+def _pickle(obj: Any) -> bytes:
+    _register_user_modules()
+    try:
+        return _dump(obj)
+    except Exception:
+        if not _registered:
+            raise
+    # Something of the user's modules cannot travel by value (a lock, a connection at module
+    # level): by reference, as plain cloudpickle would, for workers that can import it.
+    with _by_reference:
+        modules = [m for name in sorted(_registered) if (m := sys.modules.get(name))]
+        for module in modules:
+            with contextlib.suppress(ValueError):
+                cloudpickle.unregister_pickle_by_value(module)
+        try:
+            return _dump(obj)
+        finally:
+            for module in modules:
+                cloudpickle.register_pickle_by_value(module)
+
+
+def _dump(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+# cloudpickle's own reducer for code objects (private, but stable across its 3.x releases); if
+# a release renames it, code keeps cloudpickle's ``<dynamic-code>`` and nothing else changes.
+_cloud_code_reduce: Any = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+
+class _CloudCode:
+    """A code object pickled the way cloudpickle does (its file name replaced)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: types.CodeType) -> None:
+        self.code = code
+
+    def __reduce__(self) -> Any:
+        return _cloud_code_reduce(self.code)
+
+
+def _reduce_code(code: types.CodeType) -> Any:
+    return (_named_code, (_CloudCode(code), code.co_filename))
+
+
+def _named_code(code: types.CodeType, filename: str) -> types.CodeType:
+    return code.replace(co_filename=filename)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, keeping the file name of code it pickles by value.
+
+    cloudpickle writes ``<dynamic-code>`` as the file of every code object it pickles by value
+    (a task, a helper, a lambda); here each keeps its real one, so remote tracebacks show the
+    user's file and line, and a debugger can list the source."""
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code} if _cloud_code_reduce is not None else {},
+        cloudpickle.Pickler.dispatch_table,
+    )
 
 
 def _installed_roots() -> tuple[str, ...]:
@@ -109,35 +175,31 @@ def _installed_roots() -> tuple[str, ...]:
 
 
 _INSTALLED = _installed_roots()
+#: How many modules were loaded when the user's modules were last registered.
+_modules_seen = 0
+#: The modules registered to travel by value, by name.
+_registered: set[str] = set()
+_by_reference = threading.Lock()
 
 
-def _by_value_if_users(func: types.FunctionType) -> None:
-    """Makes the module tree of a function defined in the user's own files (not the standard
-    library, not an installed package) travel by value: its helpers and classes then reach
-    workers that cannot import the user's files."""
-    top = (func.__module__ or "").partition(".")[0]
-    module = sys.modules.get(top)
-    path = getattr(module, "__file__", None)
-    if module is None or path is None or top in ("__main__", "shoal"):
-        return  # __main__ is pickled by value anyway
-    if not os.path.realpath(path).startswith(_INSTALLED):
-        cloudpickle.register_pickle_by_value(module)
-
-
-class _WithFilename:
-    def __init__(self, func: types.FunctionType, filename: str) -> None:
-        self.func = func
-        self.filename = filename
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore_filename, (self.func, self.filename))
-
-
-def _restore_filename(func: Any, filename: str) -> Any:
-    code = getattr(func, "__code__", None)
-    if code is not None and code.co_filename != filename:
-        func.__code__ = code.replace(co_filename=filename)
-    return func
+def _register_user_modules() -> None:
+    """Makes every module of the user's own files travel by value: loaded from a ``.py`` file
+    outside the standard library and the installed packages (and not shoal). A task then reaches
+    its helpers, classes and constants on workers that cannot import the user's files: another
+    working directory, another machine. Checked again only when new modules were loaded."""
+    global _modules_seen
+    if len(sys.modules) == _modules_seen:
+        return
+    _modules_seen = len(sys.modules)
+    for name, module in list(sys.modules.items()):
+        if "." in name or name in ("__main__", "shoal") or not isinstance(module, types.ModuleType):
+            continue  # a package's modules follow it; __main__ is pickled by value anyway
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not path.endswith(".py"):
+            continue  # built in, native code, a namespace package
+        if name not in _registered and not os.path.realpath(path).startswith(_INSTALLED):
+            cloudpickle.register_pickle_by_value(module)
+            _registered.add(name)
 
 
 def loads_leaf(blob: bytes) -> Any:
@@ -155,5 +217,7 @@ def loads_function(blob: bytes, fn_hash: bytes) -> Any:
         raise PayloadError(f"the function blob stored under {fn_hash.hex()} has another content")
     try:
         return pickle.loads(blob)
+    except ModuleNotFoundError:
+        raise  # the function needs a module this process lacks: the caller names the task
     except Exception as e:
         raise PayloadError(f"cannot load a task function: {type(e).__name__}: {e}") from e

@@ -18,11 +18,12 @@ from typing import Any
 from .. import events
 from ..backends.base import Backend
 from ..config import Settings
-from ..errors import PayloadError, RunCancelled, RunTimeout, ShoalError, StorageError, TaskError
+from ..errors import RunCancelled, RunTimeout, StorageError, TaskError
 from ..graph import FrozenGraph
 from ..runtime.elements import MapView, view
 from ..serialize import loads_value, value_place
 from ..storage.base import Storage
+from .remote_error import task_error
 from .submit import Submitted, submit
 from .watchdog import Watchdog
 
@@ -81,7 +82,7 @@ async def wait(
                     assert isinstance(ev, events.TaskFailed)
                     failed = ev
                 if kind == events.RunFailed.type:
-                    raise _task_error(failed)
+                    raise task_error(failed, sub.run_id)
                 if kind == events.RunCancelled.type:
                     ev = events.decode(fields, entry_id)
                     assert isinstance(ev, events.RunCancelled)
@@ -132,25 +133,6 @@ async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
     for m, blobs in got.lists.items():
         values[m] = [loads_value(b, value_place(rid, maps[m] + i)) for i, b in enumerate(blobs)]
     return [values[t] for t in sub.frozen.output_ids]
-
-
-def _task_error(ev: events.TaskFailed | None) -> ShoalError:
-    if ev is None:  # RUN_FAILED without its TASK_FAILED: not written by this version
-        return TaskError("?", "Exception", "the run failed without an error record")
-    if ev.name == "<worker>" and ev.exc_type == "StorageError":
-        return StorageError(f"{ev.message} (reported by worker {ev.worker or '?'})")
-    if ev.name == "<worker>" and ev.exc_type == "PayloadError":
-        return PayloadError(
-            f"a worker refused a payload of this run: {ev.message} (worker {ev.worker or '?'})"
-        )
-    return TaskError(
-        ev.name,
-        ev.exc_type,
-        ev.message,
-        ev.traceback,
-        attempts=ev.attempt,
-        worker=ev.worker or None,
-    )
 
 
 async def run_to_end(

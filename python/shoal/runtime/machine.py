@@ -298,6 +298,11 @@ class TaskFailure:
     message: str
     traceback: str
     time: float
+    #: The exception itself, encoded for the run (empty when it cannot travel).
+    exception: bytes = b""
+    #: The traceback's frames from the user's function down, as JSON: a list of
+    #: ``[file, function, line, module, end line, column, end column]``.
+    frames: str = ""
 
 
 class TaskState(enum.Enum):
@@ -448,6 +453,8 @@ class WorkerMachine:
             traceback=failure.traceback,
             worker=self.cfg.worker_name,
             time=failure.time,
+            exception=failure.exception,
+            frames=failure.frames,
         )
         self.state[task] = TaskState.FAILED
         self.exited = True

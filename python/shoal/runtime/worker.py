@@ -34,7 +34,7 @@ from .. import _core
 from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError
-from ..serialize import dumps_value, loads_leaf, loads_value, value_place
+from ..serialize import dumps_value, error_place, loads_leaf, loads_value, value_place
 from ..signing import context, seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Fetched, Storage
@@ -327,19 +327,23 @@ class _Shell:
         if self.on_task is not None:
             self.on_task(self.run_id, task)
         # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
-        got = await fetch_inputs(
-            self.storage,
-            self.run_id,
-            g,
-            task,
-            ins.local,
-            ins.missing,
-            self.caches,
-            event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
-            lease=lease,
-            expanding=expanding,
-            rerun=task in self.inv.recompute,
-        )
+        try:
+            got = await fetch_inputs(
+                self.storage,
+                self.run_id,
+                g,
+                task,
+                ins.local,
+                ins.missing,
+                self.caches,
+                event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
+                lease=lease,
+                expanding=expanding,
+                rerun=task in self.inv.recompute,
+            )
+        except ModuleNotFoundError as e:  # its function or an input needs what is not here
+            missing = failures.missing_module(g.name(task), e, self.caches.now())
+            return Failed(task, missing, retryable=False)
         if isinstance(got, Fetched):  # refused: nothing to run
             self.running = None
             if got.done:  # a duplicate invocation: the first one ran it
@@ -359,7 +363,11 @@ class _Shell:
         func = got.function
         assert func is not None
         values = [got.values[d] for d in g.deps(task)]
-        args, kwargs = g.fill(task, values, loads_leaf, got.constants)
+        try:
+            args, kwargs = g.fill(task, values, loads_leaf, got.constants)
+        except ModuleNotFoundError as e:  # an argument is an object of a module not here
+            missing = failures.missing_module(g.name(task), e, self.caches.now())
+            return Failed(task, missing, retryable=False)
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
         try:
@@ -379,7 +387,8 @@ class _Shell:
             # SystemExit (argparse, click, sys.exit) and other BaseExceptions end the task, not
             # the worker: a task failure like any other, with its retries.
             mb = self.start_info.memory_mb
-            return Failed(task, failures.raised(e, self.caches.now(), mb))
+            where = error_place(self.run_id, task)
+            return Failed(task, failures.raised(e, self.caches.now(), mb, where))
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
 

@@ -14,6 +14,7 @@ store (for ``scheduler="sync"`` and state-machine tests) and Redis. The semantic
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -114,6 +115,10 @@ class ErrorRecord:
     traceback: str
     worker: str
     time: float
+    #: The exception, encoded and sealed for the run and task (``failures.raised``).
+    exception: bytes = b""
+    #: The remote frames as JSON (file, function, line, module, end line, columns each).
+    frames: str = ""
 
     def as_event(self) -> Event:
         failed = TaskFailed(
@@ -125,6 +130,8 @@ class ErrorRecord:
             traceback=self.traceback,
             worker=self.worker,
             time=self.time,
+            exception=base64.b64encode(self.exception).decode("ascii"),
+            frames=self.frames,
         )
         return encode(failed)
 

@@ -92,7 +92,7 @@ def mul(a: Any, b: Any) -> Any:
 # --- graphs ---
 
 
-def _pairwise(layer: list[Node]) -> Node:
+def _pairwise(layer: list[Node[Any]]) -> Node[Any]:
     while len(layer) > 1:
         nxt = [add(layer[i], layer[i + 1]) for i in range(0, len(layer) - 1, 2)]
         if len(layer) % 2:
@@ -101,17 +101,17 @@ def _pairwise(layer: list[Node]) -> Node:
     return layer[0]
 
 
-def tree_reduction(leaves: int) -> list[Node]:
+def tree_reduction(leaves: int) -> list[Node[Any]]:
     return [_pairwise([inc(i) for i in range(leaves)])]
 
 
-def fan_out_in(width: int) -> list[Node]:
+def fan_out_in(width: int) -> list[Node[Any]]:
     src = make()
     mids = [work(src, i) for i in range(width)]
     return [total(mids)]
 
 
-def gemm(blocks: int) -> list[Node]:
+def gemm(blocks: int) -> list[Node[Any]]:
     a = [[load("A", i, k) for k in range(blocks)] for i in range(blocks)]
     b = [[load("B", k, j) for j in range(blocks)] for k in range(blocks)]
     return [
@@ -124,7 +124,7 @@ def gemm(blocks: int) -> list[Node]:
 @dataclass(frozen=True)
 class Case:
     name: str
-    build: Callable[[], list[Node]]
+    build: Callable[[], list[Node[Any]]]
     tasks: int
 
 
@@ -135,11 +135,11 @@ CASES = [
     Case("tree-100k", lambda: tree_reduction(50_000), 99_999),
 ]
 
-_built: dict[str, list[Node]] = {}
+_built: dict[str, list[Node[Any]]] = {}
 
 
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
-def case(request: pytest.FixtureRequest) -> tuple[Case, list[Node]]:
+def case(request: pytest.FixtureRequest) -> tuple[Case, list[Node[Any]]]:
     c: Case = request.param
     if c.name not in _built:
         _built[c.name] = c.build()
@@ -149,7 +149,7 @@ def case(request: pytest.FixtureRequest) -> tuple[Case, list[Node]]:
 # --- the baseline: the node graph as plain nested tuples ---
 
 
-def _nodes_in(value: Any) -> Iterator[Node]:
+def _nodes_in(value: Any) -> Iterator[Node[Any]]:
     """Nodes inside an argument (containers nest shallowly, so recursion is fine here)."""
     if isinstance(value, Node):
         yield value
@@ -176,7 +176,7 @@ def _replace(value: Any, done: dict[int, Any]) -> Any:
     return value
 
 
-def to_plain(outputs: list[Node]) -> list[Any]:
+def to_plain(outputs: list[Node[Any]]) -> list[Any]:
     """The graph as ``(func, args[, kwargs])`` tuples nesting their upstreams (iterative)."""
     done: dict[int, Any] = {}
     for out in outputs:
@@ -199,12 +199,12 @@ def to_plain(outputs: list[Node]) -> list[Any]:
     return [done[id(n)] for n in outputs]
 
 
-def to_flat(outputs: list[Node]) -> dict[str, Any]:
+def to_flat(outputs: list[Node[Any]]) -> dict[str, Any]:
     """Dask-style fallback: ``{"name-i": (func, args)}``, upstream references as string keys."""
     keys: dict[int, str] = {}
     graph: dict[str, Any] = {}
     stack = list(outputs)
-    order: list[Node] = []
+    order: list[Node[Any]] = []
     while stack:
         node = stack.pop()
         if id(node) in keys:
@@ -231,7 +231,7 @@ def dumps(obj: Any) -> bytes:
         sys.setrecursionlimit(old)
 
 
-def baseline_kind(nodes: list[Node]) -> tuple[str, Callable[[list[Node]], Any]]:
+def baseline_kind(nodes: list[Node[Any]]) -> tuple[str, Callable[[list[Node[Any]]], Any]]:
     """Nested tuples, unless pickling them overflows the stack (then the flat dict)."""
     try:
         dumps(to_plain(nodes))
@@ -251,7 +251,7 @@ class _NodeGraphPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def dumps_node_graph(nodes: list[Node]) -> bytes:
+def dumps_node_graph(nodes: list[Node[Any]]) -> bytes:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, RECURSION_LIMIT))
     try:
@@ -298,7 +298,7 @@ def _leaf_subdag_bytes(fg: FrozenGraph) -> tuple[int, int, int]:
 
 
 def test_shoal_freeze_partition_encode(
-    benchmark: Any, case: tuple[Case, list[Node]], encoding_results: dict[str, dict[str, Any]]
+    benchmark: Any, case: tuple[Case, list[Node[Any]]], encoding_results: dict[str, dict[str, Any]]
 ) -> None:
     c, nodes = case
     settings = Settings()
@@ -337,7 +337,7 @@ def test_shoal_freeze_partition_encode(
 
 
 def test_cloudpickle_dumps(
-    benchmark: Any, case: tuple[Case, list[Node]], encoding_results: dict[str, dict[str, Any]]
+    benchmark: Any, case: tuple[Case, list[Node[Any]]], encoding_results: dict[str, dict[str, Any]]
 ) -> None:
     """The dumps alone, of the plain structure converted outside the timing."""
     c, nodes = case
@@ -359,7 +359,7 @@ def test_cloudpickle_dumps(
 
 
 def test_cloudpickle_node_graph(
-    benchmark: Any, case: tuple[Case, list[Node]], encoding_results: dict[str, dict[str, Any]]
+    benchmark: Any, case: tuple[Case, list[Node[Any]]], encoding_results: dict[str, dict[str, Any]]
 ) -> None:
     """The issue's baseline: cloudpickle of the lazy node graph itself."""
     c, nodes = case
@@ -376,7 +376,7 @@ def test_cloudpickle_node_graph(
 
 
 def test_convert_and_cloudpickle_dumps(
-    benchmark: Any, case: tuple[Case, list[Node]], encoding_results: dict[str, dict[str, Any]]
+    benchmark: Any, case: tuple[Case, list[Node[Any]]], encoding_results: dict[str, dict[str, Any]]
 ) -> None:
     """Node graph -> plain structure -> dumps, the baseline's analogue of freeze + encode."""
     c, nodes = case

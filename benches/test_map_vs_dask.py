@@ -59,11 +59,11 @@ T_STEP2: shoal.TaskFunction[..., int] = shoal.task(step2)
 T_TOTAL: shoal.TaskFunction[..., int] = shoal.task(total)
 
 
-def dynamic(n: int) -> shoal.Node:
+def dynamic(n: int) -> shoal.Node[Any]:
     return T_TOTAL(shoal.map(T_STEP2, shoal.map(T_STEP1, T_SPLIT(n))))
 
 
-def static(n: int) -> shoal.Node:
+def static(n: int) -> shoal.Node[Any]:
     return T_TOTAL([T_STEP2(T_STEP1(i)) for i in range(n)])
 
 

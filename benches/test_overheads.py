@@ -73,7 +73,7 @@ def join(xs: list[int]) -> int:
 # task function's parameter types cannot express: their parameters are left open (``...``).
 
 
-def tree(leaves: int) -> shoal.Node:
+def tree(leaves: int) -> shoal.Node[Any]:
     lf = shoal.task(leaf)
     ad: shoal.TaskFunction[..., int] = shoal.task(add)
     level = [lf(i) for i in range(leaves)]
@@ -82,7 +82,7 @@ def tree(leaves: int) -> shoal.Node:
     return level[0]
 
 
-def chain(n: int) -> shoal.Node:
+def chain(n: int) -> shoal.Node[Any]:
     step: shoal.TaskFunction[..., int] = shoal.task(noop)
     node = step(0)
     for _ in range(n - 1):
@@ -90,7 +90,7 @@ def chain(n: int) -> shoal.Node:
     return node
 
 
-def fan(width: int) -> shoal.Node:
+def fan(width: int) -> shoal.Node[Any]:
     root = shoal.task(noop)(0)
     join_: shoal.TaskFunction[..., int] = shoal.task(join)
     nothing_: shoal.TaskFunction[..., int] = shoal.task(nothing)

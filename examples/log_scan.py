@@ -71,7 +71,7 @@ def merge(summaries: Any) -> dict[str, int]:
     return total
 
 
-def log_scan(folder: str, slow_ms: int) -> shoal.Node:
+def log_scan(folder: str, slow_ms: int) -> shoal.Node[Any]:
     summaries = shoal.map(summarize, shoal.map(parse, list_logs(folder)), slow_ms)
     return merge(summaries)
 

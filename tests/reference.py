@@ -29,7 +29,7 @@ def _substitute(obj: Any, values: dict[int, Any]) -> Any:
     return obj
 
 
-def _children(obj: Any, out: list[Node]) -> None:
+def _children(obj: Any, out: list[Node[Any]]) -> None:
     stack = [obj]
     while stack:
         o = stack.pop()
@@ -42,10 +42,10 @@ def _children(obj: Any, out: list[Node]) -> None:
             stack.extend(o.values())
 
 
-def evaluate(*nodes: Node) -> tuple[Any, ...]:
+def evaluate(*nodes: Node[Any]) -> tuple[Any, ...]:
     values: dict[int, Any] = {}
     for root in nodes:
-        stack: list[tuple[Node, bool]] = [(root, False)]
+        stack: list[tuple[Node[Any], bool]] = [(root, False)]
         while stack:
             node, expanded = stack.pop()
             if id(node) in values:
@@ -59,7 +59,7 @@ def evaluate(*nodes: Node) -> tuple[Any, ...]:
                     values[id(node)] = node._func(*args, **kwargs)
                 continue
             stack.append((node, True))
-            kids: list[Node] = []
+            kids: list[Node[Any]] = []
             _children((node._args, node._kwargs), kids)
             stack.extend((k, False) for k in kids if id(k) not in values)
     return tuple(values[id(n)] for n in nodes)

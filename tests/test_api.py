@@ -94,7 +94,7 @@ def test_reprs_are_useful() -> None:
 
 def test_computing_something_that_is_not_a_node() -> None:
     with pytest.raises(shoal.UsageError, match="expects Nodes.*got int"):
-        shoal.compute(3, scheduler="sync")  # type: ignore[arg-type]
+        shoal.compute(3, scheduler="sync")  # type: ignore[call-overload]
 
 
 def test_unknown_option_is_a_clear_error() -> None:

@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,7 +56,7 @@ def assert_nothing_started_after_the_cancel(events: list[dict[str, str]], reason
     assert not {"RUN_COMPLETED", "RUN_FAILED"} & set(kinds)
 
 
-def a_long_graph() -> shoal.Node:
+def a_long_graph() -> shoal.Node[Any]:
     first = naps(30.0)  # holds a slot until stopped
     return naps(0.0, *[naps(0.01, first, i) for i in range(20)])
 

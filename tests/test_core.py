@@ -33,7 +33,7 @@ def make_f(k: int) -> shoal.TaskFunction[[int], int]:
     return f
 
 
-def tree(n_leaves: int) -> shoal.Node:
+def tree(n_leaves: int) -> shoal.Node[Any]:
     level = [inc(i) for i in range(n_leaves)]
     while len(level) > 1:
         level = [add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
@@ -91,7 +91,7 @@ def test_options_travel_per_task() -> None:
 
 
 def test_cycle_built_by_mutation_is_a_clear_error() -> None:
-    box: list[shoal.Node] = []
+    box: list[shoal.Node[Any]] = []
     n = inc(box)
     box.append(n)
     with pytest.raises(shoal.GraphError, match="cycle through task 'inc'"):

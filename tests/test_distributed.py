@@ -43,7 +43,7 @@ def scale(x: Any, k: int) -> Any:
     return x * k
 
 
-def tree(xs: list[shoal.Node]) -> shoal.Node:
+def tree(xs: list[shoal.Node[Any]]) -> shoal.Node[Any]:
     while len(xs) > 1:
         xs = [add(xs[i], xs[i + 1]) for i in range(0, len(xs), 2)]
     return xs[0]
@@ -63,7 +63,7 @@ def no_leaks(redis_url: str) -> Iterator[None]:
     assert_no_leaks(redis_url)
 
 
-def check(session: shoal.Session, *nodes: shoal.Node, **kw: Any) -> None:
+def check(session: shoal.Session, *nodes: shoal.Node[Any], **kw: Any) -> None:
     assert session.compute(*nodes, **kw) == evaluate(*nodes)
 
 
@@ -132,7 +132,7 @@ def test_an_explicit_pinned_assignment_uses_the_inboxes(session: shoal.Session) 
 @settings(max_examples=20)
 @given(dags(max_tasks=25), st.data())
 def test_random_dags_with_random_pinning(
-    session: shoal.Session, outs: list[shoal.Node], data: st.DataObject
+    session: shoal.Session, outs: list[shoal.Node[Any]], data: st.DataObject
 ) -> None:
     n = len(freeze(outs).graph)
     assignment = {t: w for t in range(n) if (w := data.draw(st.integers(-1, 2))) >= 0}

@@ -48,10 +48,10 @@ def step(seed: Any, *ups: Any) -> Any:
     return acc
 
 
-def random_graph(seed: int, n: int = 200) -> list[shoal.Node]:
+def random_graph(seed: int, n: int = 200) -> list[shoal.Node[Any]]:
     """``n`` tasks; the outputs are every task nothing else consumes, so all ``n`` run."""
     rng = random.Random(seed)
-    nodes: list[shoal.Node] = []
+    nodes: list[shoal.Node[Any]] = []
     consumed: set[int] = set()
     for i in range(n):
         ups = rng.sample(range(i), k=min(i, rng.randint(0, 3))) if i else []
@@ -180,7 +180,7 @@ def settle(xs: Any) -> Any:
     return sum(xs) % 1_000_003
 
 
-def map_pipeline(seed: int) -> list[shoal.Node]:
+def map_pipeline(seed: int) -> list[shoal.Node[Any]]:
     """A chain of two maps over a run-time list of 60, gathered twice."""
     first = shoal.map(step, spread(60, seed))
     second = shoal.map(step, first, step(seed))

@@ -166,7 +166,7 @@ def test_tuples_and_ranges_are_lists_to_map_over() -> None:
 
 def test_bad_map_calls_are_refused_when_built() -> None:
     with pytest.raises(TypeError, match="needs a function"):
-        shoal.map(3, split(2))  # type: ignore[arg-type]
+        shoal.map(3, split(2))  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="maps over a node"):
         shoal.map(square, 5)
     xs = split(2)
@@ -199,12 +199,12 @@ def test_iterating_a_lazy_node_points_to_shoal_map() -> None:
 
 
 @st.composite
-def pipelines(draw: st.DrawFn) -> list[shoal.Node]:
+def pipelines(draw: st.DrawFn) -> list[shoal.Node[Any]]:
     """A random map pipeline: a source of random width, chains of 1-3 maps with random
     broadcast inputs, branches, and fan-ins of random maps."""
     width = draw(st.integers(0, 12))
     base = split(width)
-    maps: list[shoal.MapNode] = []
+    maps: list[shoal.MapNode[Any]] = []
     for _ in range(draw(st.integers(1, 5))):
         parent = draw(st.sampled_from([base, *maps]))
         step = draw(st.sampled_from(["square", "shift", "halve"]))
@@ -217,7 +217,9 @@ def pipelines(draw: st.DrawFn) -> list[shoal.Node]:
 
 
 @given(pipelines(), st.sampled_from(["sync", "threads"]))
-def test_random_map_pipelines_match_the_reference(nodes: list[shoal.Node], scheduler: str) -> None:
+def test_random_map_pipelines_match_the_reference(
+    nodes: list[shoal.Node[Any]], scheduler: str
+) -> None:
     assert shoal.compute(*nodes, scheduler=scheduler) == evaluate(*nodes)
 
 
@@ -277,7 +279,7 @@ def test_many_cuts_in_one_worker_are_never_confused(seed: int) -> None:
     them up)."""
     rng = random.Random(seed)
     t = step(0)
-    outs: list[shoal.MapNode] = []
+    outs: list[shoal.MapNode[Any]] = []
     for _ in range(rng.randint(5, 40)):
         outs += [shoal.map(square, side(t, j)) for j in range(rng.randint(0, 3))]
         t = step(t, *([step(t)] * rng.randint(0, 1)))

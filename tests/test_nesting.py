@@ -32,7 +32,7 @@ def total(d: dict[str, Any], scale: Any = 1) -> Any:
     return (sum(flat) + d["y"]) * scale
 
 
-def check(*nodes: shoal.Node, scheduler: str = "sync") -> None:
+def check(*nodes: shoal.Node[Any], scheduler: str = "sync") -> None:
     assert shoal.compute(*nodes, scheduler=scheduler) == evaluate(*nodes)
 
 

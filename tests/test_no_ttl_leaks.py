@@ -4,6 +4,7 @@ stragglers are still running when the client cleans up leave no key without a TT
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -46,7 +47,7 @@ def gather(*xs: int) -> int:
     return sum(xs)
 
 
-def failing_run(seed: int, width: int) -> shoal.Node:
+def failing_run(seed: int, width: int) -> shoal.Node[Any]:
     """``middle`` stays on the source's worker and fans out ``width`` leaves, storing each
     leaf's subDAG as it hands it on, while ``fails`` (handed to the other worker) fails the
     run: the client cleans up while those stores are still coming."""

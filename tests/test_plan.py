@@ -30,7 +30,7 @@ def small(x: int) -> int:
     return x + 1
 
 
-def chain_and_fan() -> shoal.Node:
+def chain_and_fan() -> shoal.Node[Any]:
     a = mix(1)
     b, c = mix(2, a), mix(3, a)
     return mix(4, b, c)
@@ -139,7 +139,7 @@ def test_bad_plans_are_refused_with_what_is_wrong() -> None:
     with pytest.raises(TypeError, match="plan size of worker 0 must be"):
         Plan(workers={0: 512}).apply(graph)  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="plan must be a shoal.planning.Plan"):
-        shoal.compute(chain_and_fan(), scheduler="sync", plan=[(0, 1)])  # type: ignore[arg-type]
+        shoal.compute(chain_and_fan(), scheduler="sync", plan=[(0, 1)])  # type: ignore[call-overload]
 
 
 def test_planned_sizes_win_over_options_and_workers_have_their_own() -> None:

@@ -24,9 +24,9 @@ def mix(seed: int, *ups: Any, **kw: Any) -> int:
 
 
 @st.composite
-def dags(draw: st.DrawFn, max_tasks: int = 40) -> list[shoal.Node]:
+def dags(draw: st.DrawFn, max_tasks: int = 40) -> list[shoal.Node[Any]]:
     n = draw(st.integers(1, max_tasks))
-    nodes: list[shoal.Node] = []
+    nodes: list[shoal.Node[Any]] = []
     for i in range(n):
         ups = draw(st.lists(st.integers(0, i - 1), max_size=4)) if i else []
         kw = draw(st.lists(st.integers(0, i - 1), max_size=2)) if i else []
@@ -38,18 +38,18 @@ def dags(draw: st.DrawFn, max_tasks: int = 40) -> list[shoal.Node]:
 
 
 @given(dags())
-def test_random_dag_sync(outs: list[shoal.Node]) -> None:
+def test_random_dag_sync(outs: list[shoal.Node[Any]]) -> None:
     assert shoal.compute(*outs, scheduler="sync") == evaluate(*outs)
 
 
 @settings(max_examples=15)
 @given(dags())
-def test_random_dag_threads(outs: list[shoal.Node]) -> None:
+def test_random_dag_threads(outs: list[shoal.Node[Any]]) -> None:
     assert shoal.compute(*outs, scheduler="threads") == evaluate(*outs)
 
 
 @given(dags(), st.data())
-def test_random_dag_with_random_pinning(outs: list[shoal.Node], data: st.DataObject) -> None:
+def test_random_dag_with_random_pinning(outs: list[shoal.Node[Any]], data: st.DataObject) -> None:
     """Any assignment of tasks to workers (inbox path, mixed pinned/flexible): same result."""
     from shoal.graph import freeze
 

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -43,7 +44,7 @@ def hangs(x: int) -> int:
     return x
 
 
-def tree(seed: int) -> shoal.Node:
+def tree(seed: int) -> shoal.Node[Any]:
     leaves = [add(seed, i) for i in range(4)]
     return add(add(*leaves[:2]), add(*leaves[2:]), seed)
 

@@ -46,7 +46,9 @@ class FrozenGraph:
         return replace(self, graph=found.apply(self.graph), plan=found)
 
 
-def freeze(nodes: Sequence[Node] | Iterable[Node], settings: Settings | None = None) -> FrozenGraph:
+def freeze(
+    nodes: Sequence[Node[Any]] | Iterable[Node[Any]], settings: Settings | None = None
+) -> FrozenGraph:
     """Freezes the graph that ends in ``nodes``. Requesting a node twice is allowed."""
     settings = settings or Settings.from_env()
     nodes = list(nodes)

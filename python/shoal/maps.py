@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from .errors import ShoalError, UsageError
 from .task import Node, TaskFunction, TaskOptions
 
+R = TypeVar("R")
 
-class MapNode(Node):
+
+class MapNode(Node[list[R]]):
     """A lazy ``shoal.map``: one task per item of its input, known only at run time."""
 
     __slots__ = ()
     _is_map = True
 
     @property
-    def input(self) -> Node:
+    def input(self) -> Node[Any]:
         """The node whose items are mapped."""
-        node: Node = self._args[0]
+        node: Node[Any] = self._args[0]
         return node
 
     def __repr__(self) -> str:
@@ -44,7 +46,15 @@ def items(values: Any) -> list[Any]:
 _items_task: TaskFunction[Any, Any] = TaskFunction(items, TaskOptions(name="items"))
 
 
-def map(fn: Callable[..., Any], xs: Any, /, *args: Any, **kwargs: Any) -> MapNode:
+@overload
+def map(  # a task function is a callable too: this overload comes first
+    fn: TaskFunction[..., R], xs: Any, /, *args: Any, **kwargs: Any
+) -> MapNode[R]: ...
+@overload
+def map(fn: Callable[..., R], xs: Any, /, *args: Any, **kwargs: Any) -> MapNode[R]: ...
+
+
+def map(fn: Callable[..., Any], xs: Any, /, *args: Any, **kwargs: Any) -> MapNode[Any]:
     """One task ``fn(item, *args, **kwargs)`` per item of ``xs``, as a lazy node.
 
     ``fn`` is a ``@shoal.task`` function (its options apply to every element) or a plain
@@ -75,7 +85,7 @@ def map(fn: Callable[..., Any], xs: Any, /, *args: Any, **kwargs: Any) -> MapNod
     return MapNode(func, name, opts, (xs, *args), dict(kwargs))
 
 
-def _holds(value: Any, node: Node) -> bool:
+def _holds(value: Any, node: Node[Any]) -> bool:
     """Whether ``node`` appears in ``value`` (at any depth of list/tuple/dict/set values)."""
     stack = [value]
     while stack:

@@ -23,7 +23,7 @@ import os
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from . import lifetime
 from .backends.base import Backend
@@ -46,6 +46,11 @@ from .task import Node
 
 SCHEDULERS: tuple[str, ...] = ("processes", "sync", "threads")
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+#: A plan, or {task id: worker id} pins (as a planner would make).
+PlanLike = Plan | Mapping[int, int] | None
 
 
 class Session:
@@ -129,10 +134,35 @@ class Session:
 
     # -- running -------------------------------------------------------------------------------
 
+    # Typed for one to three nodes (the value types of the tuple), then any number.
+    @overload
+    def compute(
+        self, a: Node[A], /, *, plan: PlanLike = None, timeout: float | None = None
+    ) -> tuple[A]: ...
+    @overload
+    def compute(
+        self, a: Node[A], b: Node[B], /, *, plan: PlanLike = None, timeout: float | None = None
+    ) -> tuple[A, B]: ...
+    @overload
     def compute(
         self,
-        *nodes: Node,
-        plan: Plan | Mapping[int, int] | None = None,
+        a: Node[A],
+        b: Node[B],
+        c: Node[C],
+        /,
+        *,
+        plan: PlanLike = None,
+        timeout: float | None = None,
+    ) -> tuple[A, B, C]: ...
+    @overload
+    def compute(
+        self, *nodes: Node[Any], plan: PlanLike = None, timeout: float | None = None
+    ) -> tuple[Any, ...]: ...
+
+    def compute(
+        self,
+        *nodes: Node[Any],
+        plan: PlanLike = None,
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """Runs the graph ending in ``nodes``; returns their values as a tuple."""
@@ -151,7 +181,7 @@ class Session:
         with progress:
             return tuple(self._run(go()))
 
-    def submit(self, *nodes: Node, plan: Plan | Mapping[int, int] | None = None) -> Run:
+    def submit(self, *nodes: Node[Any], plan: Plan | Mapping[int, int] | None = None) -> Run:
         """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""
         frozen = self._freeze(nodes, plan)
         if not nodes:
@@ -174,7 +204,7 @@ class Session:
             watcher.cancel()
 
     def _freeze(
-        self, nodes: tuple[Node, ...], plan: Plan | Mapping[int, int] | None
+        self, nodes: tuple[Node[Any], ...], plan: Plan | Mapping[int, int] | None
     ) -> FrozenGraph:
         if self._closed:
             raise ConfigError("this Session is closed")
@@ -393,11 +423,54 @@ def _close_default_session() -> None:
 atexit.register(_close_default_session)
 
 
+@overload
 def compute(
-    *nodes: Node,
+    a: Node[A],
+    /,
+    *,
     scheduler: str | None = None,
     session: Session | None = None,
-    plan: Plan | Mapping[int, int] | None = None,
+    plan: PlanLike = None,
+    timeout: float | None = None,
+) -> tuple[A]: ...
+@overload
+def compute(
+    a: Node[A],
+    b: Node[B],
+    /,
+    *,
+    scheduler: str | None = None,
+    session: Session | None = None,
+    plan: PlanLike = None,
+    timeout: float | None = None,
+) -> tuple[A, B]: ...
+@overload
+def compute(
+    a: Node[A],
+    b: Node[B],
+    c: Node[C],
+    /,
+    *,
+    scheduler: str | None = None,
+    session: Session | None = None,
+    plan: PlanLike = None,
+    timeout: float | None = None,
+) -> tuple[A, B, C]: ...
+@overload
+def compute(
+    *nodes: Node[Any],
+    scheduler: str | None = None,
+    session: Session | None = None,
+    plan: PlanLike = None,
+    timeout: float | None = None,
+) -> tuple[Any, ...]: ...
+
+
+def compute(
+    *nodes: Node[Any],
+    scheduler: str | None = None,
+    session: Session | None = None,
+    plan: PlanLike = None,
     timeout: float | None = None,
 ) -> tuple[Any, ...]:
     """Computes several nodes over one shared graph; returns a tuple of their values.

@@ -72,10 +72,24 @@ def _merge(opts: TaskOptions, overrides: dict[str, Any]) -> TaskOptions:
     return replace(opts, **overrides)
 
 
-class Node:
-    """A lazy call of a task function: nothing runs until ``compute``.
+if TYPE_CHECKING:
+    # To a type checker a node derives from Any, so a ``Node[int]`` is accepted wherever an
+    # ``int`` is: the chaining idiom ``add(add(1, 2), 3)`` checks while the task keeps its own
+    # signature (names, arity, keywords). The price: the node's value type is not checked
+    # against the parameter's. At run time a node is a plain object.
+    _AcceptedAsAValue = Any
+else:
 
-    Nodes are compared and hashed by identity: two calls with equal arguments are two tasks.
+    class _AcceptedAsAValue:
+        __slots__ = ()
+
+
+class Node(_AcceptedAsAValue, Generic[R]):  # type: ignore[misc]
+    """A lazy call of a task function returning ``R``: nothing runs until ``compute``.
+
+    A node may be passed wherever its value is expected, at any depth of list, tuple, dict and
+    set arguments. Nodes are compared and hashed by identity: two calls with equal arguments
+    are two tasks.
     """
 
     __slots__ = ("__weakref__", "_args", "_func", "_kwargs", "_name", "_opts")
@@ -105,14 +119,15 @@ class Node:
     def func(self) -> Callable[..., Any]:
         return self._func
 
-    def compute(self, **kwargs: Any) -> Any:
+    def compute(self, **kwargs: Any) -> R:
         """Runs the graph that ends in this node and returns its value.
 
         Keyword arguments are those of :func:`shoal.compute` (``scheduler``, ``session``, ...).
         """
         from .session import compute
 
-        return compute(self, **kwargs)[0]
+        value: R = compute(self, **kwargs)[0]
+        return value
 
     def visualize(self, path: str | None = None, *, format: Format | None = None) -> str:
         """Draws the graph ending in this node (svg, png or html); returns the SVG/HTML text."""
@@ -166,9 +181,9 @@ class TaskFunction(Generic[P, R]):
         self.name: str = opts.name or getattr(func, "__name__", None) or type(func).__name__
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Node:
-        # Any, not P.args: each argument may be a value or a Node computing it (at any depth),
-        # which a ParamSpec cannot say (so type checkers do not check a task call's arity).
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Node[R]:
+        # Each argument may be a value or a node computing it: to a type checker a node is
+        # accepted as any value (see Node), so the function's own signature applies.
         return Node(self.func, self.name, self.opts, args, dict(kwargs))
 
     def options(self, **overrides: Any) -> TaskFunction[P, R]:

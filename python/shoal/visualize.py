@@ -25,7 +25,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigError, ShoalError, UsageError
 from .graph import freeze
@@ -60,7 +60,7 @@ class _Layout:
 
     __slots__ = ("edges", "height", "ids", "labels", "node_w", "outputs", "pos", "width", "workers")
 
-    def __init__(self, nodes: list[Node]) -> None:
+    def __init__(self, nodes: list[Node[Any]]) -> None:
         frozen = freeze(nodes)
         graph = frozen.graph
         self.ids: list[int] = graph.task_ids()
@@ -223,7 +223,7 @@ def _resolve_format(path: str | os.PathLike[str] | None, format: object) -> Form
     )
 
 
-def _nodes(node_or_nodes: Node | Iterable[Node]) -> list[Node]:
+def _nodes(node_or_nodes: Node[Any] | Iterable[Node[Any]]) -> list[Node[Any]]:
     if isinstance(node_or_nodes, Node):
         return [node_or_nodes]
     if isinstance(node_or_nodes, str | bytes) or not isinstance(node_or_nodes, Iterable):
@@ -235,7 +235,7 @@ def _nodes(node_or_nodes: Node | Iterable[Node]) -> list[Node]:
 
 
 def visualize(
-    node_or_nodes: Node | Iterable[Node],
+    node_or_nodes: Node[Any] | Iterable[Node[Any]],
     path: str | os.PathLike[str] | None = None,
     format: Format | None = None,
 ) -> str:

@@ -29,10 +29,11 @@ from .maps import MapNode, map
 from .task import Node, TaskFunction, TaskOptions, task
 
 if _TYPE_CHECKING:
-    from .session import Run, Session, compute
+    from .run import Run
+    from .session import Session, compute
 
 #: Loaded on first use: a worker process imports ``shoal`` but never the client side.
-_LAZY = {"Run": "session", "Session": "session", "compute": "session"}
+_LAZY = {"Run": "run", "Session": "session", "compute": "session"}
 
 
 def __getattr__(name: str) -> _Any:

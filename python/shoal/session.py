@@ -29,16 +29,16 @@ from . import lifetime
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
-from .client.loop import CallerLoop, LoopThread, SessionLoop
+from .client.loop import CANCEL_GRACE_S, CallerLoop, LoopThread, SessionLoop
 from .client.submit import Submitted, submit
-from .client.wait import run_to_end, wait
+from .client.wait import run_to_end
 from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, RunCancelled, StorageError, UsageError
-from .events import TERMINAL, Event, decode
+from .errors import ConfigError, StorageError
 from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
 from .progress import RunProgress
+from .run import Run, check_timeout
 from .server import EmbeddedServer
 from .storage.base import Storage
 from .storage.memory import MemoryStorage
@@ -166,7 +166,7 @@ class Session:
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """Runs the graph ending in ``nodes``; returns their values as a tuple."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         frozen = self._freeze(nodes, plan)
         if not nodes:
             return ()
@@ -180,6 +180,47 @@ class Session:
 
         with progress:
             return tuple(self._run(go()))
+
+    async def compute_async(
+        self, *nodes: Node[Any], plan: PlanLike = None, timeout: float | None = None
+    ) -> tuple[Any, ...]:
+        """``compute()`` for asyncio code: awaits the run without blocking the caller's loop.
+        Cancelling the awaiting task cancels the run (as Ctrl-C does for ``compute()``)."""
+        check_timeout(timeout)
+        frozen = self._freeze(nodes, plan)
+        if not nodes:
+            return ()
+        progress = RunProgress(len(frozen.graph), "shoal", self.progress)
+        caller = asyncio.get_running_loop()
+        unwound = caller.create_future()  # the run's coroutine has ended, cleanup included
+
+        def tell_unwound() -> None:
+            if not unwound.done():
+                unwound.set_result(None)
+
+        async def go() -> list[Any]:
+            try:
+                await self._ensure_started(frozen)
+                return await run_to_end(
+                    frozen, self.storage, self.backend, self.settings, timeout, progress
+                )
+            finally:
+                with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+                    caller.call_soon_threadsafe(tell_unwound)
+
+        with progress:
+            future = self._loop.submit(go())
+            if future is None:  # sync: the loop runs in a helper thread while this awaits
+                return tuple(await asyncio.to_thread(self._run, go()))
+            try:
+                values: list[Any] = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                # The run is being cancelled on the session's loop: wait for that to finish,
+                # so that when this raises, no task of the run starts any more.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(unwound), CANCEL_GRACE_S)
+                raise
+            return tuple(values)
 
     def submit(self, *nodes: Node[Any], plan: Plan | Mapping[int, int] | None = None) -> Run:
         """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""
@@ -196,7 +237,7 @@ class Session:
         watcher = self._loop.spawn(watch(sub, self.storage, self.backend, self.settings))
         if watcher is not None:
             self._watchers[sub.run_id] = watcher
-        return Run(self, sub)
+        return Run(self, sub, nodes)
 
     def _stop_watching(self, run_id: str) -> None:
         watcher = self._watchers.pop(run_id, None)
@@ -274,97 +315,6 @@ class Session:
     def __repr__(self) -> str:
         where = type(self._storage).__name__ if self._storage is not None else "Redis (not started)"
         return f"<shoal.Session backend={self.backend!r} storage={where}>"
-
-
-class Run:
-    """A submitted run: ``id``, ``result(timeout=)``, ``cancel()``, ``events()``."""
-
-    def __init__(self, session: Session, submitted: Submitted) -> None:
-        self.session = session
-        self._sub = submitted
-        self._outcome: tuple[Any, ...] | BaseException | None = None
-        self._waiting = threading.Lock()  # one waiter; others get its outcome
-
-    @property
-    def id(self) -> str:
-        return self._sub.run_id
-
-    def result(self, timeout: float | None = None) -> tuple[Any, ...]:
-        """Waits for the run; returns the requested values as a tuple (raises ``TaskError`` if
-        a task failed, ``RunTimeout`` after ``timeout`` seconds). Keys are cleaned up once."""
-        _check_timeout(timeout)
-        with self._waiting:
-            if self._outcome is None:
-                self._wait(timeout)
-        assert self._outcome is not None
-        if isinstance(self._outcome, BaseException):
-            raise self._outcome
-        return self._outcome
-
-    def cancel(self) -> bool:
-        """Stops the run: no task of it starts from now on, anywhere; its tasks still running
-        are stopped after the backend's grace period (LocalProcesses: ``abandon_grace_s``);
-        its keys are deleted; it reads ``cancelled`` (``shoal runs``) and ``result()`` raises
-        :class:`~shoal.RunCancelled`. Returns False if it had ended already."""
-        s = self.session
-        s._stop_watching(self.id)
-
-        async def go() -> bool:
-            stopped = await s.storage.cancel(self.id, "cancelled")
-            await s.backend.cancel(self.id)
-            return stopped
-
-        stopped = s._run(go())
-        with self._waiting:  # a waiter in another thread sees RUN_CANCELLED and cleans up
-            if self._outcome is None:
-                self._wait(None)
-        return stopped
-
-    def _wait(self, timeout: float | None) -> None:
-        s = self.session
-        s._stop_watching(self.id)  # the waiting client watches it from here on
-        progress = RunProgress(len(self._sub.frozen.graph), f"run {self.id}", s.progress)
-        try:
-            with progress:
-                values = s._run(
-                    wait(self._sub, s.storage, s.backend, s.settings, timeout, progress)
-                )
-            self._outcome = tuple(values)
-        except (KeyboardInterrupt, SystemExit):
-            # The wait cancelled the run and deleted its keys before the interrupt went on.
-            self._outcome = RunCancelled(f"run {self.id} was cancelled (interrupted)")
-            raise
-        except BaseException as e:
-            self._outcome = e
-        finally:
-            s._runs.pop(self.id, None)
-
-    def events(self) -> Iterator[Event]:
-        """The run's events in order, from the start, as typed records (see
-        :mod:`shoal.events`); follows a live run until it ends."""
-        s = self.session
-        after = "0"
-        while True:
-            batch = s._run(s.storage.read_events(self.id, after, block_s=1.0))
-            for entry_id, fields in batch:
-                after = entry_id
-                ev = decode(fields, entry_id)
-                yield ev
-                if ev.type in TERMINAL:
-                    return
-            if not batch and self._outcome is not None:
-                return
-
-    def __repr__(self) -> str:
-        state = "pending" if self._outcome is None else "done"
-        return f"<shoal.Run {self.id} {state}>"
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 # -- the default session -----------------------------------------------------------------------

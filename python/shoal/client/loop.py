@@ -42,6 +42,10 @@ class SessionLoop(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None] | None:
         """Starts ``coro`` in the background (None: this loop only runs while a caller waits)."""
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T] | None:
+        """Starts ``coro`` and returns its future at once, or None (and closes ``coro``) when
+        this loop runs only while a caller waits in :meth:`run`."""
+
     def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
         """Runs ``last`` (the session's cleanup) after whatever still runs, then stops."""
 
@@ -90,6 +94,12 @@ class LoopThread:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if self._closing:
+            coro.close()
+            raise ShoalError("this Session is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
         """Cancels what still runs on the loop (callers in other threads get a ShoalError
         saying the session was closed), lets it unwind, runs ``last``, and stops the loop."""
@@ -120,6 +130,10 @@ class CallerLoop:
             return _run_here(self.loop, coro)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        coro.close()
+        return None
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> None:
         coro.close()
         return None
 

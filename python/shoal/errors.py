@@ -141,6 +141,8 @@ def _typed(kind: type[BaseException]) -> type[TaskError] | None:
     conflict, a type that is not an ``Exception``, one of shoal's own)."""
     if kind in _TYPED:
         return _TYPED[kind]
+    if issubclass(kind, TaskError):  # a task's own compute() failed: its type already is one
+        return kind
     typed: type[TaskError] | None = None
     if issubclass(kind, Exception) and not issubclass(kind, ShoalError):
         name = f"TaskError({kind.__name__})"

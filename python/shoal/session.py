@@ -29,7 +29,7 @@ from . import lifetime
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
-from .client.loop import CANCEL_GRACE_S, CallerLoop, LoopThread, SessionLoop
+from .client.loop import CANCEL_GRACE_S, BorrowedLoop, CallerLoop, LoopThread, SessionLoop
 from .client.submit import Submitted, submit
 from .client.wait import run_to_end
 from .client.watchdog import watch
@@ -39,6 +39,7 @@ from .graph import FrozenGraph, freeze
 from .planning.plan import Plan
 from .progress import RunProgress
 from .run import Run, check_timeout
+from .runtime.context import WorkerContext, current
 from .server import EmbeddedServer
 from .storage.base import Storage
 from .storage.memory import MemoryStorage
@@ -70,6 +71,7 @@ class Session:
         storage: Storage | None = None,
         settings: Settings | None = None,
         progress: bool | None = None,
+        _borrow: WorkerContext | None = None,
     ) -> None:
         if storage is not None and redis_url is not None:
             raise ConfigError("pass either redis_url= or storage=, not both")
@@ -95,9 +97,15 @@ class Session:
         self._watchers: dict[str, concurrent.futures.Future[None]] = {}
         self._lock = threading.Lock()  # the embedded server starts once, whichever thread asks
         self._start_lock: Any = None  # an asyncio.Lock, made on the loop
+        #: A task's own session: the worker's store, platform and loop, none of them ours.
+        self._borrowed = _borrow is not None
+        if _borrow is not None:
+            self._loop: SessionLoop = BorrowedLoop(_borrow.loop, _borrow.on_park)
+            self._started = True  # the worker's backend has started long ago
+            return
         # One loop for the session's life: storage and backend state is bound to it.
         sync = isinstance(self.backend, InProcess) and not self.backend.threads
-        self._loop: SessionLoop = CallerLoop() if sync else LoopThread()
+        self._loop = CallerLoop() if sync else LoopThread()
         lifetime.exit_on_sigterm()  # SIGTERM cleans up as Ctrl-C does
 
     @classmethod
@@ -175,7 +183,13 @@ class Session:
         async def go() -> list[Any]:
             await self._ensure_started(frozen)
             return await run_to_end(
-                frozen, self.storage, self.backend, self.settings, timeout, progress
+                frozen,
+                self.storage,
+                self.backend,
+                self.settings,
+                timeout,
+                progress,
+                drain=not self._borrowed,
             )
 
         with progress:
@@ -202,7 +216,13 @@ class Session:
             try:
                 await self._ensure_started(frozen)
                 return await run_to_end(
-                    frozen, self.storage, self.backend, self.settings, timeout, progress
+                    frozen,
+                    self.storage,
+                    self.backend,
+                    self.settings,
+                    timeout,
+                    progress,
+                    drain=not self._borrowed,
                 )
             finally:
                 with contextlib.suppress(RuntimeError):  # the caller's loop has closed
@@ -300,6 +320,8 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.storage.cleanup(sub.run_id, sub.extra_keys)
         self._runs.clear()
+        if self._borrowed:
+            return  # the worker's store and platform go on
         await self.backend.close()
         if self._storage is not None:
             await self._storage.close()
@@ -373,6 +395,25 @@ def _close_default_session() -> None:
 atexit.register(_close_default_session)
 
 
+def _compute_in_worker(
+    worker: WorkerContext, nodes: tuple[Node[Any], ...], plan: PlanLike, timeout: float | None
+) -> tuple[Any, ...]:
+    """A task's own ``compute()``: on its worker's store and platform (see
+    :mod:`shoal.runtime.context`); in ``sync`` mode, a sync run of its own."""
+    if worker.inline:
+        with Session.for_scheduler("sync") as s:
+            return s.compute(*nodes, plan=plan, timeout=timeout)
+    borrowed = Session(
+        storage=worker.storage,
+        backend=worker.backend,
+        settings=worker.settings,
+        progress=False,
+        _borrow=worker,
+    )
+    with borrowed:
+        return borrowed.compute(*nodes, plan=plan, timeout=timeout)
+
+
 @overload
 def compute(
     a: Node[A],
@@ -435,6 +476,9 @@ def compute(
         raise ConfigError("pass either scheduler= or session=, not both")
     if session is not None:
         return session.compute(*nodes, plan=plan, timeout=timeout)
+    worker = current() if scheduler is None else None
+    if worker is not None:  # inside a task: where the task's own run goes
+        return _compute_in_worker(worker, nodes, plan, timeout)
     scheduler = scheduler or _defaults["scheduler"]
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")

@@ -11,6 +11,8 @@ A session's storage client and backend are bound to one event loop, and a user m
 - :class:`CallerLoop` (``scheduler="sync"``): task functions run inline on the loop, so the loop
   runs in the caller's own thread, where debuggers, Ctrl-C and thread-locals behave as in plain
   Python. Callers from several threads take turns (one lock).
+- :class:`BorrowedLoop` (a task's own runs, :mod:`shoal.runtime.context`): the worker's loop,
+  which runs in the worker's thread while the task waits in its own.
 
 State: :class:`LoopThread` has ``loop`` (running from construction until :meth:`close`),
 ``_thread`` (the one thread that runs it) and ``_closing`` (set once by :meth:`close`: no new
@@ -24,7 +26,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ShoalError
@@ -116,6 +118,40 @@ class LoopThread:
         self._thread.join(CANCEL_GRACE_S)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+class BorrowedLoop:
+    """A worker's running loop, used by a task (in another thread) for runs of its own; see
+    :mod:`shoal.runtime.context`. While the task waits, its worker is parked (``on_park``)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_park: Callable[[bool], None] | None = None
+    ) -> None:
+        self.loop = loop
+        self._on_park = on_park
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if self._on_park is not None:
+            self._on_park(True)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # interrupted (the task timed out, the worker stops): stop it too
+            raise
+        finally:
+            if self._on_park is not None:
+                self._on_park(False)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
+        if last is not None:  # the loop is the worker's: it goes on
+            asyncio.run_coroutine_threadsafe(last, self.loop).result()
 
 
 class CallerLoop:

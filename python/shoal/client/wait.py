@@ -142,8 +142,12 @@ async def run_to_end(
     settings: Settings,
     timeout: float | None = None,
     on_event: ProgressHook | None = None,
+    drain: bool = True,
 ) -> list[Any]:
+    """Submits, waits, and (``drain``) lets the backend's workers finish. A task's own run does
+    not drain: the backend is its worker's, which runs that very task."""
     sub = await submit(frozen, storage, backend, settings)
     values = await wait(sub, storage, backend, settings, timeout, on_event)
-    await asyncio.wait_for(backend.drain(), timeout=30)
+    if drain:
+        await asyncio.wait_for(backend.drain(), timeout=30)
     return values

@@ -39,6 +39,7 @@ from ..signing import context, seal, unseal
 from ..storage import keys
 from ..storage.base import ErrorRecord, Fetched, Storage
 from ..storage.state import refused
+from . import context as worker_context
 from . import failures
 from .elements import MapView, items_of, view
 from .inputs import TaskInputs, WorkerCaches, fetch_inputs
@@ -175,6 +176,7 @@ class _Shell:
         self.worker_name = worker_name
         self.start_info = StartInfo()
         self.on_park: Callable[[bool], None] | None = None
+        self._inner: worker_context.WorkerContext | None = None  # what a task's own compute() uses
         self.on_task: Callable[[str, int], None] | None = None
         #: The task between its start and its completion (its lease is renewed).
         self.running: int | None = None
@@ -370,6 +372,7 @@ class _Shell:
             return Failed(task, missing, retryable=False)
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
+        inside = worker_context.CURRENT.set(self._context())  # a task's own compute() runs here too
         try:
             value = await asyncio.wait_for(self.runner(lambda: func(*args, **kwargs)), timeout_s)
         except TimeoutError:
@@ -389,8 +392,22 @@ class _Shell:
             mb = self.start_info.memory_mb
             where = error_place(self.run_id, task)
             return Failed(task, failures.raised(e, self.caches.now(), mb, where))
+        finally:
+            worker_context.CURRENT.reset(inside)
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
+
+    def _context(self) -> worker_context.WorkerContext:
+        if self._inner is None:
+            self._inner = worker_context.WorkerContext(
+                storage=self.storage,
+                backend=self.backend,
+                settings=self.settings,
+                loop=asyncio.get_running_loop(),
+                inline=self.runner is run_inline,
+                on_park=self.on_park,
+            )
+        return self._inner
 
     async def _executed(
         self, ins: Execute, event: Executed, start: float, end: float, got: TaskInputs

@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install build demo lint test test-fast test-rust test-python bench clean
+.PHONY: help install build demo lint test test-fast test-rust test-python test-versions wheel bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,25 @@ test-rust:
 # pyproject's addopts deselect slow tests; this later -m selects them again.
 test-python:
 	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# The wheel a user would install (abi3: one build for every Python >= 3.11), and the sdist.
+wheel: $(BIN)/python  ## build the release wheel and the sdist into dist/
+	$(BIN)/pip install -q "maturin>=1.7,<2"
+	rm -rf dist
+	$(BIN)/maturin build --release --sdist -q -o dist
+
+# Each other Python gets a fresh venv with the built wheel (not the source tree) and runs the
+# whole suite against it. PYTHONS names the interpreters; a missing one fails under CI=true.
+PYTHONS ?= 3.12 3.13
+test-versions: wheel  ## the built wheel in a fresh venv per Python in PYTHONS, whole suite each
+	@for v in $(PYTHONS); do \
+	  py=$$(tools/find-python $$v) || { if [ -n "$$CI" ]; then exit 1; else continue; fi; }; \
+	  echo "== Python $$v ($$py)"; rm -rf .venv-$$v; $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/pip install -q --upgrade pip && \
+	  .venv-$$v/bin/pip install -q "$$(ls dist/shoal-*.whl)[dev]" && \
+	  .venv-$$v/bin/python -c "import shoal, sys; assert 'site-packages' in shoal.__file__, shoal.__file__" && \
+	  .venv-$$v/bin/pytest -p no:cacheprovider -m "slow or not slow" $(PYTEST_ARGS) || exit 1; \
+	done
 
 bench: install  ## benchmarks against Dask (installs the bench extra), JSON kept in bench-results/
 	$(BIN)/pip install -q -e ".[dev,bench]"

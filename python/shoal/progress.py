@@ -5,6 +5,8 @@ started and not finished, so that one running longer than :data:`LONG_TASK_S` is
 line (a hung task is visible, not a frozen bar). The waiting client calls it with every event
 and with an empty entry when a read brought none, so the line moves on its own.
 One bar shows at a time: runs waited for in several threads at once stay quiet but the first.
+While it shows, what the client prints, and what worker processes print (forwarded by their
+pool), appears above it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from types import TracebackType
 
+import rich
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .events import Fields, MapExpanded, TaskCompleted, TaskFailed, TaskRetry, TaskStarted, decode
@@ -27,11 +30,16 @@ _screen = threading.Lock()
 _ENDS = (TaskCompleted.type, TaskFailed.type, TaskRetry.type)
 
 
+def _interactive() -> bool:
+    """A terminal, or a Jupyter notebook (where rich draws the bar as a widget: ipywidgets)."""
+    return sys.stderr.isatty() or rich.get_console().is_jupyter
+
+
 class RunProgress:
     def __init__(self, total: int, label: str, enabled: bool | None = None) -> None:
         self.total = total
         self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = _interactive() if enabled is None else enabled
         self.done = 0
         self.started = time.monotonic()
         #: Task id -> (name, monotonic start) of the tasks started and not ended.

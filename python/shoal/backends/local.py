@@ -24,6 +24,7 @@ State (:class:`LocalProcesses`)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Sequence
@@ -169,6 +170,12 @@ class LocalProcesses:
     async def drain(self) -> None:
         """Runs are independent on a shared pool: a run's end does not wait for the pool."""
         return None
+
+    async def settle_output(self) -> None:
+        """Returns once what the processes printed so far is printed here (the client calls it
+        as a run ends, so a run's output shows before its result)."""
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.settle_output)
 
     async def cancel(self, run_id: str) -> None:
         """Processes still in a task of the run after ``abandon_grace_s`` are killed (a hung

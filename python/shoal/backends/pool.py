@@ -60,7 +60,9 @@ State (:class:`_Proc`, one per process)
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -83,6 +85,8 @@ from .frames import (
     read_task_slot,
     task_slot,
 )
+
+log = logging.getLogger("shoal.pool")
 
 #: How often the manager wakes without work, to retire idle processes and notice a stop.
 _TICK_S = 0.5
@@ -113,6 +117,7 @@ class _Proc:
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
     slot: Any = None  # a file object (tempfile.TemporaryFile)
+    output: Any = None  # its _Output forwarder
 
     def running(self) -> tuple[str, int] | None:
         """(run id, task) the process says it runs now (read from its task slot)."""
@@ -192,13 +197,11 @@ class Pool(threading.Thread):
                     now = time.monotonic()
                     if failing_since is None:
                         failing_since = now
-                        print(
-                            f"shoal: worker pool lost the server ({e}); retrying", file=sys.stderr
-                        )
+                        log.warning("shoal: worker pool lost the server (%s); retrying", e)
                     time.sleep(min(1.0, 0.05 * 2 ** min(5, int(now - failing_since))))
         except Exception as e:
             if not self._stopping:
-                print(f"shoal: local worker pool stopped: {type(e).__name__}: {e}", file=sys.stderr)
+                log.error("shoal: local worker pool stopped: %s: %s", type(e).__name__, e)
         finally:
             r.close()
 
@@ -263,10 +266,17 @@ class Pool(threading.Thread):
             args += ["--memory-mb", str(memory_mb)]
         env = {**self.env, SERVER_URL_VAR: self.url}  # not in argv: `ps` shows that to everyone
         fds = (cmd_r, ack_w, slot.fileno())
-        popen = subprocess.Popen(args, pass_fds=fds, env=env, close_fds=True)
+        popen = subprocess.Popen(
+            args,
+            pass_fds=fds,
+            env=env,
+            close_fds=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         os.close(cmd_r)
         os.close(ack_w)
-        proc = _Proc(popen, cmd_w, memory_mb, frame, slot=slot)
+        proc = _Proc(popen, cmd_w, memory_mb, frame, slot=slot, output=_Output(popen))
         with self._cond:
             self._procs.append(proc)
         self.stats.cold_starts += 1
@@ -324,7 +334,7 @@ class Pool(threading.Thread):
                 self._early_deaths.pop(proc.frame, None)
                 self._fail_unstartable(proc.frame, deaths, how)
         then = "it goes back to the queue" if requeue else "leases will tell"
-        print(f"shoal: worker process {pid} died ({how}) running {what}; {then}", file=sys.stderr)
+        log.warning("shoal: worker process %s died (%s) running %s; %s", pid, how, what, then)
         if requeue:
             self._one_command("LPUSH", self.queue, proc.frame)  # first in line
 
@@ -397,6 +407,13 @@ class Pool(threading.Thread):
             self._abandoned[run_id] = time.monotonic() + grace_s
             self._cond.notify_all()
 
+    def settle_output(self) -> None:
+        """Returns once what every process had printed so far is forwarded."""
+        with self._cond:
+            outputs = [p.output for p in self._procs if p.output is not None]
+        for out in outputs:
+            out.settle()
+
     def _kill_abandoned(self) -> None:
         now = time.monotonic()
         with self._cond:
@@ -407,10 +424,12 @@ class Pool(threading.Thread):
                 running = p.running() if p.alive and p.busy else None
                 if running is not None and running[0] in due:
                     p.stopped = True
-                    print(
-                        f"shoal: worker process {p.popen.pid} stopped: its run {running[0]} "
-                        f"gave up while it still ran task {running[1]}",
-                        file=sys.stderr,
+                    log.warning(
+                        "shoal: worker process %s stopped: its run %s gave up while it still "
+                        "ran task %s",
+                        p.popen.pid,
+                        running[0],
+                        running[1],
                     )
                     with contextlib.suppress(OSError):
                         p.popen.kill()
@@ -459,3 +478,79 @@ def _how_it_died(returncode: int, memory_mb: int | None) -> str:
     else:
         how = f"exit code {returncode}"
     return how + (f" under memory_mb={memory_mb}" if memory_mb else "")
+
+
+class _Output:
+    """Forwards a process's stdout and stderr, a line at a time, to this process's
+    ``sys.stdout`` / ``sys.stderr`` as they are then (a progress bar on screen redirects them
+    and prints each line above itself). Lines were prefixed with their task in the process
+    (:mod:`shoal.runtime.output`). :meth:`settle` waits until what the process had written is
+    forwarded: a run's output shows before its result."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None and popen.stderr is not None
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(popen.stdout, selectors.EVENT_READ, "stdout")
+        self._sel.register(popen.stderr, selectors.EVENT_READ, "stderr")
+        self._wake_r, self._wake_w = os.pipe()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._partial = {"stdout": b"", "stderr": b""}
+        self._cond = threading.Condition()
+        self._caught_up = 0  # times it found nothing left to read
+        self._closed = False
+        threading.Thread(target=self._serve, name="shoal-pool-output", daemon=True).start()
+
+    def settle(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            seen = self._caught_up
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+            self._cond.wait_for(lambda: self._closed or self._caught_up > seen, timeout)
+
+    def _serve(self) -> None:
+        try:
+            while len(self._sel.get_map()) > 1:  # the wake pipe and a stream still open
+                ready = self._sel.select()
+                woken = any(key.data is None for key, _ in ready)
+                for key, _ in ready:
+                    if key.data is None:
+                        os.read(self._wake_r, 512)
+                    else:
+                        self._read(key)
+                if woken:  # asked to settle: read what is there now, until nothing is
+                    while more := [k for k, _ in self._sel.select(0) if k.data is not None]:
+                        for key in more:
+                            self._read(key)
+                    with self._cond:
+                        self._caught_up += 1
+                        self._cond.notify_all()
+        finally:
+            self._sel.close()
+            os.close(self._wake_r)
+            with self._cond:
+                self._closed = True
+                os.close(self._wake_w)
+                self._cond.notify_all()
+
+    def _read(self, key: selectors.SelectorKey) -> None:
+        stream = key.data
+        data = os.read(key.fd, 65536)
+        if not data:  # the process has exited
+            self._sel.unregister(key.fileobj)
+            key.fileobj.close()  # type: ignore[union-attr]
+            rest, self._partial[stream] = self._partial[stream], b""
+            if rest:
+                _write(stream, rest + b"\n")
+            return
+        lines, _, self._partial[stream] = (self._partial[stream] + data).rpartition(b"\n")
+        if lines:
+            _write(stream, lines + b"\n")
+
+
+def _write(stream: str, data: bytes) -> None:
+    out = getattr(sys, stream)
+    with contextlib.suppress(Exception):  # a closed console must not stop the pool
+        out.write(data.decode("utf-8", "replace"))
+        out.flush()

@@ -75,6 +75,8 @@ async def wait(
                 if on_event is not None:
                     on_event(fields)
                 kind = fields.get("type")
+                if kind in events.TERMINAL:
+                    await _settle_output(backend)
                 if kind == events.RunCompleted.type:
                     return await _collect(sub, storage)
                 if kind == events.TaskFailed.type:
@@ -105,6 +107,14 @@ async def wait(
         if not closing:
             with contextlib.suppress(StorageError):  # a gone server keeps nothing to clean
                 await storage.cleanup(sub.run_id, sub.extra_keys)
+
+
+async def _settle_output(backend: Backend) -> None:
+    """Lets what the run's workers printed reach the screen before its result or error. Only a
+    backend that forwards its workers' output has this (LocalProcesses)."""
+    settle = getattr(backend, "settle_output", None)
+    if settle is not None:
+        await settle()
 
 
 def _gave_up(e: BaseException) -> str | None:

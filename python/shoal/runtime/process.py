@@ -7,8 +7,9 @@ each (``ACK_DONE``, see :mod:`shoal.backends.frames`), so the manager knows it i
 ``ACK_PARKED`` / ``ACK_RUNNING`` say that it is parked on its inbox with nothing to run, or
 running again; it writes each task it starts into its task slot (``--task-fd``: if the process
 dies, that task crashed).
-It exits when the command pipe closes. User code may print freely: stdout and stderr are the
-terminal's, the protocol has its own pipes.
+It exits when the command pipe closes. User code may print freely: stdout and stderr are pipes
+to the pool, which prints each line in the client, prefixed with the task that wrote it
+(:mod:`.output`); the protocol has its own pipes.
 
 The process keeps a warm state across invocations (function cache, one Redis connection pool,
 the clock offset to the server) and stamps events on the server's clock.
@@ -37,6 +38,7 @@ from ..backends.frames import (
 from ..backends.local import QueueInvoker
 from ..config import Settings
 from ..storage.redis import RedisStorage
+from . import output
 from .reports import StartInfo
 from .worker import Runner, WorkerCaches, run_in_thread, run_worker
 
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spawned-at", type=float, default=time.time())
     args = parser.parse_args(argv)
     lifetime.die_with_parent()  # the pool's client may be killed outright
+    output.prefix_output()
     refusal = _limit_memory(args.memory_mb) if args.memory_mb else None
     asyncio.run(_serve(args, run_in_thread if refusal is None else _refusing(refusal)))
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import random
-import sys
 import time
 import traceback
 from collections import deque
@@ -40,7 +40,7 @@ from ..storage import keys
 from ..storage.base import ErrorRecord, Fetched, Storage
 from ..storage.state import refused
 from . import context as worker_context
-from . import failures
+from . import failures, output
 from .elements import MapView, items_of, view
 from .inputs import TaskInputs, WorkerCaches, fetch_inputs
 from .invocation import Invocation
@@ -70,6 +70,8 @@ from .resources import resources_for, worker_resources
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
+
+log = logging.getLogger("shoal.worker")
 
 __all__ = ["Runner", "WorkerCaches", "run_in_thread", "run_inline", "run_worker"]
 
@@ -118,7 +120,7 @@ async def run_worker(
         except PayloadError as e:
             # Refused before anything was unpickled. Tell the run, if it can be named.
             run_id = Invocation.peek_run_id(invocation) or ""
-            print(f"shoal worker {worker_name}: invocation refused: {e}", file=sys.stderr)
+            log.error("shoal worker %s: invocation refused: %s", worker_name, e)
             raise
         run_id = inv.run_id
         worker_name = worker_label(base_name, inv.worker)
@@ -136,7 +138,7 @@ async def run_worker(
         machine = getattr(shell, "machine", None)
         if machine is not None:
             trace += "\n" + machine.format_log()
-            print(f"shoal worker {worker_name} failed:\n{trace}", file=sys.stderr)
+            log.error("shoal worker %s failed:\n%s", worker_name, trace)
         record = ErrorRecord(
             task=-1,  # not tied to one task: the worker itself could not go on
             name="<worker>",
@@ -373,6 +375,7 @@ class _Shell:
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
         inside = worker_context.CURRENT.set(self._context())  # a task's own compute() runs here too
+        output.running = g.name(task)  # what its printed lines start with
         try:
             value = await asyncio.wait_for(self.runner(lambda: func(*args, **kwargs)), timeout_s)
         except TimeoutError:
@@ -394,6 +397,7 @@ class _Shell:
             return Failed(task, failures.raised(e, self.caches.now(), mb, where))
         finally:
             worker_context.CURRENT.reset(inside)
+            output.running = None
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
 

@@ -16,6 +16,7 @@ $(BIN)/python:
 install: $(BIN)/python  ## create .venv, install shoal (release build of the Rust core) with dev deps
 	$(BIN)/pip install -q "maturin>=1.7,<2"
 	$(BIN)/pip install -q -e ".[dev]"  # maturin builds the Rust extension (release profile)
+	touch $(VENV)/.installed
 
 build:  ## rebuild the Rust extension in place (release)
 	$(BIN)/maturin develop --release -q
@@ -33,14 +34,20 @@ lint:  ## ruff, mypy, clippy -D warnings, rustfmt --check, .pyi check
 
 test: test-rust test-python  ## cargo tests + the whole pytest suite, slow tests included (CI)
 
-test-fast:  ## pytest without the slow tests (what plain `pytest` runs)
+# A fresh clone's `make test` installs first; later runs reuse the venv (after a change to the
+# Rust core, `make build` rebuilds the extension).
+$(VENV)/.installed: pyproject.toml Cargo.toml
+	$(MAKE) install
+	touch $@
+
+test-fast: $(VENV)/.installed  ## pytest without the slow tests (what plain `pytest` runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-rust:
 	cargo test --workspace -q
 
 # pyproject's addopts deselect slow tests; this later -m selects them again.
-test-python:
+test-python: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 # The wheel a user would install (abi3: one build for every Python >= 3.11), and the sdist.

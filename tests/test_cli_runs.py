@@ -84,3 +84,60 @@ def test_a_script_against_an_unreachable_server_fails_clearly(tmp_path: Path) ->
     assert out.returncode != 0
     assert "cannot reach the Redis server at redis://:***@127.0.0.1:1/0" in out.stderr
     assert "hunter2" not in out.stderr + out.stdout
+
+
+MAP_SCRIPT = """
+import shoal
+
+@shoal.task
+def numbers(n):
+    return list(range(n))
+
+@shoal.task
+def square(x):
+    return x * x
+
+@shoal.task
+def total(xs):
+    return sum(xs)
+
+print("result", total(shoal.map(square, numbers(6))).compute())
+"""
+
+
+def test_show_and_runs_count_map_elements_and_fit_80_columns(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A map's elements count as tasks, each element row is its name (``square[3]``), every row
+    says how its worker started (cold, warm, or chained: no start of its own), and no line of
+    either table is wider than an 80-column terminal."""
+    import os
+
+    script = tmp_path / "mapjob.py"
+    script.write_text(MAP_SCRIPT)
+    out = shoal_cli("run", "--redis", redis_url, "--workers", "2", str(script))
+    assert out.returncode == 0, out.stderr
+    assert "result 55" in out.stdout
+    narrow = {**os.environ, "COLUMNS": "80"}
+    listed = subprocess.run(
+        [*SHOAL, "runs", "--redis", redis_url, "--limit", "50"],
+        capture_output=True, text=True, timeout=120, env=narrow,
+    )  # fmt: skip
+    line = next(ln for ln in listed.stdout.splitlines() if " total " in ln and " 9 " in ln)
+    run_id = line.split()[-1]  # 3 tasks + 6 elements
+    assert max(len(ln) for ln in listed.stdout.splitlines()) <= 80
+    shown = subprocess.run(
+        [*SHOAL, "show", run_id, "--redis", redis_url],
+        capture_output=True, text=True, timeout=120, env=narrow,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert f"run {run_id}: completed, 9 tasks" in lines[0]
+    assert max(len(ln) for ln in lines) <= 80, "\n".join(lines)
+    rows = [ln.split() for ln in lines if ln.strip().startswith(("square[", "numbers", "total"))]
+    assert sorted(r[0] for r in rows if r[0].startswith("square[")) == [
+        f"square[{i}]" for i in range(6)
+    ]
+    assert len(rows) == 8  # numbers, six elements, total (the gathered map has no row)
+    assert all(r[-1] in ("cold", "warm", "chained") for r in rows), rows
+    assert rows[0][-1] == "cold"  # the first task of the run started its worker

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -119,7 +120,12 @@ def runs(redis_url: str | None, limit: int) -> None:
             found.append((rid, submitted, _decoded(await storage.events_range(rid))))
         return found
 
-    table = Table("submitted", "tasks", "outputs", "state", "duration")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("submitted", no_wrap=True)
+    table.add_column("tasks", justify="right", no_wrap=True)
+    table.add_column("outputs", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("state", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("run", no_wrap=True, min_width=16)  # ids must stay whole: they are input
     for rid, submitted, evs in _with_storage(url, work):
         info = _summary(evs)
@@ -149,27 +155,55 @@ def show(run_id: str, redis_url: str | None) -> None:
         raise click.ClickException(f"no events for run {run_id!r} (unknown, or expired)")
     info = _summary(evs)
     out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
-    t0 = evs[0].at
-    kinds = {e.task: e.start_kind for e in evs if isinstance(e, events.TaskStarted)}
-    table = Table("task", "name", "worker", "start", "run (ms)", "in (B)", "out (B)", "start kind")
-    for ev in evs:
-        if not isinstance(ev, events.TaskCompleted) or ev.start is None or ev.end is None:
-            continue  # a gathered map: its elements have the timings
-        table.add_row(
-            str(ev.task),
-            ev.name,
-            ev.worker,
-            f"+{ev.start - t0:.3f} s",
-            f"{(ev.end - ev.start) * 1000:.2f}",
-            str(ev.input_bytes),
-            str(ev.output_bytes),
-            kinds.get(ev.task) or "",
-        )
-    out.print(table)
+    out.print(_tasks_table(evs))
     for ev in evs:
         if isinstance(ev, events.TaskFailed):
             out.print(f"[red]failed:[/] {ev.name}: {ev.exc_type}: {ev.message}")
             out.print(ev.traceback)
+
+
+def _tasks_table(evs: list[events.Event]) -> Table:
+    """One row per task run, readable at 80 columns: map elements by their name alone
+    (``parse[3]``), others with their id; workers without the host when there is one host;
+    how the worker started for it: ``cold``, ``warm``, or ``chained`` (the worker went on to
+    it from an earlier task of the same invocation, with no start of its own)."""
+    t0 = evs[0].at
+    started = [e for e in evs if isinstance(e, events.TaskStarted)]
+    hosts = {e.worker.partition(":")[0] for e in started}
+    kind_of: dict[tuple[int, int], str] = {}  # (task, attempt) -> how its worker started
+    current: dict[str, str] = {}  # worker -> the start kind of its current invocation
+    for e in started:
+        if e.start_kind:
+            current[e.worker] = e.start_kind
+        kind_of[(e.task, e.attempt)] = e.start_kind or ("chained" if e.worker in current else "")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", overflow="fold")
+    table.add_column("worker", overflow="fold")
+    for title in ("start s", "run ms", "in", "out"):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("start", no_wrap=True)
+    for ev in evs:
+        if not isinstance(ev, events.TaskCompleted) or ev.start is None or ev.end is None:
+            continue  # a gathered map: its elements have the timings
+        element = ev.name.endswith("]") and "[" in ev.name
+        worker = ev.worker.partition(":")[2] if len(hosts) == 1 else ev.worker
+        table.add_row(
+            ev.name if element else f"{ev.name} #{ev.task}",
+            worker,
+            f"+{ev.start - t0:.3f}",
+            f"{(ev.end - ev.start) * 1000:.2f}",
+            _size(ev.input_bytes),
+            _size(ev.output_bytes),
+            kind_of.get((ev.task, ev.attempt), ""),
+        )
+    return table
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _decoded(entries: list[tuple[str, dict[str, str]]]) -> list[events.Event]:
@@ -194,8 +228,10 @@ def _summary(evs: list[events.Event]) -> dict[str, str]:
         # The run's makespan: RUN_SUBMITTED to its end, on the server's clock.
         duration = f"{end.at - first.at:.3f} s"
     submitted = first if isinstance(first, events.RunSubmitted) else None
+    # Map elements are tasks too: known once each map chain's root has run.
+    elements = sum(e.elements for e in evs if isinstance(e, events.MapExpanded))
     return {
-        "tasks": "?" if submitted is None else str(submitted.tasks),
+        "tasks": "?" if submitted is None else str(submitted.tasks + elements),
         "names": "" if submitted is None else submitted.names,
         "state": state,
         "duration": duration,

@@ -26,6 +26,7 @@ from .errors import (
     UsageError,
 )
 from .maps import MapNode, map
+from .persist import Persisted
 from .task import Node, TaskFunction, TaskOptions, task
 
 if _TYPE_CHECKING:
@@ -60,6 +61,7 @@ __all__ = [
     "MapNode",
     "Node",
     "PayloadError",
+    "Persisted",
     "Run",
     "RunCancelled",
     "RunTimeout",

@@ -34,8 +34,9 @@ from .client.submit import Submitted, submit
 from .client.wait import run_to_end
 from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, StorageError, UsageError
 from .graph import FrozenGraph, freeze
+from .persist import DEFAULT_TTL_S, Persisted, persist
 from .planning.plan import Plan
 from .progress import RunProgress
 from .run import Run, check_timeout
@@ -241,6 +242,17 @@ class Session:
                     await asyncio.wait_for(asyncio.shield(unwound), CANCEL_GRACE_S)
                 raise
             return tuple(values)
+
+    def persist(
+        self, node: Node[T], *, ttl_s: float = DEFAULT_TTL_S, timeout: float | None = None
+    ) -> Persisted[T]:
+        """Computes ``node`` and keeps its value on the server for later graphs (see
+        :mod:`shoal.persist`): pass the returned node to tasks; ``release()`` it when done, or
+        it goes after ``ttl_s`` seconds (a day)."""
+        ok = isinstance(ttl_s, int | float) and not isinstance(ttl_s, bool) and ttl_s > 0
+        if not ok:
+            raise UsageError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        return persist(self, node, float(ttl_s), timeout)
 
     def submit(self, *nodes: Node[Any], plan: Plan | Mapping[int, int] | None = None) -> Run:
         """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""

@@ -516,3 +516,15 @@ def test_lists_of_maps_that_did_not_expand_are_absent(store: Storage) -> None:
         assert (await store.fetch("r1", [], lists={10: E0})).lists == {}
 
     run(go(), store)
+
+
+def test_kept_values_until_released(store: Storage) -> None:
+    async def go() -> None:
+        assert await store.kept_value("v1") is None
+        await store.keep_value("v1", b"blob", 60)
+        assert await store.kept_value("v1") == b"blob"
+        assert await store.release_value("v1") is True
+        assert await store.kept_value("v1") is None
+        assert await store.release_value("v1") is False
+
+    run(go(), store)

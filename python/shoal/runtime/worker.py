@@ -34,6 +34,7 @@ from .. import _core
 from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError
+from ..persist import READS_KEPT_VALUE
 from ..serialize import dumps_value, error_place, loads_leaf, loads_value, value_place
 from ..signing import context, seal, unseal
 from ..storage import keys
@@ -372,6 +373,8 @@ class _Shell:
         except ModuleNotFoundError as e:  # an argument is an object of a module not here
             missing = failures.missing_module(g.name(task), e, self.caches.now())
             return Failed(task, missing, retryable=False)
+        if getattr(func, READS_KEPT_VALUE, False):  # a persisted value: read here, not by it
+            args = (*args, await self.storage.kept_value(args[0]))
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
         inside = worker_context.CURRENT.set(self._context())  # a task's own compute() runs here too

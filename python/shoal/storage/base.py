@@ -279,6 +279,17 @@ class Storage(Protocol):
     async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
         """Deletes every key of the run except its event stream, which gets its TTL."""
 
+    # -- persisted values (Session.persist) ---------------------------------------------------
+
+    async def keep_value(self, value_id: str, blob: bytes, ttl_s: float) -> None:
+        """Stores a value for later runs, for ``ttl_s`` seconds."""
+
+    async def kept_value(self, value_id: str) -> bytes | None:
+        """A kept value, or None once released or expired."""
+
+    async def release_value(self, value_id: str) -> bool:
+        """Drops a kept value; False if it was gone already."""
+
     async def run_keys(self, run_id: str) -> list[str]:
         """Keys of the run that exist now (for tests: what is left after cleanup)."""
 

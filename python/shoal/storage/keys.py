@@ -31,6 +31,12 @@ def function(fn_hash: bytes) -> str:
     return f"{PREFIX}:fn:{key_id()}:{fn_hash.hex()}"
 
 
+def persisted(value_id: str) -> str:
+    """String: a value kept by ``Session.persist`` for later runs (no hash tag: it outlives
+    its run), until released or its TTL runs out."""
+    return f"{PREFIX}:persisted:{value_id}"
+
+
 def run(run_id: str, part: str) -> str:
     return f"{PREFIX}:{{{run_id}}}:{part}"
 

@@ -307,6 +307,19 @@ class MemoryStorage:
         state = self._state(run_id)
         return {} if state is None else {t: r.to_blob() for t, r in state.errors.items()}
 
+    async def keep_value(self, value_id: str, blob: bytes, ttl_s: float) -> None:
+        self._data[keys.persisted(value_id)] = blob
+        self._expire(keys.persisted(value_id), ttl_s)
+
+    async def kept_value(self, value_id: str) -> bytes | None:
+        blob: bytes | None = self._get(keys.persisted(value_id))
+        return blob
+
+    async def release_value(self, value_id: str) -> bool:
+        found = self._get(keys.persisted(value_id)) is not None
+        self._data.pop(keys.persisted(value_id), None)
+        return found
+
     async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
         run: _Run | None = self._get(keys.meta(run_id))
         deleted = {*keys.fixed_run_keys(run_id), *extra_keys}

@@ -340,6 +340,16 @@ class RedisStorage:
         raw = await self._r.hgetall(keys.errors(run_id))
         return {int(k): v for k, v in raw.items()}
 
+    async def keep_value(self, value_id: str, blob: bytes, ttl_s: float) -> None:
+        await self._r.set(keys.persisted(value_id), blob, px=max(1, int(ttl_s * 1000)))
+
+    async def kept_value(self, value_id: str) -> bytes | None:
+        blob: bytes | None = await self._r.get(keys.persisted(value_id))
+        return blob
+
+    async def release_value(self, value_id: str) -> bool:
+        return bool(await self._r.delete(keys.persisted(value_id)))
+
     async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
         events_ttl = await self._r.hget(keys.meta(run_id), "events_ttl")
         p = self._r.pipeline(transaction=False)

@@ -50,11 +50,14 @@ test-rust:
 test-python: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-# The wheel a user would install (abi3: one build for every Python >= 3.11), and the sdist.
-wheel: $(BIN)/python  ## build the release wheel and the sdist into dist/
-	$(BIN)/pip install -q "maturin>=1.7,<2"
+# The wheel a user would install (abi3: one build for every Python >= 3.11), and the sdist. Zig
+# (the ziglang package) links it against glibc 2.17, so it is a real manylinux2014 wheel, not
+# one tied to this machine's glibc; maturin finds zig as `python3 -m ziglang` on PATH.
+wheel: $(BIN)/python  ## build the release wheel (manylinux2014, x86_64) and the sdist into dist/
+	$(BIN)/pip install -q "maturin>=1.7,<2" "ziglang>=0.13"
 	rm -rf dist
-	$(BIN)/maturin build --release --sdist -q -o dist
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/maturin build --release --zig \
+	  --compatibility manylinux2014 --sdist -q -o dist
 
 # Each other Python gets a fresh venv with the built wheel (not the source tree) and runs the
 # whole suite against it. PYTHONS names the interpreters; a missing one fails under CI=true.

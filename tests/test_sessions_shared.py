@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,27 @@ def test_the_progress_line_names_a_task_that_runs_long() -> None:
     assert p.line().startswith("run x · running slow for 42 s")
     p({"type": "TASK_FAILED", "task": "2"})
     assert p.line() == "run x"
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_in_jupyter_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off when stderr is not a terminal (a pipe, a log), unless rich sees a notebook, where it
+    draws the bar as a widget."""
+    from types import SimpleNamespace
+
+    def console(jupyter: bool) -> object:
+        return lambda: SimpleNamespace(is_jupyter=jupyter)
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr("rich.get_console", console(False))
+    assert RunProgress(3, "x").enabled is False
+    monkeypatch.setattr("rich.get_console", console(True))
+    assert RunProgress(3, "x").enabled is True
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr("rich.get_console", console(False))
+    assert RunProgress(3, "x").enabled is True
+    assert RunProgress(3, "x", enabled=False).enabled is False
 
 
 @shoal.task

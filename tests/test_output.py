@@ -86,3 +86,17 @@ def test_shoal_diagnostics_go_through_its_logger(
     died = [r for r in caplog.records if r.name == "shoal.pool" and "died" in r.getMessage()]
     assert died and "exit code 3" in died[0].getMessage()
     assert_no_leaks(redis_url)
+
+
+@shoal.task
+def writes_bytes() -> int:
+    sys.stdout.buffer.write(b"raw bytes\n")
+    sys.stdout.buffer.flush()
+    return 1
+
+
+def test_binary_writes_still_work_unprefixed(
+    session: shoal.Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert session.compute(writes_bytes(), timeout=60) == (1,)
+    assert "raw bytes" in capsys.readouterr().out.splitlines()

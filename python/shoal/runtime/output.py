@@ -68,6 +68,14 @@ class Prefixed(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return self._out.encoding
 
+    @property
+    def buffer(self) -> object:
+        """The binary stream under it: bytes written there go unprefixed."""
+        return self._out.buffer
+
+    def __getattr__(self, name: str) -> object:  # errors, reconfigure, ...: the real stream's
+        return getattr(self._out, name)
+
 
 def prefix_output() -> None:
     """Makes this process's ``print()`` output, and its logging, carry the task prefix."""

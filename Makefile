@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install build demo lint test test-fast test-rust test-python test-versions wheel bench clean
+.PHONY: help install build demo lint test test-fast test-rust test-python test-versions wheel sizes-baseline bench bench-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,10 +72,24 @@ test-versions: wheel  ## the built wheel in a fresh venv per Python in PYTHONS, 
 	  .venv-$$v/bin/pytest -p no:cacheprovider -m "slow or not slow" $(PYTEST_ARGS) || exit 1; \
 	done
 
-bench: install  ## benchmarks against Dask (installs the bench extra), JSON kept in bench-results/
+sizes-baseline: $(VENV)/.installed  ## record the encoded sizes of the standard graphs (tests/encoded_sizes.json)
+	SHOAL_UPDATE_SIZES=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_encoded_sizes.py -rs
+
+# Each run is saved by commit (pytest-benchmark's storage: bench-results/history/<machine>/
+# NNNN_<commit>_<date>.json, with machine and commit info and each bench's extra_info).
+bench: install  ## benchmarks against Dask (installs the bench extra), each run saved by commit
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	mkdir -p bench-results
-	$(BIN)/pytest benches -q -s --benchmark-json=bench-results/latest.json
+	$(BIN)/pytest benches -q -s --benchmark-autosave \
+	  --benchmark-storage=file://bench-results/history --benchmark-json=bench-results/latest.json
+
+bench-compare:  ## the last two saved bench runs side by side (make bench saves one)
+	@runs=$$(ls -t bench-results/history/*/*.json 2>/dev/null | head -2 | tac); \
+	if [ "$$(echo "$$runs" | grep -c json)" -lt 2 ]; then \
+	  echo "bench-compare needs two saved runs in bench-results/history: run make bench" >&2; \
+	  exit 1; fi; \
+	$(BIN)/pytest-benchmark compare $$runs --group-by=fullname --sort=name \
+	  --columns=median,min,max,rounds
 
 clean:
 	rm -rf target dist .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -51,6 +51,28 @@ def test_large_values_are_compressed() -> None:
     assert loads_value(seal(encoded, W), W) == v
 
 
+def test_incompressible_large_values_are_not_compressed() -> None:
+    """Random floats (8 MB) would shrink by ~6 %: not worth zstd's time, so they go as they
+    are; a large value that compresses well, and one compressible only past its sampled
+    slices' worth, are compressed."""
+    import numpy as np
+
+    noise = np.random.default_rng(7).random(1_000_000)
+    encoded = unseal(dumps_value(noise, W), "a value", W)
+    assert not encoded[0] & 0x80
+    assert np.array_equal(loads_value(seal(encoded, W), W), noise)
+    steps = np.arange(1_000_000)
+    encoded = unseal(dumps_value(steps, W), "a value", W)
+    assert encoded[0] & 0x80 and len(encoded) < steps.nbytes / 4
+    assert np.array_equal(loads_value(seal(encoded, W), W), steps)
+
+
+@given(st.binary(min_size=1024, max_size=200_000), st.integers(0, 3))
+def test_any_large_body_round_trips_compressed_or_not(data: bytes, repeat: int) -> None:
+    value = data * (repeat + 1)
+    assert loads_value(dumps_value(value, W), W) == value
+
+
 @pytest.mark.parametrize(
     "data", [b"", b"\x07abc", b"\x01\xc1", b"\x82garbage", b"\x02not a pickle"]
 )

@@ -26,6 +26,7 @@ from ..serialize import loads_function, loads_leaf, loads_value, value_place
 from ..signing import const_place, unseal
 from ..storage.base import Event, Fetched, Storage
 from .elements import MapView
+from .inline import InlinePolicy, LeaseGuard
 from .reports import FetchStats
 
 Graph = _core.Graph | MapView
@@ -41,6 +42,10 @@ class WorkerCaches:
     clock_offset: float = 0.0
     #: A timed-out task's thread may still run: the process should exit after this invocation.
     tainted: bool = False
+    #: Which functions run inline, without a thread hop (see :mod:`.inline`).
+    inline: InlinePolicy = field(default_factory=InlinePolicy)
+    #: Renews leases while an inline call blocks the loop; started on the first inline call.
+    guard: LeaseGuard | None = None
 
     def now(self) -> float:
         return time.time() + self.clock_offset

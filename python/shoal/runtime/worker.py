@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -43,6 +44,7 @@ from ..storage.state import refused
 from . import context as worker_context
 from . import failures, output
 from .elements import MapView, items_of, view
+from .inline import LeaseGuard
 from .inputs import TaskInputs, WorkerCaches, fetch_inputs
 from .invocation import Invocation
 from .machine import (
@@ -73,6 +75,15 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
 
 log = logging.getLogger("shoal.worker")
+
+
+class _NeedsThread(Exception):
+    """The inline call found it needs a thread of its own (it runs an event loop itself)."""
+
+
+class _TimedOut(Exception):
+    """The task ran past its ``timeout_s`` (not a TimeoutError the function raised)."""
+
 
 __all__ = ["Runner", "WorkerCaches", "run_in_thread", "run_inline", "run_worker"]
 
@@ -180,6 +191,7 @@ class _Shell:
         self.start_info = StartInfo()
         self.on_park: Callable[[bool], None] | None = None
         self._inner: worker_context.WorkerContext | None = None  # what a task's own compute() uses
+        self._inner_inline: worker_context.WorkerContext | None = None  # the same, inline
         self.on_task: Callable[[str, int], None] | None = None
         #: The task between its start and its completion (its lease is renewed).
         self.running: int | None = None
@@ -377,11 +389,9 @@ class _Shell:
             args = (*args, await self.storage.kept_value(args[0]))
         timeout_s = g.options(task).timeout_s
         start = self.caches.now()
-        inside = worker_context.CURRENT.set(self._context())  # a task's own compute() runs here too
-        output.running = g.name(task)  # what its printed lines start with
         try:
-            value = await asyncio.wait_for(self.runner(lambda: func(*args, **kwargs)), timeout_s)
-        except TimeoutError:
+            value = await self._call(g.name(task), func, args, kwargs, timeout_s)
+        except _TimedOut:
             # The thread cannot be stopped: the process is marked so that its host retires it.
             self.caches.tainted = True
             message = f"task '{g.name(task)}' ran longer than its timeout_s={timeout_s:g}"
@@ -398,13 +408,72 @@ class _Shell:
             mb = self.start_info.memory_mb
             where = error_place(self.run_id, task)
             return Failed(task, failures.raised(e, self.caches.now(), mb, where))
-        finally:
-            worker_context.CURRENT.reset(inside)
-            output.running = None
         end = self.caches.now()
         return await self._executed(ins, Executed(task, value, got.fetched), start, end, got)
 
-    def _context(self) -> worker_context.WorkerContext:
+    async def _call(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout_s: float | None,
+    ) -> Any:
+        """Calls a task's function: in a thread (the runner's), or inline on the loop when it
+        has been fast (see :mod:`.inline`); raises what it raised, or :class:`_TimedOut`."""
+        fn = id(func)
+        threaded = self.runner is run_in_thread and timeout_s is None
+        inline = threaded and self.caches.inline.inline(fn)
+        inside = worker_context.CURRENT.set(self._context(inline))  # a task's compute() too
+        output.running = name  # what its printed lines start with
+        took = [0.0]
+
+        def call() -> Any:
+            began = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                took[0] = time.perf_counter() - began
+
+        try:
+            if inline:
+                with contextlib.suppress(_NeedsThread):
+                    return self._inline(call, fn)
+                inline = False
+            if timeout_s is None:
+                return await self.runner(call)
+            running = asyncio.ensure_future(self.runner(call))
+            try:
+                return await asyncio.wait_for(asyncio.shield(running), timeout_s)
+            except TimeoutError:
+                if not running.done():
+                    raise _TimedOut() from None
+                return running.result()  # the function's own TimeoutError (or its value)
+        finally:
+            worker_context.CURRENT.reset(inside)
+            output.running = None
+            self.caches.inline.ran(fn, took[0], inline)
+
+    def _inline(self, call: Callable[[], Any], fn: int) -> Any:
+        """Runs a short task's function on the loop (see :mod:`.inline`), the lease guard
+        watching; one that needs a thread (it runs an event loop itself) gets one."""
+        guard = self.caches.guard
+        if guard is None:
+            guard = self.caches.guard = LeaseGuard()
+        every = max(0.05, self.storage.lease_ttl_s / 3)
+        guard.watch(lambda: self.storage.renew_blocking(self.run_id, self._held_leases()), every)
+        try:
+            return call()
+        except RuntimeError as e:
+            if "event loop" not in str(e) or "running" not in str(e):
+                raise
+            # asyncio.run() or run_until_complete() inside the task: refused before it ran.
+            self.caches.inline.refuse(fn)
+            raise _NeedsThread() from e
+        finally:
+            guard.clear()
+
+    def _context(self, inline: bool = False) -> worker_context.WorkerContext:
         if self._inner is None:
             self._inner = worker_context.WorkerContext(
                 storage=self.storage,
@@ -414,7 +483,10 @@ class _Shell:
                 inline=self.runner is run_inline,
                 on_park=self.on_park,
             )
-        return self._inner
+            self._inner_inline = dataclasses.replace(self._inner, inline=True)
+        chosen = self._inner_inline if inline else self._inner
+        assert chosen is not None
+        return chosen
 
     async def _executed(
         self, ins: Execute, event: Executed, start: float, end: float, got: TaskInputs

@@ -279,6 +279,10 @@ class Storage(Protocol):
     async def cleanup(self, run_id: str, extra_keys: Sequence[str]) -> None:
         """Deletes every key of the run except its event stream, which gets its TTL."""
 
+    def renew_blocking(self, run_id: str, members: Sequence[str]) -> None:
+        """``renew`` from another thread while the worker's loop is blocked in a task that runs
+        inline (``runtime/inline.py``): nothing else touches the store's state meanwhile."""
+
     # -- persisted values (Session.persist) ---------------------------------------------------
 
     async def keep_value(self, value_id: str, blob: bytes, ttl_s: float) -> None:

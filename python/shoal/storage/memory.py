@@ -243,6 +243,9 @@ class MemoryStorage:
                 return tasks
 
     async def renew(self, run_id: str, members: Sequence[str]) -> None:
+        self.renew_blocking(run_id, members)
+
+    def renew_blocking(self, run_id: str, members: Sequence[str]) -> None:
         state = self._state(run_id)
         if state is not None:
             state.renew(members, self.lease_ttl_s)

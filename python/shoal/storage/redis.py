@@ -74,6 +74,7 @@ class RedisStorage:
         self._handoff = self._r.register_script(scripts.HANDOFF)
         self._cancel = self._r.register_script(scripts.CANCEL)
         self._crashed = self._r.register_script(scripts.CRASHED)
+        self._sync_renew: Any = None  # for renew_blocking
 
     @property
     def client(self) -> aioredis.Redis:
@@ -257,6 +258,15 @@ class RedisStorage:
     async def renew(self, run_id: str, members: Sequence[str]) -> None:
         if members:
             await self._renew(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
+
+    def renew_blocking(self, run_id: str, members: Sequence[str]) -> None:
+        if not members:
+            return
+        if self._sync_renew is None:  # a connection of its own, made the first time
+            import redis
+
+            self._sync_renew = redis.Redis.from_url(self.url).register_script(scripts.RENEW)
+        self._sync_renew(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
 
     async def release(
         self, run_id: str, members: Sequence[str], event: Event | None = None

@@ -18,17 +18,22 @@ impl Graph {
             .collect()
     }
 
-    /// Marks `starts` and everything below them reachable through tasks accepted by `follow`.
-    fn mark_below(&self, starts: Vec<usize>, held: &mut [bool], follow: impl Fn(usize) -> bool) {
+    /// Adds `starts` and everything below them reachable through tasks accepted by `follow` to
+    /// `held` (positions). It visits only what it adds: a cut costs the subDAG, not the graph.
+    fn mark_below(
+        &self,
+        starts: Vec<usize>,
+        held: &mut HashSet<usize>,
+        follow: impl Fn(usize) -> bool,
+    ) {
         let n = self.len();
         let mut stack = starts;
         while let Some(p) = stack.pop() {
-            if held[p] {
+            if !held.insert(p) {
                 continue;
             }
-            held[p] = true;
             for &c in self.children_of(p) {
-                if c < n && !held[c] && follow(c) {
+                if c < n && !held.contains(&c) && follow(c) {
                     stack.push(c);
                 }
             }
@@ -37,18 +42,10 @@ impl Graph {
 
     /// The start tasks and all their descendants held by this graph, in graph order.
     pub fn closure(&self, starts: &[TaskId]) -> Result<Vec<TaskId>, GraphError> {
-        let mut held = vec![false; self.len()];
+        let mut held = HashSet::new();
         self.mark_below(self.positions(starts)?, &mut held, |_| true);
-        Ok(self.ids_where(&held))
-    }
-
-    fn ids_where(&self, held: &[bool]) -> Vec<TaskId> {
-        self.tasks()
-            .iter()
-            .zip(held)
-            .filter(|(_, &h)| h)
-            .map(|(t, _)| t.id)
-            .collect()
+        let tasks = self.tasks();
+        Ok(in_order(&held).into_iter().map(|p| tasks[p].id).collect())
     }
 
     /// The subDAG a worker needs: see the module docs.
@@ -59,7 +56,7 @@ impl Graph {
     ) -> Result<Graph, GraphError> {
         let tasks = self.tasks();
         let flexible = |p: usize| tasks[p].worker.is_none();
-        let mut held = vec![false; self.len()];
+        let mut held = HashSet::new();
         let start_pos = self.positions(starts)?;
         match worker {
             None => {
@@ -72,9 +69,7 @@ impl Graph {
                 let mine: Vec<usize> = (0..self.len())
                     .filter(|&p| tasks[p].worker == Some(w))
                     .collect();
-                for &p in &mine {
-                    held[p] = true;
-                }
+                held.extend(mine.iter().copied());
                 let n = self.len();
                 let below: Vec<usize> = mine
                     .iter()
@@ -89,11 +84,11 @@ impl Graph {
         loop {
             let mut roots = Vec::new();
             for m in &self.data().maps {
-                if m.root == m.id || !self.position(m.id).is_some_and(|p| held[p]) {
+                if m.root == m.id || !self.position(m.id).is_some_and(|p| held.contains(&p)) {
                     continue;
                 }
                 // A root outside this graph (a hand-made subgraph) cannot be added.
-                if let Some(p) = self.position(m.root).filter(|&p| !held[p]) {
+                if let Some(p) = self.position(m.root).filter(|p| !held.contains(p)) {
                     roots.push(p);
                 }
             }
@@ -107,10 +102,7 @@ impl Graph {
 
     /// A subgraph holding exactly `ids` (plus stubs for their downstream tasks left out).
     pub fn subgraph(&self, ids: &[TaskId]) -> Result<Graph, GraphError> {
-        let mut held = vec![false; self.len()];
-        for p in self.positions(ids)? {
-            held[p] = true;
-        }
+        let held: HashSet<usize> = self.positions(ids)?.into_iter().collect();
         self.cut(&held)
     }
 
@@ -123,7 +115,7 @@ impl Graph {
         groups.into_iter().collect()
     }
 
-    fn cut(&self, held: &[bool]) -> Result<Graph, GraphError> {
+    fn cut(&self, held: &HashSet<usize>) -> Result<Graph, GraphError> {
         let src = self.data();
         let n = self.len();
         let mut fns = Remap::default();
@@ -132,8 +124,8 @@ impl Graph {
         let mut tasks = Vec::new();
         let mut stubs = Vec::new();
         let mut stubbed = HashSet::new();
-        for (p, t) in src.tasks.iter().enumerate().filter(|(p, _)| held[*p]) {
-            let mut t = t.clone();
+        for p in in_order(held) {
+            let mut t = src.tasks[p].clone();
             t.func = fns.get(t.func);
             t.opts = opts.get(t.opts);
             let mut remap_consts = |tpl: &mut crate::template::Template| {
@@ -148,7 +140,7 @@ impl Graph {
             t.kwargs.iter_mut().for_each(|(_, v)| remap_consts(v));
             tasks.push(t);
             for &c in self.children_of(p) {
-                if c < n && held[c] {
+                if c < n && held.contains(&c) {
                     continue;
                 }
                 let stub = if c < n {
@@ -188,7 +180,7 @@ impl Graph {
                 .outputs
                 .iter()
                 .copied()
-                .filter(|&o| self.position(o).is_some_and(|p| held[p]))
+                .filter(|&o| self.position(o).is_some_and(|p| held.contains(&p)))
                 .collect(),
             maps: Vec::new(),
             plan: Default::default(),
@@ -212,6 +204,13 @@ impl Graph {
         };
         Graph::new(data)
     }
+}
+
+/// Held positions in graph order (the order tasks keep in every cut).
+fn in_order(held: &HashSet<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = held.iter().copied().collect();
+    order.sort_unstable();
+    order
 }
 
 /// Old index -> new dense index, in order of first use.

@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install build demo lint test test-fast test-rust test-python test-versions wheel sizes-baseline bench bench-compare clean
+.PHONY: help install build demo lint test test-fast test-rust test-python test-versions wheel sizes-baseline bench bench-peers bench-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,15 @@ bench: install  ## benchmarks against Dask (installs the bench extra), each run 
 	mkdir -p bench-results
 	$(BIN)/pytest benches -q -s --benchmark-autosave \
 	  --benchmark-storage=file://bench-results/history --benchmark-json=bench-results/latest.json
+
+# Ray binds the host's interface address: the peer bench runs in a network namespace that has
+# only loopback (root; `ip netns`), so every engine binds 127.0.0.1.
+bench-peers: install  ## shoal vs Ray and Dask in one run, engines interleaved (in a loopback-only netns)
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	ip netns add shoal-bench 2>/dev/null || true
+	ip netns exec shoal-bench ip link set lo up
+	ip netns exec shoal-bench $(BIN)/pytest benches/test_peers.py -q -s -p no:cacheprovider \
+	  --benchmark-disable; rc=$$?; ip netns delete shoal-bench; exit $$rc
 
 bench-compare:  ## the last two saved bench runs side by side (make bench saves one)
 	@runs=$$(ls -t bench-results/history/*/*.json 2>/dev/null | head -2 | tac); \

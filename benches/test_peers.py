@@ -25,25 +25,10 @@ import pytest
 import shoal
 from shoal.backends.local import LocalProcesses
 
+from .test_runtime_vs_dask import add, leaf, scale, total  # the same task functions
+
 ROUNDS = 5
 SIZE = 1000
-
-
-def leaf(i: int) -> int:
-    return (i * 7919) % 1000
-
-
-def add(x: int, y: int) -> int:
-    return x + y
-
-
-def scale(x: int, k: int) -> int:
-    return x * k
-
-
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
 
 Make = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -10,42 +10,22 @@ and 500,000 leaves before the cut visited only what it keeps; 18, 25 and 30 µs 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-import shoal
 from shoal.config import Settings
 from shoal.graph import freeze
+
+from .test_graph_encoding import tree_reduction  # the same tree
 
 LEAVES = [1024, 50_000, 500_000]
 _per_leaf: dict[int, float] = {}
 
 
-@shoal.task
-def inc(x: int) -> int:
-    return x + 1
-
-
-@shoal.task
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-def tree(leaves: int) -> shoal.Node[Any]:
-    level = [inc(i) for i in range(leaves)]
-    while len(level) > 1:
-        nxt = [add(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
-
-
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("leaves", LEAVES)
 def test_leaf_cut_time_per_leaf(leaves: int) -> None:
-    graph = freeze([tree(leaves)], Settings()).graph
+    graph = freeze(tree_reduction(leaves), Settings()).graph
     roots = graph.roots()
     sample = roots[:: max(1, len(roots) // 200)][:200]
     began = time.perf_counter()

@@ -4,12 +4,17 @@ of any run may be left except event streams."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+import shoal
+from shoal.backends import LocalProcesses
+from shoal.config import Settings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -30,6 +35,24 @@ def scheduler(request: pytest.FixtureRequest) -> Iterator[str]:
         assert_no_leaks(request.getfixturevalue("redis_url"))
     else:
         yield str(request.param)
+
+
+@contextlib.contextmanager
+def session_for(
+    kind: str, redis_url: str, workers: int = 2, settings: Settings | None = None
+) -> Iterator[shoal.Session]:
+    """A session of one kind: ``sync`` or ``threads`` in-process, or ``processes`` (that many
+    worker processes on the test server; no key of any run may be left after it)."""
+    if kind != "processes":
+        with shoal.Session.for_scheduler(kind) as s:
+            yield s
+        return
+    backend = LocalProcesses(max_workers=workers)
+    with shoal.Session(
+        redis_url=redis_url, backend=backend, settings=settings, progress=False
+    ) as s:
+        yield s
+    assert_no_leaks(redis_url)
 
 
 def leaked_keys(url: str) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import assert_no_leaks
+from conftest import session_for
 from reference import evaluate
 from shoal.backends import LocalProcesses
 from shoal.storage import keys
@@ -59,14 +59,8 @@ def numbers(n: int) -> list[int]:
 
 @pytest.fixture(params=["threads", "processes"])
 def session(request: pytest.FixtureRequest, redis_url: str) -> Iterator[shoal.Session]:
-    if request.param == "threads":
-        with shoal.Session.for_scheduler("threads") as s:
-            yield s
-        return
-    backend = LocalProcesses(max_workers=2)
-    with shoal.Session(redis_url=redis_url, backend=backend, progress=False) as s:
+    with session_for(request.param, redis_url) as s:
         yield s
-    assert_no_leaks(redis_url)
 
 
 def test_as_completed_yields_each_value_as_its_task_finishes(

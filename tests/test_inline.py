@@ -16,8 +16,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import assert_no_leaks
-from shoal.backends import LocalProcesses
+from conftest import session_for
 from shoal.config import Settings
 from shoal.runtime.inline import FAST_TASK_S, INLINE_AFTER, InlinePolicy, LeaseGuard
 from shoal.storage import keys
@@ -53,14 +52,8 @@ def raises_timeout() -> int:
 @pytest.fixture
 def session(redis_url: str) -> Iterator[shoal.Session]:
     """One process: every task of the test runs in the same warm process, one at a time."""
-    with shoal.Session(
-        redis_url=redis_url,
-        backend=LocalProcesses(max_workers=1),
-        settings=SETTINGS,
-        progress=False,
-    ) as s:
+    with session_for("processes", redis_url, workers=1, settings=SETTINGS) as s:
         yield s
-    assert_no_leaks(redis_url)
 
 
 def test_the_policy_inlines_after_fast_runs_and_gives_up_on_a_slow_one() -> None:

@@ -10,8 +10,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import assert_no_leaks
-from shoal.backends import LocalProcesses
+from conftest import session_for
 
 
 @shoal.task
@@ -49,11 +48,8 @@ def lookup(key: str) -> int:
 
 @pytest.fixture
 def processes(redis_url: str) -> Iterator[shoal.Session]:
-    with shoal.Session(
-        redis_url=redis_url, backend=LocalProcesses(max_workers=1), progress=False
-    ) as s:
+    with session_for("processes", redis_url, workers=1) as s:
         yield s
-    assert_no_leaks(redis_url)
 
 
 def streams(url: str) -> set[str]:

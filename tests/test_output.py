@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import shoal
-from conftest import assert_no_leaks
+from conftest import assert_no_leaks, session_for
 from shoal.backends import LocalProcesses
 
 
@@ -32,11 +32,8 @@ def quiet(pid: int) -> int:
 
 @pytest.fixture
 def session(redis_url: str) -> Iterator[shoal.Session]:
-    with shoal.Session(
-        redis_url=redis_url, backend=LocalProcesses(max_workers=1), progress=False
-    ) as s:
+    with session_for("processes", redis_url, workers=1) as s:
         yield s
-    assert_no_leaks(redis_url)
 
 
 def test_worker_output_reaches_the_client_prefixed_before_the_result(

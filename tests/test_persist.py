@@ -10,8 +10,7 @@ import pytest
 import redis
 
 import shoal
-from conftest import assert_no_leaks
-from shoal.backends import LocalProcesses
+from conftest import session_for
 from shoal.storage import keys
 
 
@@ -30,14 +29,8 @@ def total(xs: list[int], extra: int = 0) -> int:
 
 @pytest.fixture(params=["sync", "threads", "processes"])
 def session(request: pytest.FixtureRequest, redis_url: str) -> Iterator[shoal.Session]:
-    if request.param != "processes":
-        with shoal.Session.for_scheduler(request.param) as s:
-            yield s
-        return
-    backend = LocalProcesses(max_workers=2)
-    with shoal.Session(redis_url=redis_url, backend=backend, progress=False) as s:
+    with session_for(request.param, redis_url) as s:
         yield s
-    assert_no_leaks(redis_url)
 
 
 def runs(marker: Path) -> int:

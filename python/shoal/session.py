@@ -180,21 +180,22 @@ class Session:
         if not nodes:
             return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
-
-        async def go() -> list[Any]:
-            await self._ensure_started(frozen)
-            return await run_to_end(
-                frozen,
-                self.storage,
-                self.backend,
-                self.settings,
-                timeout,
-                progress,
-                drain=not self._borrowed,
-            )
-
         with progress:
-            return tuple(self._run(go()))
+            return tuple(self._run(self._run_to_end(frozen, timeout, progress)))
+
+    async def _run_to_end(
+        self, frozen: FrozenGraph, timeout: float | None, progress: RunProgress
+    ) -> list[Any]:
+        await self._ensure_started(frozen)
+        return await run_to_end(
+            frozen,
+            self.storage,
+            self.backend,
+            self.settings,
+            timeout,
+            progress,
+            drain=not self._borrowed,  # a task's own run: the backend runs that very task
+        )
 
     async def compute_async(
         self, *nodes: Node[Any], plan: PlanLike = None, timeout: float | None = None
@@ -215,16 +216,7 @@ class Session:
 
         async def go() -> list[Any]:
             try:
-                await self._ensure_started(frozen)
-                return await run_to_end(
-                    frozen,
-                    self.storage,
-                    self.backend,
-                    self.settings,
-                    timeout,
-                    progress,
-                    drain=not self._borrowed,
-                )
+                return await self._run_to_end(frozen, timeout, progress)
             finally:
                 with contextlib.suppress(RuntimeError):  # the caller's loop has closed
                     caller.call_soon_threadsafe(tell_unwound)

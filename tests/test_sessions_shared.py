@@ -159,25 +159,31 @@ def test_frames_wait_on_the_server_not_in_the_pool_managers_memory(
     server: EmbeddedServer, tmp_path: Path
 ) -> None:
     """The manager takes only as many invocations as it has free slots, plus a few in hand
-    per slot (``prefetch``): the rest stay on the server's list."""
+    per slot (``prefetch``): the rest stay on the server's list. (One slot: a run's roots go
+    to one worker, so the 40 invocations are 40 runs.)"""
     fifo = str(tmp_path / "gate")
     os.mkfifo(fifo)
     backend = LocalProcesses(max_workers=1)
     with shoal.Session(redis_url=server.url, backend=backend, progress=False) as s:
-        first = gate(fifo)
-        rest = [add(i) for i in range(40)]
-        run = s.submit(first, *rest)
+        run = s.submit(gate(fifo))
         wait_for_progress(server.url, run.id, TASK_STARTED=1)  # the gate holds the one slot
+        rest = [s.submit(add(i)) for i in range(40)]
+        assert backend._pool is not None
+        pool = backend._pool
+        deadline = time.monotonic() + 30  # the manager tops up its hand as the frames arrive
+        while pool._placing < pool.prefetch and time.monotonic() < deadline:
+            time.sleep(0.01)
         r = redis.Redis.from_url(server.url)
         waiting = r.llen(keys.pool_queue(backend.pool_id))
         events_ttl, meta_ttl = r.ttl(keys.events(run.id)), r.ttl(keys.meta(run.id))
         r.close()
-        assert backend._pool is not None
-        assert waiting == 40 - backend._pool.prefetch  # in hand: those for the slot the gate holds
+        assert waiting == 40 - pool.prefetch  # in hand: those for the slot the gate holds
+        assert pool._placing == pool.prefetch
         # The stream outlives the other keys by its own TTL, even if no client cleans up.
         assert events_ttl >= meta_ttl + keys.EVENTS_TTL_S - 5
         Path(fifo).write_text("5")
-        assert run.result(timeout=60) == (5, *range(40))
+        assert run.result(timeout=60) == (5,)
+        assert [r.result(timeout=60) for r in rest] == [(i,) for i in range(40)]
 
 
 @shoal.task

@@ -32,6 +32,9 @@ class Capabilities:
     #: retries, the local pool's requeue). Then the watchdog gives a worker whose running lease
     #: expired one more lease lifetime for the platform's own redelivery before it recovers.
     redelivers: bool = False
+    #: How many workers the platform runs at once (a pool's slots), or None when it has no
+    #: known bound. Fan-outs and roots are split into shares by it (``runtime/shares.py``).
+    parallelism: int | None = None
 
 
 class Backend(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
 
 class InProcess:
     name = "inprocess"
-    capabilities = Capabilities(
-        max_payload=None, warm_reuse=True, workers_may_die=False, redelivers=False
-    )
 
     def __init__(self, threads: bool = False) -> None:
         from ..runtime.inputs import WorkerCaches
 
         self.threads = threads
+        # Inline, one task runs at a time: one worker does all the work with no hand-offs.
+        self.capabilities = Capabilities(
+            max_payload=None,
+            warm_reuse=True,
+            workers_may_die=False,
+            redelivers=False,
+            parallelism=(os.cpu_count() or 1) if threads else 1,
+        )
         self._caches = WorkerCaches()
         #: Running workers, by run id (a run that gives up cancels its own only).
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}

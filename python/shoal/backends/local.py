@@ -53,12 +53,14 @@ class QueueInvoker:
     with at-least-once delivery may do (``LocalProcesses(duplicate_deliveries=True)``)."""
 
     name = "local-queue"
-    capabilities = _CAPABILITIES
 
-    def __init__(self, client: Any, pool_id: str, copies: int = 1) -> None:
+    def __init__(
+        self, client: Any, pool_id: str, copies: int = 1, parallelism: int | None = None
+    ) -> None:
         self._r = client
         self.queue = keys.pool_queue(pool_id)
         self.copies = copies
+        self.capabilities = replace(_CAPABILITIES, parallelism=parallelism)
 
     async def start(self, storage: Storage, settings: Settings) -> None:
         return None
@@ -113,7 +115,9 @@ class LocalProcesses:
         #: Give a dead process's invocation back to the queue at once. Without it, recovery is
         #: left to the leases and the client's watchdog, as on a remote platform.
         self.requeue_dead = requeue_dead
-        self.capabilities = replace(_CAPABILITIES, redelivers=requeue_dead)
+        self.capabilities = replace(
+            _CAPABILITIES, redelivers=requeue_dead, parallelism=self.max_workers
+        )
         self.pool_id = uuid.uuid4().hex[:12]
         self._invoker: QueueInvoker | None = None
         self._pool: Pool | None = None
@@ -128,7 +132,7 @@ class LocalProcesses:
         if url is None or client is None:
             raise ConfigError("the LocalProcesses backend needs a Redis storage (redis_url)")
         copies = 2 if self.duplicate_deliveries else 1
-        self._invoker = QueueInvoker(client, self.pool_id, copies)
+        self._invoker = QueueInvoker(client, self.pool_id, copies, self.max_workers)
         env = {
             **{v: "1" for v in _ONE_THREAD_VARS},
             **os.environ,

@@ -257,6 +257,7 @@ class Pool(threading.Thread):
         args = [
             sys.executable, "-m", "shoal.runtime.process",
             "--pool", self.pool_id,
+            "--slots", str(self.max_workers),
             "--cmd-fd", str(cmd_r),
             "--ack-fd", str(ack_w),
             "--task-fd", str(slot.fileno()),

@@ -1,9 +1,10 @@
 """Submitting a run: store what its workers need, announce it, invoke the first workers.
 
 Submission stores the function table, constants and pinned workers' subDAGs in one storage call,
-appends RUN_SUBMITTED, then invokes one worker per root group: each flexible root gets its own
-worker with the subDAG below it (inline when small); each pinned worker with a root is invoked
-with its roots, at its planned size. Every first invocation is leased as a hand-off at
+appends RUN_SUBMITTED, then invokes one worker per root group: the flexible roots are split into
+shares by the platform's parallelism (``runtime/shares.py``), each share's worker getting the
+subDAG below its roots (inline when small); each pinned worker with a root is invoked with its
+roots, at its planned size. Every first invocation is leased as a hand-off at
 submission (see :func:`shoal.storage.keys.leases`): one the platform loses is recovered.
 """
 
@@ -17,7 +18,8 @@ from ..backends.base import Backend, Resources
 from ..config import Settings
 from ..graph import FrozenGraph
 from ..runtime.invocation import Invocation
-from ..runtime.resources import resources_for, worker_resources
+from ..runtime.resources import resources_for, task_memory_mb, worker_resources
+from ..runtime.shares import split
 from ..serialize import seal_function
 from ..signing import const_place, context, seal
 from ..storage import keys
@@ -52,19 +54,24 @@ async def submit(
     invocations: list[tuple[Invocation, Resources | None]] = []
     pinned_roots: dict[int, list[int]] = {}
     handed: list[str] = []
+    flexible_roots: list[int] = []
     for root in graph.roots():
         w = graph.worker(root)
         if w is None:
-            handed.append(keys.task_lease(root))
-            blob = graph.subdag_for(None, [root]).encode()
-            res = resources_for(graph, [root])
-            if len(blob) <= settings.inline_subdag_limit:
-                invocations.append((Invocation(run_id, None, (root,), blob, None), res))
-            else:
-                subdags[f"t{root}"] = blob
-                invocations.append((Invocation(run_id, None, (root,), None, f"t{root}"), res))
+            flexible_roots.append(root)
         else:
             pinned_roots.setdefault(w, []).append(root)
+    parallelism = backend.capabilities.parallelism
+    for share in split(flexible_roots, parallelism, lambda t: task_memory_mb(graph, t)):
+        handed.extend(keys.task_lease(root) for root in share)
+        blob = graph.subdag_for(None, share).encode()
+        res = resources_for(graph, share)
+        if len(blob) <= settings.inline_subdag_limit:
+            invocations.append((Invocation(run_id, None, tuple(share), blob, None), res))
+        else:
+            name = f"t{share[0]}"
+            subdags[name] = blob
+            invocations.append((Invocation(run_id, None, tuple(share), None, name), res))
     for w, roots in pinned_roots.items():
         res = worker_resources(graph, w, graph.tasks_of(w))
         invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))

@@ -14,8 +14,10 @@ every *choice* it makes goes through a policy:
 A policy reads the plan through the machine's graph (``machine.graph.plan_of(task)`` gives the
 task's worker, size and optimizations) and says which optimizations acted (``acted``), so the
 TASK_COMPLETED event can report them. :class:`DefaultPolicy` is the behaviour without any
-optimization (WUKONG-style: a completing flexible worker keeps one ready task and invokes one
-worker per other one); optimizations subclass or wrap it.
+optimization: a completing flexible worker splits the flexible tasks it made ready into shares
+sized by the platform's parallelism (:mod:`.shares`), keeps the first and invokes one worker
+per other share; with no known parallelism every share is one task (WUKONG's policy).
+Optimizations subclass or wrap it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..storage.base import Downstream, Gather
+from .resources import task_memory_mb
+from .shares import split
 
 # The records below are made several times per task: plain slotted classes, not frozen ones,
 # whose construction costs several times more.
@@ -84,7 +88,14 @@ class Policy(Protocol):
 
 
 class DefaultPolicy:
-    """No optimization: fetch at start, store only what may be needed elsewhere, keep one."""
+    """No optimization: fetch at start, store only what may be needed elsewhere, split fan-outs
+    into shares (``parallelism``: how many workers the platform runs at once, None when it
+    has no known bound)."""
+
+    def __init__(self, parallelism: int | None = None) -> None:
+        if parallelism is not None and parallelism < 1:
+            raise ValueError(f"parallelism must be >= 1 or None, got {parallelism!r}")
+        self.parallelism = parallelism
 
     def fetch(self, machine: WorkerMachine, task: int, missing: list[int]) -> FetchDecision:
         return FetchDecision(missing)
@@ -119,14 +130,13 @@ class DefaultPolicy:
         return OutputDecision(encode=True, must_store=must_store)
 
     def place(self, machine: WorkerMachine, completed: int, ready: list[int]) -> Placement:
-        keep: list[int] = []
-        invoke: list[list[int]] = []
         me = machine.worker
-        keep_one = me is None
-        for t in ready:
-            if machine.graph.worker(t) == me and (me is not None or keep_one):
-                keep.append(t)
-                keep_one = False
-            else:
-                invoke.append([t])
-        return Placement(keep, invoke)
+        graph = machine.graph
+        keep = [t for t in ready if graph.worker(t) == me] if me is not None else []
+        flexible = [t for t in ready if graph.worker(t) is None] if me is not None else ready
+        if not flexible:
+            return Placement(keep, [])
+        shares = split(flexible, self.parallelism, lambda t: task_memory_mb(graph, t))
+        if me is None:  # a flexible worker keeps the first share
+            keep = shares.pop(0)
+        return Placement(keep, shares)

@@ -92,7 +92,7 @@ def _refusing(message: str) -> Runner:
 async def _serve(args: argparse.Namespace, runner: Runner) -> None:
     settings = Settings.from_env()
     storage = RedisStorage(os.environ[SERVER_URL_VAR], lease_ttl_s=settings.lease_ttl_s)
-    backend = QueueInvoker(storage.client, args.pool, delivery_copies())
+    backend = QueueInvoker(storage.client, args.pool, delivery_copies(), args.slots)
     caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -139,6 +139,7 @@ async def _serve(args: argparse.Namespace, runner: Runner) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shoal.runtime.process")
     parser.add_argument("--pool", required=True)
+    parser.add_argument("--slots", type=int, default=None)  # the pool's parallelism
     parser.add_argument("--cmd-fd", type=int, required=True)
     parser.add_argument("--ack-fd", type=int, required=True)
     parser.add_argument("--task-fd", type=int, required=True)

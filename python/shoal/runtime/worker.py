@@ -68,6 +68,7 @@ from .machine import (
     WaitInbox,
     WorkerMachine,
 )
+from .policy import DefaultPolicy
 from .reports import Reporter, StartInfo, SubdagInfo, worker_label
 from .resources import resources_for, worker_resources
 
@@ -208,6 +209,7 @@ class _Shell:
             retry_backoff_s=self.settings.retry_backoff_s,
             encode=functools.partial(_encode, self.run_id),
             jitter=random.random,
+            policy=DefaultPolicy(self.backend.capabilities.parallelism),
         )
         inv = self.inv
         self.graph = graph

@@ -28,7 +28,7 @@ from shoal.runtime.policy import (
     OutputFacts,
     Placement,
 )
-from shoal.storage.base import Completion, CompletionResult
+from shoal.storage.base import Completion, CompletionResult, TaskStart
 from shoal.storage.memory import MemoryStorage
 
 from .test_machine import done, f
@@ -140,7 +140,9 @@ def test_the_log_is_bounded_and_names_events_without_values() -> None:
 class BrokenStore(MemoryStorage):
     """A store whose completions fail: the worker cannot go on."""
 
-    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+    async def complete(
+        self, run_id: str, completion: Completion, then: TaskStart | None = None
+    ) -> CompletionResult:
         raise ConnectionError("the store went away")
 
 

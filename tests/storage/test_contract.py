@@ -17,6 +17,7 @@ from shoal.storage.base import (
     Gather,
     RunSpec,
     Storage,
+    TaskStart,
 )
 from shoal.storage.memory import MemoryStorage
 from shoal.storage.redis import RedisStorage
@@ -346,6 +347,48 @@ def test_every_redis_key_of_a_run_has_a_ttl(clean_redis: str) -> None:
     assert keys.errors("r1").encode() in run_keys and len(run_keys) >= 7
     assert all(r.ttl(k) > 0 for k in run_keys), {k: r.ttl(k) for k in run_keys}
     r.close()
+
+
+def test_a_start_rides_with_a_completion_only_when_its_task_is_ready(store: Storage) -> None:
+    """``complete(..., then=...)``: the next task starts in the same call, after the completion
+    (its event follows TASK_COMPLETED, its inputs include what the completion stored), and
+    only when that completion made it ready (``if_ready``) or it was ready here already."""
+    store.lease_ttl_s = 0.3
+
+    async def go() -> None:
+        await store.submit(spec(outputs=[4]), {"type": "RUN_SUBMITTED"})
+        fan_in = [Downstream(3, 2, None)]
+        started = {"type": "TASK_STARTED", "task": "3"}
+        then = TaskStart(3, outputs=[1, 2], functions=[b"h" * 16], constants=[b"c" * 16],
+                         event=started, lease=["r3"], if_ready=True)  # fmt: skip
+        # Task 3 still waits for task 2: no start, and no TASK_STARTED.
+        r1 = await store.complete("r1", Completion(1, b"one", False, fan_in, False, None), then)
+        assert r1.first and r1.ready == [] and r1.started is None
+        r2 = await store.complete("r1", Completion(2, b"two", False, fan_in, False, None), then)
+        assert r2.ready == [3] and r2.started is not None
+        got = r2.started
+        assert got.outputs == {1: b"one"}  # task 2's output stayed on its worker (not stored)
+        assert got.functions == {b"h" * 16: b"fn-blob"}
+        assert got.constants == {b"c" * 16: b"const-blob"}
+        assert not got.ended and not got.done and got.crashes == ()
+        types = [e["type"] for _, e in await store.read_events("r1")]
+        assert types == ["RUN_SUBMITTED", "TASK_COMPLETED", "TASK_COMPLETED", "TASK_STARTED"]
+        # The start took the running lease in place of the queued one the completion gave.
+        assert await run_out(store) == ["r3"]
+        # A repeated completion starts nothing.
+        again = await store.complete("r1", Completion(2, b"two", False, fan_in, False, None), then)
+        assert not again.first and again.started is None
+        # Not if_ready: a task ready here already starts whatever the completion readies.
+        queued = TaskStart(4, outputs=[3], event={"type": "TASK_STARTED", "task": "4"})
+        r3 = await store.complete("r1", Completion(3, b"three", True, [], False, None), queued)
+        assert r3.ready == [] and r3.started is not None and r3.started.outputs == {3: b"three"}
+        # Done already (a duplicate): refused, as a plain start would be.
+        await store.complete("r1", Completion(4, b"four", True, [], True, None))
+        dup = TaskStart(4, event={"type": "TASK_STARTED", "task": "4"})
+        r5 = await store.complete("r1", Completion(5, b"", False, [], False, None), dup)
+        assert r5.started is not None and r5.started.ended  # the run completed with task 4
+
+    run(go(), store)
 
 
 def test_leases_cover_tasks_from_ready_to_completed(store: Storage) -> None:

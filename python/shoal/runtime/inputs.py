@@ -2,9 +2,11 @@
 
 Before a task runs, the worker needs its upstream values (held here, sent inline, or stored),
 its function (cached by content hash for the life of the process: a warm worker skips both the
-fetch and the unpickling) and its large constants (cached per run). :func:`fetch_inputs` asks
-the store for everything missing at once, together with the TASK_STARTED event and the task's
-lease (see ``Storage.fetch``), and decodes what came back.
+fetch and the unpickling) and its large constants (cached per run). :func:`start_ask` says
+what to ask the store for, all at once, together with the TASK_STARTED event and the task's
+lease (see ``Storage.fetch``); the ask goes alone (:func:`fetch_inputs`) or rides with the
+completion of the worker's previous task (``Storage.complete(..., then=...)``), and
+:func:`received` decodes what came back.
 
 State (:class:`WorkerCaches`, one per process, shared by its invocations): ``functions`` maps a
 function's 16-byte content hash to the unpickled function (entries never change: the hash is of
@@ -24,7 +26,7 @@ from .. import _core
 from ..errors import PayloadError, ShoalError
 from ..serialize import loads_function, loads_leaf, loads_value, value_place
 from ..signing import const_place, unseal
-from ..storage.base import Event, Fetched, Storage
+from ..storage.base import Event, Fetched, Storage, TaskStart
 from .elements import MapView
 from .inline import InlinePolicy, LeaseGuard
 from .reports import FetchStats
@@ -68,8 +70,21 @@ class TaskInputs:
     crashes: tuple[str, ...] = ()
 
 
-async def fetch_inputs(
-    storage: Storage,
+@dataclass
+class StartAsk:
+    """What a task's start asks the store for (:func:`start_ask`), and how to read the
+    answer (:func:`received`): alone (:func:`fetch_inputs`) or riding with the previous
+    task's completion."""
+
+    start: TaskStart
+    local: dict[int, Any]
+    #: The function's content hash, and whether it is fetched (not cached, not expanding).
+    fn_hash: bytes
+    #: The constants the task reads, by content hash (those not cached are fetched).
+    wanted: list[bytes]
+
+
+def start_ask(
     run_id: str,
     graph: Graph,
     task: int,
@@ -81,46 +96,77 @@ async def fetch_inputs(
     lease: Sequence[str],
     expanding: bool,
     rerun: bool = False,
-) -> TaskInputs | Fetched:
-    """Fetches ``missing`` inputs, the function and constants ``task`` lacks, in one round trip
-    that also appends ``event`` and takes ``lease``. A missing stored value is a ShoalError.
-    A refused start (the run has ended, the task is done: see ``Storage.fetch``) returns the
-    store's answer, and the task must not run."""
+    if_ready: bool = False,
+) -> StartAsk:
+    """The start of ``task``: its ``missing`` inputs, the function and constants it lacks,
+    ``event`` appended and ``lease`` taken."""
     fn_hash = graph.fn_hash(task)
-    func = caches.functions.get(fn_hash)
-    need_function = func is None and not expanding
+    need_function = not expanding and fn_hash not in caches.functions
     wanted = [] if expanding else graph.const_hashes(task)
-    const_hashes = [h for h in wanted if (run_id, h) not in caches.constants]
     lists = {
         d: graph.element_base(d) for d in missing if isinstance(graph, MapView) and graph.is_map(d)
     }
-    began = time.perf_counter()
-    got = await storage.fetch(
-        run_id,
-        list(missing),
-        [fn_hash] if need_function else [],
-        const_hashes,
+    start = TaskStart(
+        task=task,
+        outputs=list(missing),
+        functions=[fn_hash] if need_function else [],
+        constants=[h for h in wanted if (run_id, h) not in caches.constants],
         event=event,
         lease=lease,
         lists=lists,
-        starting=task,
         rerun=rerun,
+        if_ready=if_ready,
     )
+    return StartAsk(start, local, fn_hash, wanted)
+
+
+async def fetch_inputs(
+    storage: Storage, run_id: str, graph: Graph, ask: StartAsk, caches: WorkerCaches
+) -> TaskInputs | Fetched:
+    """Starts a task in one round trip of its own (see :func:`received`)."""
+    s = ask.start
+    began = time.perf_counter()
+    got = await storage.fetch(
+        run_id,
+        s.outputs,
+        s.functions,
+        s.constants,
+        event=s.event,
+        lease=s.lease,
+        lists=s.lists,
+        starting=s.task,
+        rerun=s.rerun,
+    )
+    return received(run_id, graph, ask, got, caches, began)
+
+
+def received(
+    run_id: str,
+    graph: Graph,
+    ask: StartAsk,
+    got: Fetched,
+    caches: WorkerCaches,
+    began: float,
+) -> TaskInputs | Fetched:
+    """Decodes a start's answer. A missing stored value is a ShoalError. A refused start
+    (the run has ended, the task is done: see ``Storage.fetch``) returns the store's answer,
+    and the task must not run. ``began``: when the ask went out (for the fetch time)."""
     if got.ended or got.done:
         return got
+    s, task = ask.start, ask.start.task
 
     def lost(what: str) -> ShoalError:  # the task is named only on this rare path
         return ShoalError(f"{what} not in storage, needed by task '{graph.name(task)}'")
 
     fetched: dict[int, Any] = {}
     nbytes = 0
-    for d in missing:
-        if d in lists:
+    for d in s.outputs:
+        if d in s.lists:
             blobs = got.lists.get(d)
             if blobs is None:
                 raise lost(f"the outputs of map task {d} are")
             nbytes += sum(len(b) for b in blobs)
-            base = lists[d]
+            base = s.lists[d]
             fetched[d] = [
                 loads_value(b, value_place(run_id, base + i)) for i, b in enumerate(blobs)
             ]
@@ -130,13 +176,14 @@ async def fetch_inputs(
             raise lost(f"the output of task {d} is")
         nbytes += len(blob)
         fetched[d] = loads_value(blob, value_place(run_id, d))
-    if need_function:
-        blob = got.functions.get(fn_hash)
+    func = caches.functions.get(ask.fn_hash)
+    if s.functions:
+        blob = got.functions.get(ask.fn_hash)
         if blob is None:
-            raise lost(f"its function ({fn_hash.hex()}) is")
-        func = loads_function(blob, fn_hash)
-        caches.functions[fn_hash] = func
-    for h in const_hashes:
+            raise lost(f"its function ({ask.fn_hash.hex()}) is")
+        func = loads_function(blob, ask.fn_hash)
+        caches.functions[ask.fn_hash] = func
+    for h in s.constants:
         blob = got.constants.get(h)
         if blob is None:
             raise lost(f"its constant {h.hex()} is")
@@ -144,13 +191,16 @@ async def fetch_inputs(
             _constant(run_id, h, blob), loads_leaf
         )
     stats = FetchStats(
-        bytes=nbytes, count=len(missing), local=len(local), seconds=time.perf_counter() - began
+        bytes=nbytes,
+        count=len(s.outputs),
+        local=len(ask.local),
+        seconds=time.perf_counter() - began,
     )
     return TaskInputs(
-        values={**local, **fetched},
+        values={**ask.local, **fetched},
         fetched=fetched,
         function=func,
-        constants={h: caches.constants[(run_id, h)] for h in wanted},
+        constants={h: caches.constants[(run_id, h)] for h in ask.wanted},
         stats=stats,
         crashes=got.crashes,
     )

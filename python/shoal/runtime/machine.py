@@ -12,9 +12,15 @@ The cycle for one task::
 
     Execute(task, local inputs, missing inputs)      shell fetches, fills, runs the function
       -> Executed(value) / Failed(error)
-    Complete(completion)                             shell runs the atomic completion
+    Complete(completion, then=next start)            shell runs the atomic completion
       -> Completed(result)
     Invoke(...) for ready tasks that run elsewhere, then Execute(next) / WaitInbox / Exit
+
+One round trip per task: a ``Complete`` names the task that runs here next when it is known
+before the answer (the head of the queue; else the first consumer that runs here, if this
+completion makes it ready), and the shell sends that task's start with the completion. When
+the store started it (``CompletionResult.started``), the next instruction is that very
+``Execute``, and the policy's placement cannot send it elsewhere.
 
 Who runs a ready task (DESIGN §5; :meth:`.policy.Policy.place`): a *flexible* worker (no worker
 id) keeps one ready flexible task and invokes a new flexible worker for each other one, with
@@ -111,7 +117,7 @@ from ..storage.base import (
     Expansion,
 )
 from .elements import DYNAMIC, MapView
-from .policy import DefaultPolicy, OutputFacts, Policy
+from .policy import DefaultPolicy, OutputFacts, Placement, Policy
 
 # -- events (what the shell tells the machine) ---------------------------------------------
 
@@ -248,6 +254,11 @@ class Complete:
     completion: Completion
     #: Optimizations that acted on this task (for its TASK_COMPLETED event).
     acted: tuple[str, ...] = ()
+    #: The task to start with this completion, in the same round trip (the shell may not):
+    #: if it starts, the machine's next instruction is this very Execute.
+    then: Execute | None = None
+    #: Start ``then`` only if this completion makes it ready (else it is queued here).
+    then_if_ready: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +383,8 @@ class WorkerMachine:
         self.view = graph if isinstance(graph, MapView) else None
         #: Encoded items of an expansion, by item id, for inline hand-over to elements.
         self._items: dict[int, bytes] = {}
+        #: The task whose start rides with the completion that is out (see ``Complete.then``).
+        self._riding: Execute | None = None
 
     def handle(self, event: MachineEvent) -> list[Instruction]:
         """The one entry point: what to do next after ``event``."""
@@ -430,7 +443,26 @@ class WorkerMachine:
         self.values[task] = value
         self.state[task] = TaskState.COMPLETING
         completion, acted = self._completion(task, value)
-        return [Complete(completion, acted)]
+        then, if_ready = self._next_start(completion.downstream)
+        self._riding = then
+        return [Complete(completion, acted, then, if_ready)]
+
+    def _next_start(self, downstream: Sequence[Downstream]) -> tuple[Execute | None, bool]:
+        """The task that runs here next, known before the completion's answer, so that its
+        start rides with it: the head of the queue, else the first consumer that runs here if
+        this completion makes it ready (the policy keeps it: see :meth:`_completed`). None
+        when neither is known (recovery, map tasks, a fan-in waiting for others)."""
+        if self.recompute or self.resume:
+            return None, False
+        for t in self.ready:
+            if self.state.get(t) is TaskState.READY:
+                return self._execute(t, mark=False), False
+        if self.view is not None:
+            return None, False
+        for d in downstream:
+            if d.worker == self.worker and d.task not in self.state and d.task in self.graph:
+                return self._execute(d.task, mark=False), True
+        return None, False
 
     def _feeds_map(self, task: int) -> bool:
         return self.view is not None and any(
@@ -438,6 +470,7 @@ class WorkerMachine:
         )
 
     def _failed(self, task: int, failure: TaskFailure, retryable: bool) -> list[Instruction]:
+        self._riding = None  # its completion never went out
         attempt = self.attempts.get(task, 0)
         retries = self.graph.options(task).retries
         if retryable and attempt < retries:
@@ -494,6 +527,11 @@ class WorkerMachine:
         out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
         encoded = self._encoded.pop(task, None)
         placement = self.policy.place(self, task, result.ready)
+        riding, self._riding = self._riding, None
+        started = riding if riding is not None and result.started is not None else None
+        if started is not None:  # it runs here next: it started with this completion
+            _keep_started(placement, started.task)
+            self.state[started.task] = TaskState.RUNNING
         for t in placement.keep:
             self._queue(t)
         for share in placement.invoke:
@@ -505,7 +543,7 @@ class WorkerMachine:
                 if t >= DYNAMIC:
                     self._element_inputs(t, inputs)
             out.append(Invoke(None, share, self.graph.subdag_for(None, share), inputs))
-        out.extend(self._next())
+        out.extend([started] if started is not None else self._next())
         return out
 
     # -- internals ---------------------------------------------------------------------------
@@ -553,7 +591,8 @@ class WorkerMachine:
         if len(blob) <= self.cfg.inline_output_limit:
             inputs[item] = blob
 
-    def _execute(self, task: int) -> Execute:
+    def _execute(self, task: int, mark: bool = True) -> Execute:
+        """Runs ``task`` next (``mark``: it is RUNNING from now; else it is only asked about)."""
         deps = self.graph.deps(task)
         if self.view is not None and self.view.is_root(task):
             deps = deps[:1]  # expanding needs the source only; elements fetch the rest
@@ -565,7 +604,8 @@ class WorkerMachine:
                 f"policy {type(self.policy).__name__} fetches {fetch.inputs} for task {task}, "
                 f"which needs {missing}: every missing input must be fetched"
             )
-        self.state[task] = TaskState.RUNNING
+        if mark:
+            self.state[task] = TaskState.RUNNING
         return Execute(task, self.attempts.get(task, 0) + 1, local, fetch.inputs)
 
     def _completion(self, task: int, value: Any) -> tuple[Completion, tuple[str, ...]]:
@@ -597,3 +637,16 @@ class WorkerMachine:
         for d in self.graph.deps(task):
             if d in self.values and all(self.is_done(c) for c in self.graph.consumers(d)):
                 del self.values[d]
+
+
+def _keep_started(placement: Placement, task: int) -> None:
+    """A task that started with a completion runs here, whatever the policy placed: it leaves
+    any share the policy would invoke (the policy keeps it when it is its first choice, as the
+    default's first share holds the first ready task)."""
+    if task in placement.keep:
+        placement.keep.remove(task)
+        return
+    for share in placement.invoke:
+        if task in share:
+            share.remove(task)
+    placement.invoke[:] = [share for share in placement.invoke if share]

@@ -45,7 +45,7 @@ from . import context as worker_context
 from . import failures, output
 from .elements import MapView, items_of, view
 from .inline import LeaseGuard
-from .inputs import TaskInputs, WorkerCaches, fetch_inputs
+from .inputs import StartAsk, TaskInputs, WorkerCaches, fetch_inputs, received, start_ask
 from .invocation import Invocation
 from .machine import (
     Complete,
@@ -198,6 +198,9 @@ class _Shell:
         self.running: int | None = None
         #: Whether a START took this worker's leases yet (its own, its queued tasks').
         self._leased = False
+        #: A start that rode with the last completion: what was asked, the answer, and when
+        #: it was sent (see ``Storage.complete(..., then=...)``).
+        self._riding: tuple[StartAsk, Fetched, float] | None = None
         #: Encoded (or stored) subDAGs of map elements, by cut.
         self._blobs: dict[int, tuple[bytes | None, str | None]] = {}
 
@@ -253,8 +256,18 @@ class _Shell:
         if isinstance(ins, Execute):
             return await self._execute(ins)
         if isinstance(ins, Complete):
-            result = await self.storage.complete(self.run_id, ins.completion)
+            then = ins.then if self._leased else None
+            ask = None if then is None else self._ask(then, if_ready=ins.then_if_ready)
+            if then is not None and self.on_task is not None:
+                self.on_task(self.run_id, then.task)
+            began = time.perf_counter()
+            result = await self.storage.complete(
+                self.run_id, ins.completion, None if ask is None else ask.start
+            )
             self.running = None
+            if ask is not None and result.started is not None:
+                self.running = ask.start.task
+                self._riding = (ask, result.started, began)
             return Completed(ins.completion.task, result)
         if isinstance(ins, Expand):
             x = ins.expansion
@@ -299,6 +312,24 @@ class _Shell:
             if self.on_park is not None:
                 self.on_park(False)
 
+    def _ask(self, ins: Execute, if_ready: bool = False) -> StartAsk:
+        """What starting ``ins.task`` asks the store for (alone, or riding with a completion:
+        then only ``if_ready`` when that completion is what makes it ready)."""
+        g, task = self.graph, ins.task
+        return start_ask(
+            self.run_id,
+            g,
+            task,
+            ins.local,
+            ins.missing,
+            self.caches,
+            event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
+            lease=[keys.running_lease(task)],
+            expanding=isinstance(g, MapView) and g.is_root(task),
+            rerun=task in self.inv.recompute,
+            if_ready=if_ready,
+        )
+
     def _held_leases(self) -> list[str]:
         held = [keys.task_lease(t) for t in self.machine.ready]
         if self.running is not None:
@@ -336,30 +367,30 @@ class _Shell:
         task = ins.task
         # The root of a map chain runs no function: it splits its source into items.
         expanding = isinstance(g, MapView) and g.is_root(task)
-        lease = [keys.running_lease(task)]
-        if not self._leased:  # take over the hand-offs of what this invocation received
-            lease += [keys.task_lease(t) for t in self.machine.ready if t != task]
-            if self.inv.worker is not None:
-                lease.append(keys.worker_lease(self.inv.worker))
-            self._leased = True
-        self.running = task
-        if self.on_task is not None:
-            self.on_task(self.run_id, task)
-        # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
+        riding, self._riding = self._riding, None
         try:
-            got = await fetch_inputs(
-                self.storage,
-                self.run_id,
-                g,
-                task,
-                ins.local,
-                ins.missing,
-                self.caches,
-                event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
-                lease=lease,
-                expanding=expanding,
-                rerun=task in self.inv.recompute,
-            )
+            if riding is not None:
+                # Started with the previous task's completion: its answer is here already.
+                ask, answer, began = riding
+                if ask.start.task != task:
+                    raise RuntimeError(
+                        f"the worker machine ran task {task}, not task {ask.start.task} that "
+                        "started with the last completion"
+                    )
+                got = received(self.run_id, g, ask, answer, self.caches, began)
+            else:
+                lease = [keys.running_lease(task)]
+                if not self._leased:  # take over the hand-offs of what this invocation received
+                    lease += [keys.task_lease(t) for t in self.machine.ready if t != task]
+                    if self.inv.worker is not None:
+                        lease.append(keys.worker_lease(self.inv.worker))
+                    self._leased = True
+                self.running = task
+                if self.on_task is not None:
+                    self.on_task(self.run_id, task)
+                # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
+                ask = self._ask(ins)
+                got = await fetch_inputs(self.storage, self.run_id, g, ask, self.caches)
         except ModuleNotFoundError as e:  # its function or an input needs what is not here
             missing = failures.missing_module(g.name(task), e, self.caches.now())
             return Failed(task, missing, retryable=False)

@@ -82,12 +82,33 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStart:
+    """The start of a worker's next task, riding with its completion of the previous one
+    (``Storage.complete(..., then=...)``): what :meth:`Storage.fetch` would be asked for
+    ``task``, in the same round trip."""
+
+    task: int
+    outputs: Sequence[int] = ()
+    functions: Sequence[bytes] = ()
+    constants: Sequence[bytes] = ()
+    event: Event = field(default_factory=dict)
+    lease: Sequence[str] = ()
+    lists: Mapping[int, int] = field(default_factory=dict)
+    rerun: bool = False
+    #: Start it only if this completion makes it ready (False: it is ready on this worker).
+    if_ready: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionResult:
     first: bool
     ready: list[int]
     #: Pinned workers that received their first task and must be invoked.
     invoke_workers: list[int]
     run_finished: bool
+    #: The answer to the ``then`` start, as :meth:`Storage.fetch` gives it; None when none was
+    #: asked, the completion was a repeat, or ``if_ready`` and the task did not become ready.
+    started: Fetched | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +220,13 @@ class Storage(Protocol):
 
     async def get_subdag(self, run_id: str, name: str) -> bytes | None: ...
 
-    async def complete(self, run_id: str, completion: Completion) -> CompletionResult: ...
+    async def complete(
+        self, run_id: str, completion: Completion, then: TaskStart | None = None
+    ) -> CompletionResult:
+        """Records ``completion`` (see the module docstring); then, in the same round trip and
+        only after a first completion, starts ``then`` as :meth:`fetch` would (if
+        ``then.if_ready``, only when this completion made it ready): the answer is
+        :attr:`CompletionResult.started`."""
 
     async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
         """Records a map chain's expansion, once (a repeat changes nothing): the width of each

@@ -21,7 +21,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import keys
@@ -33,6 +33,7 @@ from .base import (
     Expansion,
     Fetched,
     RunSpec,
+    TaskStart,
 )
 from .state import RunState, Step, refused
 
@@ -185,11 +186,27 @@ class MemoryStorage:
     async def get_subdag(self, run_id: str, name: str) -> bytes | None:
         return (self._get(keys.subdags(run_id)) or {}).get(name)
 
-    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+    async def complete(
+        self, run_id: str, completion: Completion, then: TaskStart | None = None
+    ) -> CompletionResult:
         state = self._state(run_id)
         if state is None:  # cleaned up: a straggler changes nothing
             return refused()
-        return await self._applied(run_id, state.complete(completion, self.lease_ttl_s))
+        result = await self._applied(run_id, state.complete(completion, self.lease_ttl_s))
+        if then is None or not result.first or (then.if_ready and then.task not in result.ready):
+            return result
+        started = await self.fetch(
+            run_id,
+            then.outputs,
+            then.functions,
+            then.constants,
+            then.event,
+            then.lease,
+            then.lists,
+            starting=then.task,
+            rerun=then.rerun,
+        )
+        return replace(result, started=started)
 
     async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
         state = self._state(run_id)

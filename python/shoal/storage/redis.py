@@ -16,6 +16,7 @@ import functools
 import inspect
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -39,6 +40,7 @@ from .base import (
     Fetched,
     Gather,
     RunSpec,
+    TaskStart,
 )
 
 #: Placeholder field that keeps a run's hashes alive (and under their TTL) while empty.
@@ -166,25 +168,11 @@ class RedisStorage:
             p = self._r.pipeline(transaction=False)
             p.mget([keys.function(h) for h in functions])
             await self._start(keys=run_keys, args=args, client=p)
-            fn_blobs, (outs, consts, got_lists, crashed, ended) = await p.execute()
+            fn_blobs, reply = await p.execute()
         else:
             fn_blobs = []
-            outs, consts, got_lists, crashed, ended = await self._start(keys=run_keys, args=args)
-        if ended:
-            return Fetched(
-                outputs={}, functions={}, constants={}, ended=ended == 1, done=ended == 2
-            )
-        return Fetched(
-            outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
-            functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
-            constants={h: b for h, b in zip(constants, consts, strict=True) if b},
-            lists={
-                m: list(got)
-                for m, got in zip(lists, got_lists, strict=True)
-                if got is not None and all(got)  # every element's output is there
-            },
-            crashes=tuple(crashed.decode().split("\n")) if crashed else (),
-        )
+            reply = await self._start(keys=run_keys, args=args)
+        return _fetched(reply, outputs, functions, fn_blobs, constants, lists)
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         # Only into the hash made at submission (placeholder + TTL): never re-created after
@@ -195,7 +183,9 @@ class RedisStorage:
         blob: bytes | None = await self._r.hget(keys.subdags(run_id), name)
         return blob
 
-    async def complete(self, run_id: str, completion: Completion) -> CompletionResult:
+    async def complete(
+        self, run_id: str, completion: Completion, then: TaskStart | None = None
+    ) -> CompletionResult:
         c = completion
         route = _Routing(run_id, c.worker)
         event = {k: v for k, v in c.event.items() if k not in ("type", "task")}
@@ -210,9 +200,23 @@ class RedisStorage:
             _pack_event(event),
             self._lease_ms,
             _pack(route.gathers(c.gathers)),
+            "" if then is None else _pack_start(then),
         ]
-        reply = await self._complete(keys=_state_keys(run_id) + route.inbox_keys, args=args)
-        return _completion_result(reply)
+        run_keys = _state_keys(run_id) + route.inbox_keys
+        if then is not None and then.functions:  # its function, from the cross-run keys
+            p = self._r.pipeline(transaction=False)
+            p.mget([keys.function(h) for h in then.functions])
+            await self._complete(keys=run_keys, args=args, client=p)
+            fn_blobs, reply = await p.execute()
+        else:
+            fn_blobs, reply = [], await self._complete(keys=run_keys, args=args)
+        result = _completion_result(reply)
+        if then is None or len(reply) < 5:
+            return result
+        started = _fetched(
+            reply[4], then.outputs, then.functions, fn_blobs, then.constants, dict(then.lists)
+        )
+        return replace(result, started=started)
 
     async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
         x = expansion
@@ -419,6 +423,8 @@ def _state_keys(run_id: str) -> list[str]:
         keys.events(run_id),
         keys.leases(run_id),
         keys.widths(run_id),
+        keys.constants(run_id),
+        keys.crashes(run_id),
     ]
 
 
@@ -457,7 +463,7 @@ class _Routing:
 def _completion_result(reply: Any) -> CompletionResult:
     if reply[0] != 1:
         return CompletionResult(first=False, ready=[], invoke_workers=[], run_finished=False)
-    _, ready, invoke, finished = reply
+    _, ready, invoke, finished = reply[:4]
     return CompletionResult(
         first=True,
         ready=[int(t) for t in ready],
@@ -493,3 +499,44 @@ def _decode_event(fields: dict[bytes, bytes]) -> Event:
 
 
 _unreachable_as_storage_error(RedisStorage)
+
+
+def _pack_start(then: TaskStart) -> bytes:
+    """A start riding with a completion, as COMPLETE takes it (see ``scripts.COMPLETE``)."""
+    return _pack(
+        [
+            then.task,
+            int(then.if_ready),
+            _flat(then.event),
+            list(then.outputs),
+            [h.hex() for h in then.constants],
+            list(then.lease),
+            list(then.lists.items()),
+            int(then.rerun),
+        ]
+    )
+
+
+def _fetched(
+    reply: Any,
+    outputs: Sequence[int],
+    functions: Sequence[bytes],
+    fn_blobs: Sequence[bytes | None],
+    constants: Sequence[bytes],
+    lists: Mapping[int, int],
+) -> Fetched:
+    """START's reply (alone or inside COMPLETE's) as a :class:`Fetched`."""
+    outs, consts, got_lists, crashed, ended = reply
+    if ended:
+        return Fetched(outputs={}, functions={}, constants={}, ended=ended == 1, done=ended == 2)
+    return Fetched(
+        outputs={t: b for t, b in zip(outputs, outs, strict=True) if b},
+        functions={h: b for h, b in zip(functions, fn_blobs, strict=True) if b},
+        constants={h: b for h, b in zip(constants, consts, strict=True) if b},
+        lists={
+            m: list(got)
+            for m, got in zip(lists, got_lists, strict=True)
+            if got is not None and all(got)  # every element's output is there
+        },
+        crashes=tuple(crashed.decode().split("\n")) if crashed else (),
+    )

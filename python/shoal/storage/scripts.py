@@ -9,12 +9,18 @@ script and helper to its counterpart there.
 
 ``COMPLETE`` (see :meth:`shoal.storage.base.Storage.complete` for the semantics)::
 
-    KEYS: out, pending, started, meta, events, leases, maps, inbox_1 .. inbox_k
+    KEYS: out, pending, started, meta, events, leases, maps, const, crashes, inbox_1 .. inbox_k
     ARGV: task, output ('' = not sent), store (0/1), is_output (0/1), own worker (-1 = flexible),
           ttl_s, msgpack [[task, ndeps, worker or -1, inbox index or 0], ...],
           msgpack [field, value, ...] of the TASK_COMPLETED event, lease ttl (ms),
-          msgpack [[map, is_output (0/1), [downstream as above], [event fields]], ...] (gathers)
-    ->    {1, ready, invoke_workers, run_finished}  or {0} for a repeat, {-1} for a gone run
+          msgpack [[map, is_output (0/1), [downstream as above], [event fields]], ...] (gathers),
+          the next task's start ('' = none): msgpack [task, if_ready (0/1), [TASK_STARTED
+          fields], [upstream ids], [constant hashes], [lease members], [[map, element 0]],
+          rerun (0/1)]
+    ->    {1, ready, invoke_workers, run_finished[, START's reply]}  or {0} for a repeat,
+          {-1} for a gone run. The start runs after the completion, only when it was the first
+          and, with if_ready, only when the task is among ``ready``: the worker's next task
+          costs no round trip of its own.
 
 A *gather* is the map an element belongs to (see :mod:`shoal.runtime.elements`): its counter
 ``g<map>`` in ``pending`` was set to the map's width at expansion; the element that takes it to
@@ -132,7 +138,8 @@ end
 """
 
 # The run-state helpers COMPLETE and EXPAND share. KEYS: 1 out, 2 pending, 3 started, 4 meta,
-# 5 events, 6 leases, 7 maps (widths), 8.. inboxes. A script sets `own` and `ttl` first.
+# 5 events, 6 leases, 7 maps (widths), 8 const, 9 crashes, 10.. inboxes. A script sets `own`
+# and `ttl` first.
 _RUN_STATE = (
     _CHUNKED
     + """
@@ -149,7 +156,7 @@ local function count_down(list)
     if count < ndeps then
       waits = true
     elseif w >= 0 and w ~= own then
-      local key = KEYS[7 + inbox]
+      local key = KEYS[9 + inbox]
       redis.call('RPUSH', key, id(d))
       redis.call('EXPIRE', key, ttl)
       if redis.call('SADD', KEYS[3], w) == 1 then invoke[#invoke + 1] = w end
@@ -196,8 +203,67 @@ end
 """
 )
 
+# A task start (see the module docstring): a function, so that COMPLETE can start the
+# worker's next task in the same script. K: events, out, const, leases, maps, crashes, meta;
+# `task` is '' for a plain read.
+_START_TASK = """
+local function start_task(K, event, ids, hashes, members, lease_ms, maplists, task, rerun)
+  -- A task start of a run that has ended (or is gone) changes nothing: no task of it starts;
+  -- nor does the start of a task done already (a duplicate invocation), unless it is rerun.
+  if task ~= '' then
+    if redis.call('EXISTS', K[7]) == 0 or redis.call('HEXISTS', K[7], 'ended') == 1 then
+      return {false, false, false, false, 1}
+    end
+    if not rerun and (redis.call('HEXISTS', K[2], task) == 1
+        or redis.call('HEXISTS', K[5], task) == 1) then
+      return {false, false, false, false, 2}
+    end
+  end
+  local outs, consts = {}, {}
+  if #event > 0 then redis.call('XADD', K[1], 'NOMKSTREAM', '*', unpack(event)) end
+  if redis.call('EXISTS', K[4]) == 1 then
+    -- What the new leases replace: a running task's queued and hand-off leases, the hand-off
+    -- of anything else taken.
+    local replaced = {}
+    for _, m in ipairs(members) do
+      if string.sub(m, 1, 1) == 'r' then
+        replaced[#replaced + 1] = 't' .. string.sub(m, 2)
+        replaced[#replaced + 1] = 'ht' .. string.sub(m, 2)
+      else
+        replaced[#replaced + 1] = 'h' .. m
+      end
+    end
+    if #replaced > 0 then chunked('ZREM', K[4], replaced, 1) end
+    lease(K[4], members, lease_ms)
+  end
+  if #ids > 0 then outs = chunked('HMGET', K[2], ids, 1) end
+  if #hashes > 0 then consts = chunked('HMGET', K[3], hashes, 1) end
+  local lists = {}
+  for _, l in ipairs(maplists) do
+    local n = redis.call('HGET', K[5], string.format('%d', l[1]))
+    if n then
+      local ids = {}
+      for i = 0, tonumber(n) - 1 do ids[#ids + 1] = string.format('%d', l[2] + i) end
+      lists[#lists + 1] = chunked('HMGET', K[2], ids, 1)
+    else
+      lists[#lists + 1] = false
+    end
+  end
+  local crashed = false
+  if task ~= '' then crashed = redis.call('HGET', K[6], task) end
+  return {outs, consts, lists, crashed, 0}
+end
+"""
+
+# `#!lua` (no allow-oom): a full server refuses the whole script before it writes anything.
+# Without it, Redis refuses only a script's first write that may grow memory, and once a
+# script has written something (a lease dropped) the rest goes through, past maxmemory.
+_CHECKED = "#!lua\n"
+
 COMPLETE = (
-    _RUN_STATE
+    _CHECKED
+    + _RUN_STATE
+    + _START_TASK
     + """
 local task = ARGV[1]
 local refused = claim(task, KEYS[1], '')
@@ -214,12 +280,28 @@ if ARGV[4] == '1' then output_done() end
 for _, g in ipairs(cmsgpack.unpack(ARGV[10])) do
   if redis.call('HINCRBY', KEYS[2], 'g' .. id(g[1]), -1) == 0 then finish_map(g) end
 end
-return result(tonumber(ARGV[9]))
+local reply = result(tonumber(ARGV[9]))
+if ARGV[11] ~= '' then
+  -- The worker's next task starts here too: {task, if_ready, event, outputs, constants,
+  -- lease members, map lists, rerun}.
+  local s = cmsgpack.unpack(ARGV[11])
+  local go = s[2] == 0
+  if not go then
+    for _, d in ipairs(ready) do if d == s[1] then go = true; break end end
+  end
+  if go then
+    local K = {KEYS[5], KEYS[1], KEYS[8], KEYS[6], KEYS[7], KEYS[9], KEYS[4]}
+    reply[5] = start_task(K, s[3], s[4], s[5], s[6], tonumber(ARGV[9]), s[7], id(s[1]),
+      s[8] == 1)
+  end
+end
+return reply
 """
 )
 
 EXPAND = (
-    _RUN_STATE
+    _CHECKED
+    + _RUN_STATE
     + """
 local root, width = ARGV[1], tonumber(ARGV[2])
 local refused = claim(root, KEYS[7], width)
@@ -248,55 +330,13 @@ return result(tonumber(ARGV[9]))
 )
 
 START = (
-    _CHUNKED
+    _CHECKED
+    + _CHUNKED
+    + _START_TASK
     + """
--- A task start of a run that has ended (or is gone) changes nothing: no task of it starts;
--- nor does the start of a task done already (a duplicate invocation), unless it is rerun.
-if ARGV[7] ~= '' then
-  if redis.call('EXISTS', KEYS[7]) == 0 or redis.call('HEXISTS', KEYS[7], 'ended') == 1 then
-    return {false, false, false, false, 1}
-  end
-  if ARGV[8] ~= '1' and (redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1
-      or redis.call('HEXISTS', KEYS[5], ARGV[7]) == 1) then
-    return {false, false, false, false, 2}
-  end
-end
-local outs, consts = {}, {}
-local event = cmsgpack.unpack(ARGV[1])
-if #event > 0 then redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(event)) end
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  -- What the new leases replace: a running task's queued and hand-off leases, the hand-off
-  -- of anything else taken.
-  local members, replaced = cmsgpack.unpack(ARGV[4]), {}
-  for _, m in ipairs(members) do
-    if string.sub(m, 1, 1) == 'r' then
-      replaced[#replaced + 1] = 't' .. string.sub(m, 2)
-      replaced[#replaced + 1] = 'ht' .. string.sub(m, 2)
-    else
-      replaced[#replaced + 1] = 'h' .. m
-    end
-  end
-  if #replaced > 0 then chunked('ZREM', KEYS[4], replaced, 1) end
-  lease(KEYS[4], members, tonumber(ARGV[5]))
-end
-local ids = cmsgpack.unpack(ARGV[2])
-if #ids > 0 then outs = chunked('HMGET', KEYS[2], ids, 1) end
-local hashes = cmsgpack.unpack(ARGV[3])
-if #hashes > 0 then consts = chunked('HMGET', KEYS[3], hashes, 1) end
-local lists = {}
-for _, l in ipairs(cmsgpack.unpack(ARGV[6])) do
-  local n = redis.call('HGET', KEYS[5], string.format('%d', l[1]))
-  if n then
-    local ids = {}
-    for i = 0, tonumber(n) - 1 do ids[#ids + 1] = string.format('%d', l[2] + i) end
-    lists[#lists + 1] = chunked('HMGET', KEYS[2], ids, 1)
-  else
-    lists[#lists + 1] = false
-  end
-end
-local crashed = false
-if ARGV[7] ~= '' then crashed = redis.call('HGET', KEYS[6], ARGV[7]) end
-return {outs, consts, lists, crashed, 0}
+return start_task(KEYS, cmsgpack.unpack(ARGV[1]), cmsgpack.unpack(ARGV[2]),
+  cmsgpack.unpack(ARGV[3]), cmsgpack.unpack(ARGV[4]), tonumber(ARGV[5]),
+  cmsgpack.unpack(ARGV[6]), ARGV[7], ARGV[8] == '1')
 """
 )
 

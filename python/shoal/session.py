@@ -139,7 +139,9 @@ class Session:
         if self._redis_url is None:
             self._server = EmbeddedServer()
             self._redis_url = self._server.start()
-        self._storage = RedisStorage(self._redis_url, lease_ttl_s=self.settings.lease_ttl_s)
+        self._storage = RedisStorage(
+            self._redis_url, lease_ttl_s=self.settings.lease_ttl_s, name="shoal-client"
+        )
 
     # -- running -------------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@ task the machine names, and that it runs next exactly as asked when the store st
 
 from __future__ import annotations
 
+from typing import Any
+
+import shoal
+from shoal.backends.inprocess import InProcess
 from shoal.graph import freeze
 from shoal.runtime.machine import (
     Complete,
@@ -15,7 +19,8 @@ from shoal.runtime.machine import (
     TaskState,
     WorkerMachine,
 )
-from shoal.storage.base import CompletionResult, Fetched
+from shoal.storage.base import Completion, CompletionResult, Fetched, TaskStart
+from shoal.storage.memory import MemoryStorage
 
 from .test_machine import config, done, f
 from .test_policy import InPairs, machine
@@ -93,3 +98,43 @@ def test_no_start_rides_during_a_recovery() -> None:
     m.handle(Started([0], {}))
     [comp] = m.handle(Executed(0, 1, {}))
     assert isinstance(comp, Complete) and comp.then is None
+
+
+class Recording(MemoryStorage):
+    """Records the leases each start takes, alone (fetch) or riding with a completion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: list[tuple[str, int | None, list[str]]] = []
+        self.completing = False
+
+    async def fetch(self, run_id: str, outputs: Any, *args: Any, **kw: Any) -> Fetched:
+        if kw.get("starting") is not None and not self.completing:
+            self.starts.append(("alone", kw["starting"], list(kw.get("lease", ()))))
+        return await super().fetch(run_id, outputs, *args, **kw)
+
+    async def complete(
+        self, run_id: str, completion: Completion, then: TaskStart | None = None
+    ) -> CompletionResult:
+        self.completing = True
+        try:
+            result = await super().complete(run_id, completion, then)
+        finally:
+            self.completing = False
+        if then is not None and result.started is not None:
+            self.starts.append(("riding", then.task, list(then.lease)))
+        return result
+
+
+def test_a_worker_takes_over_what_it_received_at_its_first_start_and_rides_after() -> None:
+    """Three roots in one share (the sync scheduler has one slot): the first start takes the
+    running lease and the queued tasks' leases (replacing their hand-offs); each next task
+    starts with the previous completion, taking its running lease only."""
+    store = Recording()
+    with shoal.Session(backend=InProcess(), storage=store, progress=False) as s:
+        assert s.compute(f(1), f(2), f(3)) == (1, 2, 3)
+    assert store.starts == [
+        ("alone", 0, ["r0", "t1", "t2"]),
+        ("riding", 1, ["r1"]),
+        ("riding", 2, ["r2"]),
+    ]

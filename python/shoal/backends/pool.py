@@ -167,7 +167,7 @@ class Pool(threading.Thread):
     def run(self) -> None:
         import redis
 
-        r: Any = redis.Redis.from_url(self.url, socket_timeout=None)
+        r: Any = redis.Redis.from_url(self.url, socket_timeout=None, client_name="shoal-pool")
         backlog: deque[bytes] = deque()
         failing_since: float | None = None
         try:
@@ -378,7 +378,7 @@ class Pool(threading.Thread):
         import redis
 
         try:
-            r: Any = redis.Redis.from_url(self.url, socket_timeout=5)
+            r: Any = redis.Redis.from_url(self.url, socket_timeout=5, client_name="shoal-pool")
             try:
                 return call(r)
             finally:

@@ -91,7 +91,9 @@ def _refusing(message: str) -> Runner:
 
 async def _serve(args: argparse.Namespace, runner: Runner) -> None:
     settings = Settings.from_env()
-    storage = RedisStorage(os.environ[SERVER_URL_VAR], lease_ttl_s=settings.lease_ttl_s)
+    storage = RedisStorage(
+        os.environ[SERVER_URL_VAR], lease_ttl_s=settings.lease_ttl_s, name="shoal-worker"
+    )
     backend = QueueInvoker(storage.client, args.pool, delivery_copies(), args.slots)
     caches = WorkerCaches(clock_offset=await storage.server_time() - time.time())
     loop = asyncio.get_running_loop()

@@ -257,17 +257,22 @@ class _Shell:
             return await self._execute(ins)
         if isinstance(ins, Complete):
             then = ins.then if self._leased else None
-            ask = None if then is None else self._ask(then, if_ready=ins.then_if_ready)
-            if then is not None and self.on_task is not None:
-                self.on_task(self.run_id, then.task)
+            ask = None
+            if then is not None:
+                ask = self._ask(then, [keys.running_lease(then.task)], ins.then_if_ready)
             began = time.perf_counter()
             result = await self.storage.complete(
                 self.run_id, ins.completion, None if ask is None else ask.start
             )
             self.running = None
             if ask is not None and result.started is not None:
+                # Said once it started, not when asked: a worker that parks instead (its
+                # next task did not become ready) is not running it. A death in between is
+                # noticed by the running lease the start took.
                 self.running = ask.start.task
                 self._riding = (ask, result.started, began)
+                if self.on_task is not None:
+                    self.on_task(self.run_id, ask.start.task)
             return Completed(ins.completion.task, result)
         if isinstance(ins, Expand):
             x = ins.expansion
@@ -312,9 +317,10 @@ class _Shell:
             if self.on_park is not None:
                 self.on_park(False)
 
-    def _ask(self, ins: Execute, if_ready: bool = False) -> StartAsk:
-        """What starting ``ins.task`` asks the store for (alone, or riding with a completion:
-        then only ``if_ready`` when that completion is what makes it ready)."""
+    def _ask(self, ins: Execute, lease: list[str], if_ready: bool = False) -> StartAsk:
+        """What starting ``ins.task`` asks the store for, taking ``lease`` (alone, or riding
+        with a completion: then only ``if_ready`` when that completion is what makes it
+        ready)."""
         g, task = self.graph, ins.task
         return start_ask(
             self.run_id,
@@ -324,7 +330,7 @@ class _Shell:
             ins.missing,
             self.caches,
             event=self.reporter.started(g, task, ins.attempt, self.caches.now()),
-            lease=[keys.running_lease(task)],
+            lease=lease,
             expanding=isinstance(g, MapView) and g.is_root(task),
             rerun=task in self.inv.recompute,
             if_ready=if_ready,
@@ -389,7 +395,7 @@ class _Shell:
                 if self.on_task is not None:
                     self.on_task(self.run_id, task)
                 # One round trip: announce (TASK_STARTED), lease, fetch what is missing.
-                ask = self._ask(ins)
+                ask = self._ask(ins, lease)
                 got = await fetch_inputs(self.storage, self.run_id, g, ask, self.caches)
         except ModuleNotFoundError as e:  # its function or an input needs what is not here
             missing = failures.missing_module(g.name(task), e, self.caches.now())

@@ -51,15 +51,24 @@ _INBOX_BATCH = 4096
 
 class RedisStorage:
     def __init__(
-        self, url: str, *, client: aioredis.Redis | None = None, lease_ttl_s: float = 5.0
+        self,
+        url: str,
+        *,
+        client: aioredis.Redis | None = None,
+        lease_ttl_s: float = 5.0,
+        name: str | None = None,
     ) -> None:
+        """``name``: what the server's CLIENT LIST calls this store's connections
+        (``shoal-client``, ``shoal-worker``), so who sends what can be told apart."""
         self.url = url
+        self.name = name
         self.lease_ttl_s = lease_ttl_s
         # socket_timeout=None: blocking reads may wait as long as they ask to. Typed Any:
         # redis-py's reply types are unions of every RESP shape, too loose to check against.
         # Transient disconnects are retried with backoff (about 3 s in all), then raised.
         self._r: Any = client or aioredis.Redis.from_url(
             url,
+            client_name=name,
             decode_responses=False,
             socket_timeout=None,
             health_check_interval=0,
@@ -269,7 +278,8 @@ class RedisStorage:
         if self._sync_renew is None:  # a connection of its own, made the first time
             import redis
 
-            self._sync_renew = redis.Redis.from_url(self.url).register_script(scripts.RENEW)
+            sync = redis.Redis.from_url(self.url, client_name=self.name)
+            self._sync_renew = sync.register_script(scripts.RENEW)
         self._sync_renew(keys=[keys.leases(run_id)], args=[self._lease_ms, *members])
 
     async def release(

@@ -24,12 +24,13 @@ from .test_policy import machine
     st.lists(st.integers(0, 10_000), unique=True, max_size=300),
     st.one_of(st.none(), st.integers(1, 64)),
     st.lists(st.sampled_from([None, 256, 1024]), min_size=1, max_size=3),
+    st.integers(1, 50),
 )
 def test_shares_hold_every_task_once_in_order_near_equal_one_size_each(
-    tasks: list[int], parallelism: int | None, sizes: list[int | None]
+    tasks: list[int], parallelism: int | None, sizes: list[int | None], at_least: int
 ) -> None:
     size = {t: sizes[i % len(sizes)] for i, t in enumerate(tasks)}
-    shares = split(tasks, parallelism, size.__getitem__)
+    shares = split(tasks, parallelism, size.__getitem__, at_least)
     assert sorted(t for s in shares for t in s) == sorted(tasks)
     assert all(shares)
     by_class: dict[int | None, list[list[int]]] = {}
@@ -39,8 +40,10 @@ def test_shares_hold_every_task_once_in_order_near_equal_one_size_each(
     for cls, group in by_class.items():
         members = [t for t in tasks if size[t] == cls]
         assert [t for s in group for t in s] == members  # neighbours together, in order
-        assert len(group) == share_count(len(members), parallelism)
+        assert len(group) == share_count(len(members), parallelism, at_least)
         assert max(map(len, group)) - min(map(len, group)) <= 1
+        # Never smaller than the work the invoker has queued (unless there is less work).
+        assert len(group) == 1 or min(map(len, group)) >= at_least
 
 
 def test_share_counts_follow_the_platforms_parallelism() -> None:
@@ -49,6 +52,8 @@ def test_share_counts_follow_the_platforms_parallelism() -> None:
     assert share_count(1000, 2) == 2 * SHARES_PER_SLOT
     assert share_count(3, 2) == 3
     assert share_count(0, 2) == 0
+    assert share_count(1000, 2, at_least=200) == 5  # shares as large as the queued work
+    assert share_count(16, 2, at_least=60) == 1  # less than that: all of it stays
     with pytest.raises(ValueError, match="parallelism must be >= 1"):
         DefaultPolicy(0)
 
@@ -72,6 +77,21 @@ def test_a_flexible_worker_keeps_the_first_share_and_invokes_one_worker_per_othe
     for i in invokes:  # each share's worker gets the subDAG of its tasks (and their input)
         assert i.subdag is not None and sorted(i.subdag.task_ids()) == i.start
         assert list(i.inputs) == [0]
+
+
+def test_a_worker_with_work_queued_keeps_a_small_fan_out() -> None:
+    """A worker with tasks queued hands on no share smaller than its queue: the 4 tasks its
+    completion made ready stay with the 5 it has (a block feeding a few products, say)."""
+    src = f(1)
+    others = [f(i) for i in range(5)]
+    g = freeze([*[f(src, i) for i in range(4)], *others]).graph
+    m = machine(g, DefaultPolicy(parallelism=2), [0, *g.roots()[1:]])
+    assert len(m.ready) == 5
+    m.handle(Executed(0, 1, {}))
+    fanned = [t for t in g.task_ids() if g.deps(t) == [0]]
+    ins = m.handle(Completed(0, done(fanned)))
+    assert not any(isinstance(i, Invoke) for i in ins)
+    assert list(m.ready)[-4:] == fanned
 
 
 def test_without_a_known_bound_every_other_ready_task_gets_its_own_worker() -> None:

@@ -62,7 +62,8 @@ State
     The tasks to run here, in order; each is READY in ``state`` (a task is queued once).
 ``values: dict[int, Any]``
     Upstream values held in memory, by task id (outputs of tasks run here, inline inputs,
-    fetched inputs). A value is dropped once every consumer this subDAG holds is DONE.
+    fetched inputs). A value is dropped once every consumer this subDAG holds is DONE
+    (``_uses`` counts those left, per value, from the first of them to complete).
 ``attempts: dict[int, int]``
     Failed attempts so far, per task (absent: none).
 ``mine_left: int``
@@ -118,6 +119,9 @@ from ..storage.base import (
 )
 from .elements import DYNAMIC, MapView
 from .policy import DefaultPolicy, OutputFacts, Placement, Policy
+
+#: The most inputs a consumer may have for its start to ride with one of their completions.
+_NAMED_FAN_IN = 4
 
 # -- events (what the shell tells the machine) ---------------------------------------------
 
@@ -383,6 +387,8 @@ class WorkerMachine:
         self.view = graph if isinstance(graph, MapView) else None
         #: Encoded items of an expansion, by item id, for inline hand-over to elements.
         self._items: dict[int, bytes] = {}
+        #: Per value held: its consumers in this subDAG not done yet, once first counted.
+        self._uses: dict[int, int] = {}
         #: The task whose start rides with the completion that is out (see ``Complete.then``).
         self._riding: Execute | None = None
 
@@ -454,13 +460,22 @@ class WorkerMachine:
         when neither is known (recovery, map tasks, a fan-in waiting for others)."""
         if self.recompute or self.resume:
             return None, False
-        for t in self.ready:
-            if self.state.get(t) is TaskState.READY:
-                return self._execute(t, mark=False), False
+        ready = self.ready
+        while ready and self.state.get(ready[0]) is not TaskState.READY:
+            ready.popleft()  # run or handed off since it was queued
+        if ready:
+            return self._execute(ready[0], mark=False), False
         if self.view is not None:
             return None, False
         for d in downstream:
-            if d.worker == self.worker and d.task not in self.state and d.task in self.graph:
+            # A consumer of many inputs is named only when it has few: naming one costs its
+            # dependency list (a fan-in of 10,000 would cost that on each of its inputs).
+            if (
+                d.worker == self.worker
+                and d.ndeps <= _NAMED_FAN_IN
+                and d.task not in self.state
+                and d.task in self.graph
+            ):
                 return self._execute(d.task, mark=False), True
         return None, False
 
@@ -532,6 +547,8 @@ class WorkerMachine:
         if started is not None:  # it runs here next: it started with this completion
             _keep_started(placement, started.task)
             self.state[started.task] = TaskState.RUNNING
+            if self.ready and self.ready[0] == started.task:
+                self.ready.popleft()
         for t in placement.keep:
             self._queue(t)
         for share in placement.invoke:
@@ -588,6 +605,7 @@ class WorkerMachine:
         if blob is None:
             return
         self.values.pop(item, None)
+        self._uses.pop(item, None)
         if len(blob) <= self.cfg.inline_output_limit:
             inputs[item] = blob
 
@@ -633,10 +651,22 @@ class WorkerMachine:
         return completion, decision.acted
 
     def _release_inputs(self, task: int) -> None:
-        """Drops upstream values whose consumers in this subDAG are all done here."""
-        for d in self.graph.deps(task):
-            if d in self.values and all(self.is_done(c) for c in self.graph.consumers(d)):
+        """Drops upstream values whose consumers in this subDAG are all done here. The
+        consumers left are counted once per value and counted down after (a fan-out's source
+        has a consumer per branch: looking at all of them on every completion was quadratic)."""
+        for d in dict.fromkeys(self.graph.deps(task)):
+            if d not in self.values:
+                continue
+            left = self._uses.get(d)
+            if left is None:
+                left = sum(1 for c in set(self.graph.consumers(d)) if not self.is_done(c))
+            else:
+                left -= 1
+            if left <= 0:
                 del self.values[d]
+                self._uses.pop(d, None)
+            else:
+                self._uses[d] = left
 
 
 def _keep_started(placement: Placement, task: int) -> None:

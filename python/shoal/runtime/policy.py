@@ -136,7 +136,10 @@ class DefaultPolicy:
         flexible = [t for t in ready if graph.worker(t) is None] if me is not None else ready
         if not flexible:
             return Placement(keep, [])
-        shares = split(flexible, self.parallelism, lambda t: task_memory_mb(graph, t))
-        if me is None:  # a flexible worker keeps the first share
+        # A flexible worker keeps the first share; with work queued here, it hands on only
+        # shares at least as large as that work (see .shares).
+        queued = len(machine.ready) if me is None else 1
+        shares = split(flexible, self.parallelism, lambda t: task_memory_mb(graph, t), queued)
+        if me is None:
             keep = shares.pop(0)
         return Placement(keep, shares)

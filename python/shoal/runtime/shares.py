@@ -11,6 +11,11 @@ slots when tasks are uneven. So:
   so a worker that runs dry early takes the next share that has not started: uneven shares
   rebalance at the grain of a share, which is at most 1/``SHARES_PER_SLOT`` of a slot's work;
 - a platform with no known bound (``parallelism`` None) gets one share per task;
+- a worker with work queued hands on shares no smaller than that work (``at_least``): new
+  workers are worth their invocation only with as much to do as the invoker has, and a
+  worker that still has work is not about to run dry. So a share that keeps finding small
+  fan-outs (a block of a matrix feeding 16 products) keeps them, and only a worker with
+  nothing else to do spreads a fan-out over the platform;
 - tasks of one share are neighbours in the order given (the graph's order), so siblings of a
   tree land together and their parent becomes ready where its inputs are;
 - tasks that ask for different memory sizes never share a worker (a share is invoked at the
@@ -28,20 +33,22 @@ from collections.abc import Callable, Sequence
 SHARES_PER_SLOT = 4
 
 
-def share_count(tasks: int, parallelism: int | None) -> int:
-    """How many shares ``tasks`` ready tasks are split into."""
+def share_count(tasks: int, parallelism: int | None, at_least: int = 1) -> int:
+    """How many shares ``tasks`` ready tasks are split into, each of ``at_least`` tasks
+    (when there are that many)."""
     if tasks <= 0:
         return 0
-    if parallelism is None:
-        return tasks
-    per_slot = 1 if parallelism == 1 else SHARES_PER_SLOT
-    return min(tasks, parallelism * per_slot)
+    most = (
+        tasks if parallelism is None else parallelism * (1 if parallelism == 1 else SHARES_PER_SLOT)
+    )
+    return max(1, min(tasks, most, tasks // max(1, at_least)))
 
 
 def split(
     tasks: Sequence[int],
     parallelism: int | None,
     size_of: Callable[[int], int | None] = lambda t: None,
+    at_least: int = 1,
 ) -> list[list[int]]:
     """``tasks`` in shares: contiguous runs of near-equal length, one size class each, in the
     order given (the first share is the one the caller keeps, if it keeps one)."""
@@ -50,7 +57,7 @@ def split(
         classes.setdefault(size_of(t), []).append(t)
     shares: list[list[int]] = []
     for group in classes.values():
-        count = share_count(len(group), parallelism)
+        count = share_count(len(group), parallelism, at_least)
         base, extra = divmod(len(group), count)
         at = 0
         for i in range(count):

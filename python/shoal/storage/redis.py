@@ -42,6 +42,7 @@ from .base import (
     RunSpec,
     TaskStart,
 )
+from .direct import DirectScript
 
 #: Placeholder field that keeps a run's hashes alive (and under their TTL) while empty.
 _PLACEHOLDER = "_"
@@ -76,6 +77,9 @@ class RedisStorage:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._complete = self._r.register_script(scripts.COMPLETE)
+        # The two scripts of every task, straight on a pooled connection (see .direct).
+        self._complete_direct = DirectScript(self._r, self._complete)
+        self._start_direct = DirectScript(self._r, self._r.register_script(scripts.START))
         self._expand = self._r.register_script(scripts.EXPAND)
         self._fail = self._r.register_script(scripts.FAIL)
         self._start = self._r.register_script(scripts.START)
@@ -180,7 +184,7 @@ class RedisStorage:
             fn_blobs, reply = await p.execute()
         else:
             fn_blobs = []
-            reply = await self._start(keys=run_keys, args=args)
+            reply = await self._start_direct(run_keys, args)
         return _fetched(reply, outputs, functions, fn_blobs, constants, lists)
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
@@ -218,7 +222,7 @@ class RedisStorage:
             await self._complete(keys=run_keys, args=args, client=p)
             fn_blobs, reply = await p.execute()
         else:
-            fn_blobs, reply = [], await self._complete(keys=run_keys, args=args)
+            fn_blobs, reply = [], await self._complete_direct(run_keys, args)
         result = _completion_result(reply)
         if then is None or len(reply) < 5:
             return result

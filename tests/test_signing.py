@@ -171,3 +171,33 @@ def test_a_tampered_invocation_fails_the_run_clearly(
             s.backend = real
         assert s.compute(add(7, 8)) == (15,)  # the worker refused it and carried on
     assert_no_leaks(redis_url)
+
+
+def test_a_payload_sealed_in_parts_is_the_payload_sealed_whole() -> None:
+    from shoal.errors import PayloadError
+    from shoal.signing import seal_parts, unseal_view
+
+    parts = [b"\x02", b"body " * 1000, b"", b"tail"]
+    where = value_place("run", 3)
+    sealed = seal_parts(parts, where)
+    assert sealed == seal(b"".join(parts), where)
+    view = unseal_view(sealed, "a value", where)
+    assert isinstance(view, memoryview) and bytes(view) == b"".join(parts)
+    for i in (0, 5, 40, len(sealed) - 1):  # any byte changed: refused
+        bad = bytearray(sealed)
+        bad[i] ^= 1
+        with pytest.raises(PayloadError):
+            unseal_view(bytes(bad), "a value", where)
+    with pytest.raises(PayloadError, match="bad signature"):
+        unseal_view(sealed, "a value", value_place("run", 4))
+
+
+def test_the_native_mac_reads_bytes_from_an_offset_and_refuses_other_inputs() -> None:
+    key = _core.derive_mac_key(b"k")
+    assert _core.mac(key, b"p", b"xxhello", start=2) == _core.mac(key, b"p", b"he", b"llo")
+    with pytest.raises(ValueError, match="past the end"):
+        _core.mac(key, b"p", b"abc", start=4)
+    with pytest.raises(TypeError):
+        _core.mac(key, b"p", bytearray(b"abc"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="32 bytes"):
+        _core.mac(b"short", b"p", b"abc")

@@ -208,5 +208,7 @@ def hash16(data: bytes) -> bytes: ...
 def derive_mac_key(secret: bytes) -> bytes:
     """The 32-byte MAC key made from a signing secret (keyed blake3 key derivation)."""
 
-def mac(key: bytes, place: bytes, payload: bytes) -> bytes:
-    """The MAC of ``payload`` for ``place`` under ``key`` (32 bytes); the GIL is released."""
+def mac(key: bytes, place: bytes, *payload: bytes, start: int = 0) -> bytes:
+    """The MAC of the concatenation of ``payload``, the first ``start`` bytes of the first
+    part left out, for ``place`` under ``key`` (32 bytes); parts are read where they lie and
+    the GIL is released."""

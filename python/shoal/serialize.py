@@ -31,7 +31,7 @@ import zstandard
 
 from . import _core
 from .errors import PayloadError
-from .signing import context, seal, unseal
+from .signing import context, seal, seal_parts, unseal, unseal_view
 
 _MSGPACK = 0x01
 _PICKLE = 0x02
@@ -42,6 +42,8 @@ _MIN_SAVING = 0.1
 #: Bytes per slice of that sample.
 _SAMPLE = 16 * 1024
 _compressor = zstandard.ZstdCompressor(level=3)
+#: The header byte of each encoding, made once.
+_HEADS = {k: bytes([k]) for k in (_MSGPACK, _PICKLE, _MSGPACK | _ZSTD, _PICKLE | _ZSTD)}
 _decompressor = zstandard.ZstdDecompressor()
 
 
@@ -71,8 +73,8 @@ def dumps_value(value: Any, where: str) -> bytes:
     if len(body) >= _COMPRESS_FROM and _worth_compressing(body):
         packed = _compressor.compress(body)
         if len(packed) < len(body):
-            return seal(bytes([kind | _ZSTD]) + packed, where)
-    return seal(bytes([kind]) + body, where)
+            return seal_parts([_HEADS[kind | _ZSTD], packed], where)
+    return seal_parts([_HEADS[kind], body], where)  # the body is copied once, here
 
 
 def _worth_compressing(body: bytes) -> bool:
@@ -89,12 +91,12 @@ def _worth_compressing(body: bytes) -> bool:
 def loads_value(data: bytes, where: str) -> Any:
     """Decodes what :func:`dumps_value` made for the place ``where``; anything else raises
     ``PayloadError``."""
-    data = unseal(data, "a value", where)
-    if not data:
+    view = unseal_view(data, "a value", where)  # no copy: every reader takes a buffer
+    if not view:
         raise PayloadError("cannot decode value: empty payload")
-    head = data[0]
+    head = view[0]
     kind = head & ~_ZSTD
-    body: bytes = memoryview(data)[1:].tobytes()
+    body: bytes | memoryview = view[1:]
     try:
         if head & _ZSTD:
             body = _decompressor.decompress(body)

@@ -31,6 +31,7 @@ import hmac
 import os
 import secrets
 import threading
+from collections.abc import Sequence
 
 from . import _core
 from .errors import PayloadError
@@ -81,8 +82,8 @@ def const_place(run_id: str, const_hash: bytes) -> str:
     return context(run_id, "const", const_hash.hex())
 
 
-def _mac(secret: bytes, where: str, payload: bytes) -> bytes:
-    return _core.mac(_mac_key(secret), where.encode(), payload)
+def _mac(secret: bytes, where: str, *payload: bytes, start: int = 0) -> bytes:
+    return _core.mac(_mac_key(secret), where.encode(), *payload, start=start)
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,19 +96,30 @@ def seal(payload: bytes, where: str) -> bytes:
     return _MAGIC + _mac(_secret(), where, payload) + payload
 
 
+def seal_parts(parts: Sequence[bytes], where: str) -> bytes:
+    """The concatenation of ``parts`` signed for ``where``, as :func:`seal` makes it, copied
+    once (a large value is signed where it lies and joined with its header in one go)."""
+    return b"".join([_MAGIC, _mac(_secret(), where, *parts), *parts])
+
+
 def unseal(data: bytes, what: str, where: str) -> bytes:
     """The payload of ``data`` after checking its signature for the place ``where`` (``what``
     names it in errors)."""
+    return bytes(unseal_view(data, what, where))
+
+
+def unseal_view(data: bytes, what: str, where: str) -> memoryview:
+    """:func:`unseal`, as a view of ``data`` (no copy of a large value)."""
     if data[: len(_MAGIC)] != _MAGIC or len(data) < _HEAD:
         raise PayloadError(f"{what} is not signed: refused")
-    mac, payload = data[len(_MAGIC) : _HEAD], data[_HEAD:]
-    if not hmac.compare_digest(mac, _mac(_secret(), where, payload)):
+    mac = data[len(_MAGIC) : _HEAD]
+    if not hmac.compare_digest(mac, _mac(_secret(), where, data, start=_HEAD)):
         source = "" if os.environ.get(SECRET_VAR) else f" ({SECRET_VAR} is not set here)"
         raise PayloadError(
             f"{what} has a bad signature: altered, moved from another place, or signed with "
             f"another secret{source}: refused; client and workers must share {SECRET_VAR}"
         )
-    return payload
+    return memoryview(data)[_HEAD:]
 
 
 def unverified_payload(data: bytes) -> bytes:

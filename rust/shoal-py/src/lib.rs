@@ -8,7 +8,7 @@ mod walk;
 
 use graph::PyGraph;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyType};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use shoal_core::{codec, Hash16, Template};
 
 /// What freezing lazy nodes produces.
@@ -87,18 +87,32 @@ fn derive_mac_key<'py>(py: Python<'py>, secret: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &shoal_core::mac::derive_key(secret))
 }
 
-/// The MAC of `payload` for `place` under `key` (32 bytes); the GIL is released meanwhile.
+/// The MAC of the concatenation of the `payload` bytes, the first `start` bytes of the first
+/// one left out, for `place` under `key` (32 bytes): parts are read where they lie (a large
+/// value is never copied to be signed or checked); the GIL is released meanwhile.
 #[pyfunction]
+#[pyo3(signature = (key, place, *payload, start = 0))]
 fn mac<'py>(
     py: Python<'py>,
     key: &[u8],
     place: &[u8],
-    payload: &[u8],
+    payload: &Bound<'py, PyTuple>,
+    start: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let key: [u8; 32] = key
         .try_into()
         .map_err(|_| pyo3::exceptions::PyValueError::new_err("a MAC key is 32 bytes"))?;
-    let out = py.detach(|| shoal_core::mac::mac(&key, place, payload));
+    let held = payload
+        .iter()
+        .map(|part| part.cast_into::<PyBytes>().map_err(PyErr::from))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut parts: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+    if let Some(first) = parts.first_mut() {
+        *first = first.get(start..).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err("start is past the end of the payload")
+        })?;
+    }
+    let out = py.detach(|| shoal_core::mac::mac_parts(&key, place, &parts));
     Ok(PyBytes::new(py, &out))
 }
 

@@ -18,7 +18,14 @@ import redis
 import shoal
 from conftest import session_for
 from shoal.config import Settings
-from shoal.runtime.inline import FAST_TASK_S, INLINE_AFTER, InlinePolicy, LeaseGuard
+from shoal.runtime.inline import (
+    FAST_TASK_S,
+    INLINE_AFTER,
+    InlinePolicy,
+    LeaseGuard,
+    Pause,
+    PauseMeter,
+)
 from shoal.storage import keys
 
 #: Short leases, so that a call blocking the loop for a few of them would lose them.
@@ -70,6 +77,36 @@ def test_the_policy_inlines_after_fast_runs_and_gives_up_on_a_slow_one() -> None
     p.ran(2, FAST_TASK_S * 5, inline=False)  # slow in a thread: start counting again
     p.ran(2, 0.0, inline=False)
     assert not p.inline(2)
+
+
+def test_a_preempted_inline_call_keeps_its_place_and_one_that_waited_or_computed_does_not() -> None:
+    p = InlinePolicy()
+    for _ in range(INLINE_AFTER):
+        p.ran(1, 0.0, inline=False)
+    # Long on the wall clock, little CPU, no wait: other processes had the cores.
+    p.ran(1, FAST_TASK_S * 5, inline=True, pause=Pause(FAST_TASK_S / 10, waited=False))
+    assert p.inline(1)
+    p.ran(1, FAST_TASK_S * 5, inline=True, pause=Pause(FAST_TASK_S / 10, waited=True))  # slept
+    assert not p.inline(1)
+    for _ in range(INLINE_AFTER):
+        p.ran(2, 0.0, inline=False)
+    p.ran(2, FAST_TASK_S * 5, inline=True, pause=Pause(FAST_TASK_S * 2, waited=False))  # computed
+    assert not p.inline(2)
+
+
+def test_the_pause_meter_tells_a_wait_from_computing() -> None:
+    import time
+
+    meter = PauseMeter()
+    time.sleep(0.01)  # a wait: a voluntary context switch, almost no CPU
+    slept = meter.stop()
+    assert slept.waited and slept.cpu_s < FAST_TASK_S and not slept.preempted_only
+    meter = PauseMeter()
+    end = time.thread_time() + 2 * FAST_TASK_S
+    while time.thread_time() < end:  # computing: CPU time, whatever the wall clock says
+        pass
+    busy = meter.stop()
+    assert busy.cpu_s >= 2 * FAST_TASK_S and not busy.preempted_only
 
 
 def test_the_guard_renews_while_a_call_blocks_and_stops_after() -> None:

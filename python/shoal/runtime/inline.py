@@ -5,8 +5,10 @@ renewing leases and serving the store while it runs. For a function of a microse
 costs far more than the call (80 to 215 µs measured). So a function that has run under
 :data:`FAST_TASK_S` :data:`INLINE_AFTER` times in a row in this process runs inline, on the
 loop, from then on; one that then takes :data:`FAST_TASK_S` or more inline goes back to a
-thread for good (in this process). Calls with a ``timeout_s`` always go to a thread (only there
-can they be abandoned).
+thread for good (in this process), unless it computed less than that and never waited (it was
+preempted: on a busy machine a 70 µs function now and then takes milliseconds of wall time,
+and judged by the wall clock alone it lost its place on the loop for good: :class:`Pause`).
+Calls with a ``timeout_s`` always go to a thread (only there can they be abandoned).
 
 An inline call blocks the loop, and with it the lease renewal. :class:`LeaseGuard` bounds that:
 a thread of the process, watching the inline call in progress, renews the worker's leases from
@@ -21,6 +23,7 @@ and the period, with the start time of the inline call, or None between calls).
 from __future__ import annotations
 
 import contextlib
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +35,8 @@ FAST_TASK_S = 0.001
 INLINE_AFTER = 3
 #: How often the guard looks at the inline call in progress.
 GUARD_TICK_S = 0.1
+#: Per-thread resource usage (Linux); elsewhere a thread's context switches are not known.
+_RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)
 
 
 @dataclass
@@ -44,8 +49,11 @@ class InlinePolicy:
     def inline(self, fn: int) -> bool:
         return fn not in self.slow and self.fast_runs.get(fn, 0) >= INLINE_AFTER
 
-    def ran(self, fn: int, seconds: float, inline: bool) -> None:
-        if seconds < FAST_TASK_S:
+    def ran(self, fn: int, seconds: float, inline: bool, pause: Pause | None = None) -> None:
+        """``fn`` took ``seconds``; ``pause`` says, for an inline call over the limit, how
+        much of that it computed and whether it waited (see :class:`Pause`)."""
+        fast = seconds < FAST_TASK_S or (inline and pause is not None and pause.preempted_only)
+        if fast:
             self.fast_runs[fn] = self.fast_runs.get(fn, 0) + 1
         else:
             self.fast_runs[fn] = 0
@@ -55,6 +63,43 @@ class InlinePolicy:
     def refuse(self, fn: int) -> None:
         """Never inline ``fn`` again here (it needs a thread: it runs an event loop itself)."""
         self.slow.add(fn)
+
+
+@dataclass(slots=True)
+class Pause:
+    """Why an inline call took long: the CPU it used, and whether it waited on anything. A
+    call that computed little and never waited was preempted (other processes had the
+    cores): it is still short, and must not lose its place on the loop for it."""
+
+    cpu_s: float
+    waited: bool
+
+    @property
+    def preempted_only(self) -> bool:
+        return self.cpu_s < FAST_TASK_S and not self.waited
+
+
+class PauseMeter:
+    """Measures a call's :class:`Pause` on the calling thread (CPU time and voluntary context
+    switches: a sleep, a lock, I/O all make one; a preemption does not). Where a thread's
+    switches cannot be read, every long call counts as one that waited."""
+
+    __slots__ = ("_cpu", "_switches")
+
+    def __init__(self) -> None:
+        self._cpu = time.thread_time()
+        self._switches = _voluntary_switches()
+
+    def stop(self) -> Pause:
+        now = _voluntary_switches()
+        waited = now is None or self._switches is None or now > self._switches
+        return Pause(time.thread_time() - self._cpu, waited)
+
+
+def _voluntary_switches() -> int | None:
+    if _RUSAGE_THREAD is None:
+        return None
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
 
 
 class LeaseGuard:

@@ -44,7 +44,7 @@ from ..storage.state import refused
 from . import context as worker_context
 from . import failures, output
 from .elements import MapView, items_of, view
-from .inline import LeaseGuard
+from .inline import FAST_TASK_S, LeaseGuard, Pause, PauseMeter
 from .inputs import StartAsk, TaskInputs, WorkerCaches, fetch_inputs, received, start_ask
 from .invocation import Invocation
 from .machine import (
@@ -466,13 +466,17 @@ class _Shell:
         inside = worker_context.CURRENT.set(self._context(inline))  # a task's compute() too
         output.running = name  # what its printed lines start with
         took = [0.0]
+        pause: list[Pause | None] = [None]
 
         def call() -> Any:
+            meter = PauseMeter() if inline else None
             began = time.perf_counter()
             try:
                 return func(*args, **kwargs)
             finally:
                 took[0] = time.perf_counter() - began
+                if meter is not None and took[0] >= FAST_TASK_S:  # why it was long
+                    pause[0] = meter.stop()
 
         try:
             if inline:
@@ -491,7 +495,7 @@ class _Shell:
         finally:
             worker_context.CURRENT.reset(inside)
             output.running = None
-            self.caches.inline.ran(fn, took[0], inline)
+            self.caches.inline.ran(fn, took[0], inline, pause[0])
 
     def _inline(self, call: Callable[[], Any], fn: int) -> Any:
         """Runs a short task's function on the loop (see :mod:`.inline`), the lease guard

@@ -23,8 +23,9 @@ the store started it (``CompletionResult.started``), the next instruction is tha
 ``Execute``, and the policy's placement cannot send it elsewhere.
 
 Who runs a ready task (DESIGN §5; :meth:`.policy.Policy.place`): a *flexible* worker (no worker
-id) keeps one ready flexible task and invokes a new flexible worker for each other one, with
-the subDAG below it cut from its own; a *pinned* worker (worker id W) runs the tasks pinned to
+id) splits the flexible tasks a completion made ready into shares (:mod:`.shares`), keeps the
+first and invokes a new flexible worker for each other share, with the subDAG below it cut from
+its own; a *pinned* worker (worker id W) runs the tasks pinned to
 W. Ready tasks pinned to another worker are pushed onto that worker's inbox by the completion
 itself (which also says when that worker must be invoked for the first time). While tasks
 pinned to W remain, it waits on its inbox.
@@ -40,7 +41,7 @@ by one worker.
 Maps (``shoal.map``; see :mod:`.elements`): the root of a map chain is ready once its source
 and the chain's broadcast inputs are done. Running it *expands* the chain: the source's items
 are counted and encoded, and ``Expand`` records them in the store, which returns the root's
-elements as ready (a flexible worker keeps one, as for any fan-out). An element's completion
+elements as ready (they go out in shares, as any fan-out). An element's completion
 makes the next element of its chain ready and counts down its map's gather; outputs that feed
 a chain, and elements whose map is gathered, are always stored.
 

@@ -10,6 +10,7 @@ __all__ = [
     "Graph",
     "MapSpec",
     "Optimization",
+    "ShapeKind",
     "Size",
     "TaskOptions",
     "TaskPlan",
@@ -35,6 +36,17 @@ class TaskOptions:
     def timeout_s(self) -> float | None: ...
     @property
     def name(self) -> str | None: ...
+
+@final
+class ShapeKind:
+    """One kind of task in a graph's shape: a function and the functions of its inputs."""
+
+    @property
+    def fn_hash(self) -> bytes:
+        """The task's function, by content hash."""
+    @property
+    def input_fns(self) -> list[bytes | None]:
+        """Its inputs' functions, sorted (None: an input the graph does not hold)."""
 
 @final
 class Downstream:
@@ -166,6 +178,9 @@ class Graph:
     def fn_hash(self, id: int) -> bytes: ...
     def options(self, id: int) -> TaskOptions: ...
     def fn_hashes(self) -> list[bytes]: ...
+    def shape(self) -> list[ShapeKind]:
+        """The graph's shape, independent of its size: each distinct pair of a task's function
+        and its inputs' functions, sorted."""
     def const_hashes(self, id: int | None = None) -> list[bytes]: ...
     def fill(
         self,

@@ -63,6 +63,8 @@ class RunSubmitted(Event):
     names: str = ""
     #: The planner that made the run's plan ("" when none ran).
     planner: str = ""
+    #: The workflow's identity, the same at any size (hex; see :mod:`shoal.identity`).
+    workflow: str = ""
 
 
 @dataclass(kw_only=True, slots=True)

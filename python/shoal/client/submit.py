@@ -17,6 +17,7 @@ from .. import events
 from ..backends.base import Backend, Resources
 from ..config import Settings
 from ..graph import FrozenGraph
+from ..identity import function_ids, workflow_id
 from ..runtime.invocation import Invocation
 from ..runtime.resources import resources_for, task_memory_mb, worker_resources
 from ..runtime.shares import split
@@ -93,6 +94,7 @@ async def submit(
         outputs=len(outputs),
         names=", ".join(dict.fromkeys(graph.name(t) for t in outputs))[:200],
         planner="" if frozen.plan is None else frozen.plan.planner,
+        workflow=workflow_id(graph, function_ids(frozen.live_functions)),
     )
     await storage.submit(spec, events.encode(submitted))
     await backend.invoke_many([(inv.encode(), res) for inv, res in invocations])

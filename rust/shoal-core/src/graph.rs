@@ -14,7 +14,7 @@ use crate::maps::MapSpec;
 use crate::plan::{Plan, PlannedTask, PlannedWorker, TaskPlan};
 use crate::template::Template;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub type TaskId = u32;
 pub type WorkerId = u32;
@@ -356,6 +356,33 @@ impl Graph {
             }
             map
         })
+    }
+
+    /// The graph's shape, independent of its size: every distinct pair of a task's function
+    /// and the set of its inputs' functions (as indexes into the function table; `None` for an
+    /// input the graph does not hold), sorted. A pairwise tree of 64 leaves and one of 1,024
+    /// have the same shape; a tree and a fan-out do not.
+    pub fn shape(&self) -> Vec<(u32, Vec<Option<u32>>)> {
+        // One buffer for every task's input functions; a kind is copied only when it is new
+        // (a million tasks have a handful of kinds).
+        let mut kinds: HashSet<(u32, Vec<Option<u32>>)> = HashSet::new();
+        let mut key = (0u32, Vec::new());
+        for t in &self.data.tasks {
+            key.0 = t.func;
+            key.1.clear();
+            key.1.extend(t.deps.iter().map(|d| match self.pos.get(d) {
+                Some(&p) if p < self.data.tasks.len() => Some(self.data.tasks[p].func),
+                _ => None,
+            }));
+            key.1.sort_unstable();
+            key.1.dedup();
+            if !kinds.contains(&key) {
+                kinds.insert(key.clone());
+            }
+        }
+        let mut sorted: Vec<_> = kinds.into_iter().collect();
+        sorted.sort_unstable();
+        sorted
     }
 
     /// Ids of the tasks pinned to `worker`.

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use shoal_core::{Downstream, Graph, GraphData, GraphError, Template};
+use shoal_core::{Downstream, Graph, GraphData, GraphError, TaskId, Template};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 fn err(d: GraphData) -> GraphError {
@@ -370,4 +370,41 @@ fn wide_fan_out_and_fan_in() {
     assert_eq!(g.closure(&[0]).unwrap().len(), N as usize + 2);
     let back = Graph::decode(&g.encode()).unwrap();
     assert_eq!(back.data(), g.data());
+}
+
+/// A pairwise tree of `n` leaves: leaves use function 0, adds function 1.
+fn tree(n: usize) -> GraphData {
+    let mut tasks = Vec::new();
+    let mut level: Vec<TaskId> = (0..n).map(gid).collect();
+    tasks.extend(level.iter().map(|&id| task(id, &[])));
+    let mut next = n;
+    while level.len() > 1 {
+        let mut up = Vec::new();
+        for pair in level.chunks(2) {
+            let mut t = task(gid(next), pair);
+            t.func = 1;
+            tasks.push(t);
+            up.push(gid(next));
+            next += 1;
+        }
+        level = up;
+    }
+    let mut d = data(tasks);
+    d.fns.push(fnref("add"));
+    d
+}
+
+/// The shape has no size: trees of 4 and 1,024 leaves have the same kinds of task; a
+/// subDAG's inputs from outside count as such.
+#[test]
+fn shape_is_independent_of_size() {
+    let small = Graph::new(tree(4)).unwrap().shape();
+    assert_eq!(
+        small,
+        vec![(0, vec![]), (1, vec![Some(0)]), (1, vec![Some(1)])]
+    );
+    assert_eq!(Graph::new(tree(1024)).unwrap().shape(), small);
+    let mut d = data(vec![task(5, &[1, 2])]);
+    d.tasks[0].func = 0;
+    assert_eq!(Graph::new(d).unwrap().shape(), vec![(0, vec![None])]);
 }

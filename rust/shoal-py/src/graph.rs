@@ -2,7 +2,9 @@
 
 use crate::errors::{graph_err, payload_err};
 use crate::fill::PyBuilder;
-use crate::records::{PyDownstream, PyMapSpec, PySize, PyTaskOptions, PyTaskPlan, PyWorkerPlan};
+use crate::records::{
+    PyDownstream, PyMapSpec, PyShapeKind, PySize, PyTaskOptions, PyTaskPlan, PyWorkerPlan,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -207,6 +209,20 @@ impl PyGraph {
     /// Task `id`'s options.
     fn options(&self, id: TaskId) -> PyResult<PyTaskOptions> {
         Ok(self.inner.options_of(self.task(id)?).into())
+    }
+
+    /// The graph's shape, independent of its size (see `Graph::shape` in shoal-core).
+    fn shape(&self) -> Vec<PyShapeKind> {
+        let fns = &self.inner.data().fns;
+        let hash = |i: u32| fns[i as usize].hash.0.to_vec();
+        self.inner
+            .shape()
+            .into_iter()
+            .map(|(f, inputs)| PyShapeKind {
+                fn_hash: hash(f),
+                input_fns: inputs.into_iter().map(|i| i.map(hash)).collect(),
+            })
+            .collect()
     }
 
     fn fn_hashes<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {

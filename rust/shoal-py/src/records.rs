@@ -5,7 +5,7 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use shoal_core::{Optimization, Param, PlannedWorker, Size, TaskId, TaskPlan, WorkerId};
 
 /// A task's options (`@shoal.task(...)` / `.options(...)`); None means the default.
@@ -64,6 +64,46 @@ impl PyDownstream {
             self.ndeps,
             opt(self.worker),
             if self.held { "True" } else { "False" }
+        )
+    }
+}
+
+/// One kind of task in a graph's shape (see `Graph::shape`): a function and the functions of
+/// its inputs, by content hash (`None` for an input the graph does not hold).
+#[pyclass(module = "shoal._core", name = "ShapeKind", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PyShapeKind {
+    pub fn_hash: Vec<u8>,
+    pub input_fns: Vec<Option<Vec<u8>>>,
+}
+
+#[pymethods]
+impl PyShapeKind {
+    #[getter(fn_hash)]
+    fn get_fn_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.fn_hash)
+    }
+
+    #[getter(input_fns)]
+    fn get_input_fns<'py>(&self, py: Python<'py>) -> Vec<Option<Bound<'py, PyBytes>>> {
+        let bytes = |h: &Vec<u8>| PyBytes::new(py, h);
+        self.input_fns
+            .iter()
+            .map(|f| f.as_ref().map(bytes))
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        let hex = |h: &[u8]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let inputs: Vec<String> = self
+            .input_fns
+            .iter()
+            .map(|f| f.as_deref().map_or("None".to_string(), hex))
+            .collect();
+        format!(
+            "ShapeKind(fn_hash={}, input_fns=[{}])",
+            hex(&self.fn_hash),
+            inputs.join(", ")
         )
     }
 }
@@ -321,6 +361,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTaskOptions>()?;
     m.add_class::<PyDownstream>()?;
     m.add_class::<PyMapSpec>()?;
+    m.add_class::<PyShapeKind>()?;
     m.add_class::<PySize>()?;
     m.add_class::<PyOptimization>()?;
     m.add_class::<PyTaskPlan>()?;

@@ -27,6 +27,7 @@ from shoal.backends import LocalProcesses
 from shoal.config import Settings
 from shoal.events import TaskRetry, WorkerLost
 from shoal.graph import freeze
+from shoal.runtime.shares import share_count
 from shoal.server import EmbeddedServer
 from shoal.signing import seal
 from shoal.storage import keys
@@ -229,11 +230,25 @@ def test_every_invocation_delivered_twice(server: EmbeddedServer) -> None:
     backend = LocalProcesses(max_workers=2, duplicate_deliveries=True)
     with shoal.Session(redis_url=server.url, backend=backend, settings=FAST, progress=False) as s:
         outs = random_graph(7, n=120)
+        graph = freeze(outs).graph
         run = s.submit(*outs)
         assert run.result(timeout=120) == evaluate(*outs)
         kinds = Counter(e.type for e in run.events())
-        # Tasks ran more often than they completed: the duplicates were real, and harmless.
-        assert kinds["TASK_STARTED"] > kinds["TASK_COMPLETED"] == len(freeze(outs).graph)
+        # Every invocation went out twice and each copy reached a process: the duplicates were
+        # real. Whether a copy started a task again or found it done is a race (shares make
+        # few invocations): either way each task completed once, with the right result.
+        import redis
+
+        pool, queue = backend._pool, keys.pool_queue(backend.pool_id)
+        assert pool is not None
+        r = redis.Redis.from_url(server.url)
+        deadline = time.monotonic() + 60  # copies of early shares may still wait their turn
+        while (r.llen(queue) or pool.starting()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r.close()
+        first = share_count(len(graph.roots()), 2)
+        assert backend.stats.invocations % 2 == 0 and backend.stats.invocations >= 2 * first
+        assert kinds["TASK_STARTED"] >= kinds["TASK_COMPLETED"] == len(graph)
     no_leaks(server.url)
 
 

@@ -26,7 +26,7 @@ from .. import _core
 from ..errors import PayloadError, ShoalError
 from ..serialize import loads_function, loads_leaf, loads_value, value_place
 from ..signing import const_place, unseal
-from ..storage.base import Event, Fetched, Storage, TaskStart
+from ..storage.base import Event, Fetched, Storage, TaskStart, start_alone
 from .elements import MapView
 from .inline import InlinePolicy, LeaseGuard
 from .reports import FetchStats
@@ -124,19 +124,8 @@ async def fetch_inputs(
     storage: Storage, run_id: str, graph: Graph, ask: StartAsk, caches: WorkerCaches
 ) -> TaskInputs | Fetched:
     """Starts a task in one round trip of its own (see :func:`received`)."""
-    s = ask.start
     began = time.perf_counter()
-    got = await storage.fetch(
-        run_id,
-        s.outputs,
-        s.functions,
-        s.constants,
-        event=s.event,
-        lease=s.lease,
-        lists=s.lists,
-        starting=s.task,
-        rerun=s.rerun,
-    )
+    got = await start_alone(storage, run_id, ask.start)
     return received(run_id, graph, ask, got, caches, began)
 
 

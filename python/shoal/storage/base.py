@@ -99,6 +99,21 @@ class TaskStart:
     if_ready: bool = False
 
 
+async def start_alone(storage: Storage, run_id: str, start: TaskStart) -> Fetched:
+    """``start`` in a round trip of its own: :meth:`Storage.fetch` asked for its task."""
+    return await storage.fetch(
+        run_id,
+        start.outputs,
+        start.functions,
+        start.constants,
+        event=start.event,
+        lease=start.lease,
+        lists=start.lists,
+        starting=start.task,
+        rerun=start.rerun,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CompletionResult:
     first: bool

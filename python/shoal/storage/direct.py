@@ -54,10 +54,11 @@ class DirectScript:
 
     def __init__(self, client: Any, script: Any) -> None:
         self._pool = client.connection_pool
-        self._script = script
+        #: redis-py's script object (for pipelines, and for what falls back).
+        self.script = script
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        command = encode_command(["EVALSHA", self._script.sha, len(keys), *keys, *args])
+        command = encode_command(["EVALSHA", self.script.sha, len(keys), *keys, *args])
         conn = await self._pool.get_connection()
         try:
             await conn.send_packed_command(command, check_health=False)
@@ -71,4 +72,4 @@ class DirectScript:
             raise
         finally:
             await self._pool.release(conn)
-        return await self._script(keys=keys, args=args)
+        return await self.script(keys=keys, args=args)

@@ -34,6 +34,7 @@ from .base import (
     Fetched,
     RunSpec,
     TaskStart,
+    start_alone,
 )
 from .state import RunState, Step, refused
 
@@ -195,18 +196,7 @@ class MemoryStorage:
         result = await self._applied(run_id, state.complete(completion, self.lease_ttl_s))
         if then is None or not result.first or (then.if_ready and then.task not in result.ready):
             return result
-        started = await self.fetch(
-            run_id,
-            then.outputs,
-            then.functions,
-            then.constants,
-            then.event,
-            then.lease,
-            then.lists,
-            starting=then.task,
-            rerun=then.rerun,
-        )
-        return replace(result, started=started)
+        return replace(result, started=await start_alone(self, run_id, then))
 
     async def expand(self, run_id: str, expansion: Expansion) -> CompletionResult:
         state = self._state(run_id)

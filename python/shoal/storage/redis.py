@@ -76,13 +76,12 @@ class RedisStorage:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        self._complete = self._r.register_script(scripts.COMPLETE)
+        complete = self._r.register_script(scripts.COMPLETE)
         # The two scripts of every task, straight on a pooled connection (see .direct).
-        self._complete_direct = DirectScript(self._r, self._complete)
+        self._complete_direct = DirectScript(self._r, complete)
         self._start_direct = DirectScript(self._r, self._r.register_script(scripts.START))
         self._expand = self._r.register_script(scripts.EXPAND)
         self._fail = self._r.register_script(scripts.FAIL)
-        self._start = self._r.register_script(scripts.START)
         self._renew = self._r.register_script(scripts.RENEW)
         self._put_subdag = self._r.register_script(scripts.PUT_SUBDAG)
         self._expired = self._r.register_script(scripts.EXPIRED)
@@ -177,15 +176,22 @@ class RedisStorage:
             "" if starting is None else starting,
             int(rerun),
         ]
-        if functions:  # cross-run keys: not in the script (another cluster slot); rare
-            p = self._r.pipeline(transaction=False)
-            p.mget([keys.function(h) for h in functions])
-            await self._start(keys=run_keys, args=args, client=p)
-            fn_blobs, reply = await p.execute()
-        else:
-            fn_blobs = []
-            reply = await self._start_direct(run_keys, args)
+        fn_blobs, reply = await self._with_functions(self._start_direct, run_keys, args, functions)
         return _fetched(reply, outputs, functions, fn_blobs, constants, lists)
+
+    async def _with_functions(
+        self, call: DirectScript, run_keys: list[str], args: list[Any], functions: Sequence[bytes]
+    ) -> tuple[list[bytes | None], Any]:
+        """A hot script's reply, and the blobs of ``functions`` in the same round trip: they
+        are cross-run keys, which a script may not read (another cluster slot). Rare: a
+        warm worker has its functions."""
+        if not functions:
+            return [], await call(run_keys, args)
+        p = self._r.pipeline(transaction=False)
+        p.mget([keys.function(h) for h in functions])
+        await call.script(keys=run_keys, args=args, client=p)
+        fn_blobs, reply = await p.execute()
+        return fn_blobs, reply
 
     async def put_subdag(self, run_id: str, name: str, blob: bytes) -> None:
         # Only into the hash made at submission (placeholder + TTL): never re-created after
@@ -216,13 +222,10 @@ class RedisStorage:
             "" if then is None else _pack_start(then),
         ]
         run_keys = _state_keys(run_id) + route.inbox_keys
-        if then is not None and then.functions:  # its function, from the cross-run keys
-            p = self._r.pipeline(transaction=False)
-            p.mget([keys.function(h) for h in then.functions])
-            await self._complete(keys=run_keys, args=args, client=p)
-            fn_blobs, reply = await p.execute()
-        else:
-            fn_blobs, reply = [], await self._complete_direct(run_keys, args)
+        functions = () if then is None else then.functions
+        fn_blobs, reply = await self._with_functions(
+            self._complete_direct, run_keys, args, functions
+        )
         result = _completion_result(reply)
         if then is None or len(reply) < 5:
             return result

@@ -17,6 +17,9 @@ from shoal.backends import LocalProcesses
 from shoal.config import Settings
 
 sys.path.insert(0, os.path.dirname(__file__))
+# Run history stays in each test process's memory unless a test asks for a store: the user's
+# ~/.cache/shoal is not the tests' to fill, and the leak checks expect run keys only.
+os.environ.setdefault("SHOAL_METRICS_URL", "memory://")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -31,10 +31,10 @@ from .task import Node, TaskFunction, TaskOptions, task
 
 if _TYPE_CHECKING:
     from .run import Run
-    from .session import Session, compute
+    from .session import Session, compute, simulate
 
 #: Loaded on first use: a worker process imports ``shoal`` but never the client side.
-_LAZY = {"Run": "run", "Session": "session", "compute": "session"}
+_LAZY = {"Run": "run", "Session": "session", "compute": "session", "simulate": "session"}
 
 
 def __getattr__(name: str) -> _Any:
@@ -77,5 +77,6 @@ __all__ = [
     "backends",
     "compute",
     "map",
+    "simulate",
     "task",
 ]

@@ -65,6 +65,8 @@ class RunSubmitted(Event):
     planner: str = ""
     #: The workflow's identity, the same at any size (hex; see :mod:`shoal.identity`).
     workflow: str = ""
+    #: The plan's predicted makespan, seconds (None: the run had no predictions).
+    predicted_makespan_s: float | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -85,9 +87,12 @@ class TaskStarted(Event):
     time: float
     #: ``cold`` (a new process) or ``warm`` (a reused one); first task of an invocation only.
     start_kind: str | None = None
-    #: Invocation queued -> worker ready, and process spawn -> ready (cold starts), seconds.
+    #: Invocation handed to the worker's process -> worker ready (the start itself), and
+    #: process spawn -> ready (cold starts), seconds.
     start_latency_s: float | None = None
     process_start_s: float | None = None
+    #: Invocation queued -> handed to a process (the wait for a free slot), seconds.
+    queued_s: float | None = None
     #: The size the worker was started with (None: the platform's default).
     memory_mb: int | None = None
     cpu: float | None = None
@@ -107,9 +112,9 @@ class TaskCompleted(Event):
     type: ClassVar[str] = "TASK_COMPLETED"
     task: int
     name: str = ""
-    #: Qualified name of the task's function and its 16-byte content hash (hex): together the
-    #: function's identity (two closures named ``f`` differ by hash; a changed function is a
-    #: new one).
+    #: Qualified name of the task's function and the 16-byte hash of its code (hex; see
+    #: :mod:`shoal.identity`): together the function's identity (two closures named ``f``
+    #: differ by hash; a changed function is a new one).
     fn: str = ""
     fn_hash: str = ""
     worker: str = ""

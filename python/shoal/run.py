@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .client.loop import CallerLoop
 from .client.submit import Submitted
 from .client.wait import ProgressHook, wait
-from .errors import RunCancelled, UsageError
+from .errors import RunCancelled, TaskError, UsageError
 from .events import TERMINAL, Event, Fields, TaskCompleted, decode
 from .progress import RunProgress
 from .runtime.elements import MapView, view
@@ -162,8 +162,15 @@ class Run:
                 also(fields)
 
         try:
-            with progress:
-                values = s._run(wait(self._sub, s.storage, s.backend, s.settings, timeout, hook))
+            try:
+                with progress:
+                    values = s._run(
+                        wait(self._sub, s.storage, s.backend, s.settings, timeout, hook)
+                    )
+            except TaskError:
+                s._run(s._record(self._sub))  # its completed tasks were measured all the same
+                raise
+            s._run(s._record(self._sub))
             self._outcome = tuple(values)
         except (KeyboardInterrupt, SystemExit):
             # The wait cancelled the run and deleted its keys before the interrupt went on.

@@ -29,15 +29,20 @@ from . import lifetime
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
+from .client.history import Recorder, open_history
 from .client.loop import CANCEL_GRACE_S, BorrowedLoop, CallerLoop, LoopThread, SessionLoop
 from .client.submit import Submitted, submit
-from .client.wait import run_to_end
+from .client.wait import wait
 from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
-from .errors import ConfigError, StorageError, UsageError
+from .errors import ConfigError, StorageError, TaskError, UsageError
 from .graph import FrozenGraph, freeze
+from .metrics.history import History
 from .persist import DEFAULT_TTL_S, Persisted, persist
+from .planning.forecast import forecast, frozen_workflow, identities, load_predictions
 from .planning.plan import Plan
+from .planning.predict import Predictions, parse_sla
+from .planning.simulate import platform_of
 from .progress import RunProgress
 from .run import Run, check_timeout
 from .runtime.context import WorkerContext, current
@@ -61,7 +66,9 @@ class Session:
     ``redis_url``: the server (default ``SHOAL_REDIS_URL``, else an embedded one for the life of
     the session). ``backend``: how workers start (default ``LocalProcesses()``). ``storage``: an
     explicit store (e.g. ``MemoryStorage()`` with ``InProcess``). ``progress``: show a progress
-    bar (default: on a terminal, for runs longer than a second).
+    bar (default: on a terminal, for runs longer than a second). ``metrics_url``: where run
+    history goes (see :mod:`shoal.client.history`; default: the run server when it outlives the
+    session, else ``~/.cache/shoal/history``; ``"off"`` records nothing).
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class Session:
         storage: Storage | None = None,
         settings: Settings | None = None,
         progress: bool | None = None,
+        metrics_url: str | None = None,
         _borrow: WorkerContext | None = None,
     ) -> None:
         if storage is not None and redis_url is not None:
@@ -91,6 +99,8 @@ class Session:
             storage if storage is not None else (MemoryStorage() if in_process else None)
         )
         self._server: EmbeddedServer | None = None
+        self._metrics_url = metrics_url
+        self._recorder: Recorder | bool | None = False  # False: not opened yet
         self._started = False
         self._closed = False
         self._runs: dict[str, Submitted] = {}
@@ -189,14 +199,74 @@ class Session:
         self, frozen: FrozenGraph, timeout: float | None, progress: RunProgress
     ) -> list[Any]:
         await self._ensure_started(frozen)
-        return await run_to_end(
-            frozen,
-            self.storage,
-            self.backend,
-            self.settings,
-            timeout,
-            progress,
-            drain=not self._borrowed,  # a task's own run: the backend runs that very task
+        sub = await submit(frozen, self.storage, self.backend, self.settings)
+        try:
+            values = await wait(sub, self.storage, self.backend, self.settings, timeout, progress)
+        except TaskError:
+            await self._record(sub)  # a failed run's completed tasks were measured all the same
+            raise
+        if not self._borrowed:  # a task's own run: the backend runs that very task
+            await asyncio.wait_for(self.backend.drain(), timeout=30)
+        await self._record(sub)
+        return values
+
+    # -- history and predictions ---------------------------------------------------------------
+
+    @property
+    def history(self) -> History | None:
+        """Where this session's runs are recorded (None: ``metrics_url="off"``)."""
+        recorder = self._history_recorder()
+        return None if recorder is None else recorder.history
+
+    def _history_recorder(self) -> Recorder | None:
+        if self._recorder is False:
+            external = self._redis_url is not None and self._server is None
+            history = open_history(self._metrics_url, self.storage, external)
+            self._recorder = None if history is None else Recorder(history)
+        assert self._recorder is not True
+        return self._recorder
+
+    async def _record(self, sub: Submitted) -> None:
+        recorder = None if self._borrowed else self._history_recorder()
+        if recorder is not None:
+            await recorder.record(sub, self.storage)
+
+    def simulate(
+        self,
+        *nodes: Node[Any],
+        plan: PlanLike = None,
+        sla: str = "average",
+        samples: int = 32,
+        seed: int = 0,
+    ) -> Plan:
+        """The plan for ``nodes`` (``plan``, default: every task flexible) with its predicted
+        run on this session's platform, from the history of earlier runs: per task ready,
+        start and end, per worker lifetime, the makespan (and its Monte-Carlo P50/P95 over
+        ``samples`` draws, seeded), critical path and GB-seconds. ``sla``: ``"average"`` or a
+        percentile such as ``"p95"``, applied toward the slower side of every quantity. Hand
+        the result to ``compute(plan=...)`` to run it; the run records its predictions."""
+        parse_sla(sla)
+        frozen = self._freeze(nodes, plan)
+        if not nodes:
+            raise UsageError("simulate() needs at least one node")
+        identity = identities(frozen)
+        history = self.history
+
+        async def go() -> Predictions:
+            return await load_predictions(
+                frozen.graph, identity, history, sla, frozen_workflow(frozen)
+            )
+
+        predictions = self._run(go())
+        return forecast(
+            frozen.graph,
+            identity,
+            predictions,
+            platform_of(self.backend),
+            frozen.plan,
+            sla=sla,
+            samples=samples,
+            seed=seed,
         )
 
     async def compute_async(
@@ -328,6 +398,8 @@ class Session:
         self._runs.clear()
         if self._borrowed:
             return  # the worker's store and platform go on
+        if isinstance(self._recorder, Recorder):
+            await self._recorder.history.store.close()
         await self.backend.close()
         if self._storage is not None:
             await self._storage.close()
@@ -492,3 +564,18 @@ def compute(
         return default_session().compute(*nodes, plan=plan, timeout=timeout)
     with Session.for_scheduler(scheduler) as s:
         return s.compute(*nodes, plan=plan, timeout=timeout)
+
+
+def simulate(
+    *nodes: Node[Any],
+    plan: PlanLike = None,
+    sla: str = "average",
+    samples: int = 32,
+    seed: int = 0,
+    session: Session | None = None,
+) -> Plan:
+    """The predicted run of the graph ending in ``nodes`` under ``plan`` (default: every task
+    flexible), from the history of earlier runs: see :meth:`Session.simulate`. Uses
+    ``session``, else the default session (the one ``compute()`` uses)."""
+    s = session if session is not None else default_session()
+    return s.simulate(*nodes, plan=plan, sla=sla, samples=samples, seed=seed)

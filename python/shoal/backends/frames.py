@@ -12,13 +12,15 @@ platform with at-least-once delivery may do). The backend tells its processes ho
 through one environment variable, so a worker invoking its peers pushes as many.
 
 Pipe protocol (manager <-> process). The manager writes each frame to a process's command pipe
-with a u32 big-endian length prefix (:func:`pipe_message`); the process writes to its ack pipe
-one byte :data:`ACK_DONE` when the invocation is finished (it is idle again), :data:`ACK_PARKED`
-/ :data:`ACK_RUNNING` when a pinned worker waits on its inbox with nothing to run / runs again.
-Which task a process runs is not acked: it writes it into its *task slot* (a small unlinked
-file the manager passes it, :func:`task_slot`), which the manager reads when the process dies,
-so the death is reported as a crash of that task. The manager closing the command pipe tells
-the process to exit.
+with a u32 big-endian length prefix and the wall-clock time it handed the frame over (f64;
+:func:`pipe_message`): the process tells its queue wait (enqueued -> handed over) from its
+start (handed over -> ready), which a simulation of the platform needs apart. The process
+writes to its ack pipe one byte :data:`ACK_DONE` when the invocation is finished (it is idle
+again), :data:`ACK_PARKED` / :data:`ACK_RUNNING` when a pinned worker waits on its inbox with
+nothing to run / runs again. Which task a process runs is not acked: it writes it into its
+*task slot* (a small unlinked file the manager passes it, :func:`task_slot`), which the manager
+reads when the process dies, so the death is reported as a crash of that task. The manager
+closing the command pipe tells the process to exit.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
     from .base import Resources
 
 _FRAME_HEADER = struct.Struct(">dI")
-_PIPE_LENGTH = struct.Struct(">I")
+#: The length prefix and the hand-over time of a pipe message.
+PIPE_HEADER = struct.Struct(">Id")
 _COPIES_VAR = "SHOAL_POOL_DELIVERY_COPIES"
 #: The server a worker process talks to (its URL may carry a password, so it goes in the
 #: environment, readable by the process's user only, not on the command line).
@@ -95,4 +98,4 @@ def delivery_copies() -> int:
 
 def pipe_message(frame: bytes) -> bytes:
     """A frame as written to a process's command pipe (length-prefixed)."""
-    return _PIPE_LENGTH.pack(len(frame)) + frame
+    return PIPE_HEADER.pack(len(frame), time.time()) + frame

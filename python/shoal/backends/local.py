@@ -123,6 +123,11 @@ class LocalProcesses:
         self._pool: Pool | None = None
 
     @property
+    def warm_processes(self) -> int:
+        """Idle worker processes now (the next invocations start warm on them)."""
+        return self._pool.idle() if self._pool else 0
+
+    @property
     def stats(self) -> PoolStats:
         return self._pool.stats if self._pool else PoolStats()
 

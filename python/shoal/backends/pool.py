@@ -213,6 +213,11 @@ class Pool(threading.Thread):
                 p.busy and not p.parked and p.running() is None for p in self._procs
             )
 
+    def idle(self) -> int:
+        """Live processes waiting for work (a new invocation would start warm on one)."""
+        with self._cond:
+            return sum(p.alive and not p.busy for p in self._procs)
+
     def _computing(self) -> int:
         """Processes holding a slot. Called with the condition held."""
         return sum(p.busy and not p.parked for p in self._procs)

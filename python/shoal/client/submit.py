@@ -95,6 +95,7 @@ async def submit(
         names=", ".join(dict.fromkeys(graph.name(t) for t in outputs))[:200],
         planner="" if frozen.plan is None else frozen.plan.planner,
         workflow=workflow_id(graph, function_ids(frozen.live_functions)),
+        predicted_makespan_s=None if frozen.plan is None else frozen.plan.makespan_s,
     )
     await storage.submit(spec, events.encode(submitted))
     await backend.invoke_many([(inv.encode(), res) for inv, res in invocations])

@@ -19,12 +19,11 @@ from .. import events
 from ..backends.base import Backend
 from ..config import Settings
 from ..errors import RunCancelled, RunTimeout, StorageError, TaskError
-from ..graph import FrozenGraph
 from ..runtime.elements import MapView, view
 from ..serialize import loads_value, value_place
 from ..storage.base import Storage
 from .remote_error import task_error
-from .submit import Submitted, submit
+from .submit import Submitted
 from .watchdog import Watchdog
 
 #: How often the waiting client wakes up to check the run timeout (it is woken by events too).
@@ -143,21 +142,3 @@ async def _collect(sub: Submitted, storage: Storage) -> list[Any]:
     for m, blobs in got.lists.items():
         values[m] = [loads_value(b, value_place(rid, maps[m] + i)) for i, b in enumerate(blobs)]
     return [values[t] for t in sub.frozen.output_ids]
-
-
-async def run_to_end(
-    frozen: FrozenGraph,
-    storage: Storage,
-    backend: Backend,
-    settings: Settings,
-    timeout: float | None = None,
-    on_event: ProgressHook | None = None,
-    drain: bool = True,
-) -> list[Any]:
-    """Submits, waits, and (``drain``) lets the backend's workers finish. A task's own run does
-    not drain: the backend is its worker's, which runs that very task."""
-    sub = await submit(frozen, storage, backend, settings)
-    values = await wait(sub, storage, backend, settings, timeout, on_event)
-    if drain:
-        await asyncio.wait_for(backend.drain(), timeout=30)
-    return values

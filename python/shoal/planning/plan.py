@@ -16,7 +16,8 @@ accepts as a mapping).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .. import _core
 from ..errors import UsageError
@@ -26,6 +27,9 @@ TaskPlan = _core.TaskPlan
 Optimization = _core.Optimization
 
 _ID_LIMIT = 2**32
+
+if TYPE_CHECKING:
+    from .simulate import Simulation
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,53 @@ class Plan:
     workers: Mapping[int, Size] = field(default_factory=dict)
     #: Who made it (a planner's name, or "manual").
     planner: str = "manual"
+    #: The simulation of this plan (``shoal.simulate``); None when nothing was predicted.
+    predicted: Simulation | None = field(default=None, compare=False, repr=False)
+    #: ``history`` (every function has samples), ``partial`` or ``none`` (defaults only).
+    confidence: str = "none"
+    #: The SLA the predictions are at (``average`` or a percentile such as ``p95``).
+    sla: str = "average"
+    #: Monte-Carlo makespan percentiles (seconds): P50 and P95; empty when not sampled.
+    makespan_quantiles: Mapping[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def makespan_s(self) -> float | None:
+        """The predicted makespan (RUN_SUBMITTED to RUN_COMPLETED), or None."""
+        return None if self.predicted is None else self.predicted.makespan_s
+
+    def with_predictions(
+        self,
+        simulation: Simulation,
+        confidence: str,
+        sla: str,
+        quantiles: Mapping[str, float] | None = None,
+    ) -> Plan:
+        return replace(
+            self,
+            predicted=simulation,
+            confidence=confidence,
+            sla=sla,
+            makespan_quantiles=dict(quantiles or {}),
+        )
+
+    def describe(self) -> str:
+        """A few lines a person reads: who planned, the prediction and how sure it is."""
+        pinned, sized = len(self.tasks), len(self.workers)
+        lines = [f"plan by {self.planner}: {pinned} tasks pinned, {sized} sized workers"]
+        sim = self.predicted
+        if sim is not None:
+            q = self.makespan_quantiles
+            spread = f" (P50 {q['p50']:.3f} s, P95 {q['p95']:.3f} s)" if q else ""
+            lines.append(
+                f"predicted makespan {sim.makespan_s:.3f} s at SLA {self.sla}{spread}; "
+                f"confidence: {self.confidence}"
+            )
+            lines.append(
+                f"{len(sim.workers)} workers ({sim.cold_starts} cold, {sim.warm_starts} warm), "
+                f"{sim.gb_s:.3f} GB-s; critical path {len(sim.critical_path)} tasks, "
+                f"{sim.critical_exec_s:.3f} s of execution"
+            )
+        return "\n".join(lines)
 
     @classmethod
     def pinned(cls, assignment: Mapping[int, int]) -> Plan:

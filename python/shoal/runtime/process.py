@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import resource
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,7 @@ from ..backends.frames import (
     ACK_DONE,
     ACK_PARKED,
     ACK_RUNNING,
+    PIPE_HEADER,
     SERVER_URL_VAR,
     decode_frame,
     delivery_copies,
@@ -108,7 +108,7 @@ async def _serve(args: argparse.Namespace, runner: Runner) -> None:
     try:
         while True:
             try:
-                (size,) = struct.unpack(">I", await reader.readexactly(4))
+                size, handed = PIPE_HEADER.unpack(await reader.readexactly(PIPE_HEADER.size))
                 frame = await reader.readexactly(size)
             except asyncio.IncompleteReadError:
                 return  # the manager closed the pipe: retire
@@ -116,7 +116,8 @@ async def _serve(args: argparse.Namespace, runner: Runner) -> None:
             now = time.time()
             info = StartInfo(
                 kind="cold" if first else "warm",
-                latency_s=round(now - enqueued, 6),
+                latency_s=round(now - handed, 6),
+                queued_s=round(max(0.0, handed - enqueued), 6),
                 process_start_s=round(now - args.spawned_at, 6) if first else None,
                 memory_mb=args.memory_mb,
             )

@@ -13,6 +13,7 @@ storing an output took is on its TASK_COMPLETED (``stored_at - end``, stamped by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import _core, events
@@ -27,8 +28,10 @@ class StartInfo:
 
     #: ``cold``: a new process; ``warm``: one that ran an invocation before.
     kind: str = "warm"
-    #: Invocation queued -> worker ready, seconds.
+    #: Invocation handed to its process -> worker ready, seconds (the start itself).
     latency_s: float | None = None
+    #: Invocation queued -> handed to a process: the wait for a free slot, seconds.
+    queued_s: float | None = None
     #: Process spawn -> ready (cold starts), seconds.
     process_start_s: float | None = None
     memory_mb: int | None = None
@@ -47,9 +50,15 @@ def worker_label(base: str, worker: int | None) -> str:
     return base if worker is None else f"{base}/w{worker}"
 
 
-def function_identity(graph: Graph, task: int) -> tuple[str, str]:
-    """(qualified name, content hash in hex): two closures named ``f`` differ by hash."""
-    return graph.fn_name(task), graph.fn_hash(task).hex()
+def function_identity(
+    graph: Graph, task: int, code_of: Callable[[bytes], str | None] | None = None
+) -> tuple[str, str]:
+    """(qualified name, code hash in hex; see :mod:`shoal.identity`): two closures named ``f``
+    differ by hash. ``code_of`` gives the code hash of a loaded function by its blob's hash;
+    without it (or before the function is loaded) the blob's hash stands in."""
+    blob = graph.fn_hash(task)
+    code = code_of(blob) if code_of is not None else None
+    return graph.fn_name(task), code if code is not None else blob.hex()
 
 
 @dataclass
@@ -68,13 +77,15 @@ class Reporter:
     start: StartInfo | None
     subdag: SubdagInfo | None
     tally: Tally = field(default_factory=Tally)
+    #: A loaded function's code hash, by its blob's hash (see :func:`function_identity`).
+    code_of: Callable[[bytes], str | None] | None = None
     #: Function identity per task, asked of the graph once (the binding allocates strings).
     _identity: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def identity(self, graph: Graph, task: int) -> tuple[str, str]:
         found = self._identity.get(task)
         if found is None:
-            found = self._identity[task] = function_identity(graph, task)
+            found = self._identity[task] = function_identity(graph, task, self.code_of)
         return found
 
     def started(self, graph: Graph, task: int, attempt: int, now: float) -> events.Fields:
@@ -89,6 +100,7 @@ class Reporter:
             time=now,
             start_kind=None if start is None else start.kind,
             start_latency_s=None if start is None else start.latency_s,
+            queued_s=None if start is None else start.queued_s,
             process_start_s=None if start is None else start.process_start_s,
             memory_mb=None if start is None else start.memory_mb,
             cpu=None if start is None else start.cpu,

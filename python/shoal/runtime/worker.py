@@ -217,7 +217,9 @@ class _Shell:
         inv = self.inv
         self.graph = graph
         self.machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
-        self.reporter = Reporter(self.worker_name, inv.worker, self.start_info, subdag)
+        self.reporter = Reporter(
+            self.worker_name, inv.worker, self.start_info, subdag, code_of=self.caches.code_of
+        )
         renewing = asyncio.ensure_future(self._renew_leases())
         reason = "failed"
         try:

@@ -31,6 +31,45 @@ def function(fn_hash: bytes) -> str:
     return f"{PREFIX}:fn:{key_id()}:{fn_hash.hex()}"
 
 
+#: Prefix of the run history's keys (shared, no hash tag; see :mod:`shoal.metrics.history`).
+HISTORY = f"{PREFIX}:hist"
+
+
+def history_functions() -> str:
+    """Hash: function key -> ``name@code`` of every function with history."""
+    return f"{HISTORY}:functions"
+
+
+def history_aggregates(function_key: str) -> str:
+    """Hash: ``<size>|<sum>`` -> running sums of one function's samples at each size."""
+    return f"{HISTORY}:agg:{function_key}"
+
+
+def history_samples(function_key: str, size: str) -> str:
+    """List: one function's latest samples at one size, newest first (bounded)."""
+    return f"{HISTORY}:samples:{function_key}:{size}"
+
+
+def history_starts() -> str:
+    """List: the latest worker starts (cold and warm), newest first (bounded)."""
+    return f"{HISTORY}:starts"
+
+
+def history_workflows() -> str:
+    """Hash: workflow id -> the names of its outputs, as last seen."""
+    return f"{HISTORY}:workflows"
+
+
+def history_runs(workflow: str) -> str:
+    """List: a workflow's latest run summaries, newest first (bounded)."""
+    return f"{HISTORY}:runs:{workflow}"
+
+
+def history_run(run_id: str) -> str:
+    """String: one recent run's graph, plan and per-task samples (for what-if replays)."""
+    return f"{HISTORY}:run:{run_id}"
+
+
 def persisted(value_id: str) -> str:
     """String: a value kept by ``Session.persist`` for later runs (no hash tag: it outlives
     its run), until released or its TTL runs out."""

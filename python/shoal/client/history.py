@@ -1,0 +1,110 @@
+"""The client's side of run history: where it is kept, and recording a run that ended.
+
+Where (``metrics_url``, else ``SHOAL_METRICS_URL``):
+
+- ``redis://...`` (``rediss://``, ``unix://``): that server;
+- a path or ``file:///path``: a directory of files (:class:`DirectoryHistoryStore`);
+- ``memory://``: this process only; ``off``: no history;
+- unset: the run server when it is one the session connects to (it outlives the session),
+  else (an embedded server, the in-memory store) the directory ``$XDG_CACHE_HOME/shoal/history``
+  (``~/.cache/shoal/history``), so history survives the embedded server's end.
+
+Recording reads the run's stream once it ended (kept with a TTL after the run's other keys are
+deleted), builds its records (:mod:`shoal.metrics.records`) and adds them in two round trips.
+A history that cannot be written never fails the run: it warns once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .. import events
+from ..errors import ConfigError
+from ..metrics.history import History
+from ..metrics.records import RunRecord, run_record
+from ..metrics.stores import (
+    DirectoryHistoryStore,
+    HistoryStore,
+    MemoryHistoryStore,
+    RedisHistoryStore,
+)
+from ..storage.base import Storage
+from .submit import Submitted
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def default_directory() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "shoal" / "history"
+
+
+def open_history(metrics_url: str | None, run_storage: Storage, external: bool) -> History | None:
+    """The history a session records to (``external``: its run server outlives it)."""
+    url = metrics_url if metrics_url is not None else os.environ.get("SHOAL_METRICS_URL") or None
+    store: HistoryStore
+    if url is None:
+        client = getattr(run_storage, "client", None)
+        if external and client is not None:
+            store = RedisHistoryStore(client)
+        else:
+            store = DirectoryHistoryStore(default_directory())
+    elif url == "off":
+        return None
+    elif url == "memory://":
+        store = MemoryHistoryStore()
+    elif url.startswith(_REDIS_SCHEMES):
+        store = RedisHistoryStore.from_url(url)
+    elif url.startswith("file://") or "://" not in url:
+        path = url.removeprefix("file://")
+        if not path:
+            raise ConfigError("metrics_url file:// needs a path, as in file:///var/shoal/history")
+        store = DirectoryHistoryStore(Path(path).expanduser())
+    else:
+        raise ConfigError(
+            f"metrics_url {url!r} is not understood: use redis://..., a directory path, "
+            "file:///path, memory:// or off"
+        )
+    return History(store)
+
+
+class Recorder:
+    """Records a session's runs; warns once if the history cannot be written."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self._warned = False
+
+    async def record(self, sub: Submitted, storage: Storage) -> RunRecord | None:
+        try:
+            entries = await storage.events_range(sub.run_id)
+            evs = [events.decode(fields, entry_id) for entry_id, fields in entries]
+            record = run_record(sub.run_id, evs)
+            plan = sub.frozen.plan
+            predicted: dict[int, tuple[float, float]] = {}
+            if plan is not None and plan.predicted is not None:
+                predicted = {t: (x.start, x.end) for t, x in plan.predicted.tasks.items()}
+            await self.history.record(record, sub.frozen.graph.encode(), predicted)
+            return record
+        except Exception as e:  # history must never fail a run
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"shoal could not record run {sub.run_id} in its history: "
+                    f"{type(e).__name__}: {e}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return None
+
+
+def describe_store(history: History | None) -> str:
+    if history is None:
+        return "off"
+    store: Any = history.store
+    if isinstance(store, DirectoryHistoryStore):
+        return str(store.path)
+    return type(store).__name__

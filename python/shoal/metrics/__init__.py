@@ -1,0 +1,1 @@
+"""Metrics: the records a run's events hold, the run history they build, and its stores."""

@@ -1,0 +1,310 @@
+"""Metric records: what one run measured, read back from its event stream.
+
+Workers measure and report on the run's stream (:mod:`shoal.events`): TASK_STARTED (how the
+worker started, its size, the subDAG it got), TASK_COMPLETED (the function's identity, input
+bytes and fetch time, execution, output bytes; ``stored_at`` stamped by the store), and
+WORKER_EXITED (busy and parked time of pinned workers). Every time is on the server's clock.
+This module turns a finished run's events into records, in one place:
+
+- :class:`TaskSample`, per completed task attempt: its function's identity, the size of the
+  worker that ran it, and its phases: ``prep_s`` (start announced -> function called: the
+  start's round trip, input fetch and decode), ``exec_s`` (the function), ``store_s``
+  (function returned -> completion recorded: encoding, upload, the completion script);
+- :class:`StartSample`, per invocation: cold or warm, queued -> ready latency, process start;
+- :class:`RunSummary`, per run: the makespan (one definition, RUN_SUBMITTED to RUN_COMPLETED on
+  the server's clock), GB-seconds, CPU-seconds, cold and warm starts.
+
+A worker without a memory limit counts as :data:`UNSIZED_MB` in GB-seconds, and every worker
+as one vCPU in CPU-seconds (a worker runs one task at a time), until sizes are enforced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import events
+
+#: What a worker with no memory limit counts as in GB-seconds.
+UNSIZED_MB = 1024
+#: Record format version, the first item of every packed sample (readers skip unknown ones).
+FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSample:
+    """One completed task attempt."""
+
+    fn: str
+    code: str
+    task: int
+    attempt: int
+    worker: str
+    memory_mb: int | None
+    cpu: float | None
+    input_bytes: int
+    inputs_fetched: int
+    inputs_local: int
+    prep_s: float
+    fetch_s: float
+    exec_s: float
+    output_bytes: int
+    store_s: float
+    optimizations: tuple[str, ...] = ()
+    #: The previous task on the same worker returned -> this one's function called (its
+    #: completion, this start riding with it, the fetch); None for a worker's first task.
+    gap_s: float | None = None
+    #: Server times: start announced, function called and returned, completion recorded.
+    announced: float = 0.0
+    start: float = 0.0
+    end: float = 0.0
+    stored_at: float = 0.0
+
+    def pack(self) -> list[Any]:
+        return [
+            FORMAT,
+            self.input_bytes,
+            self.inputs_fetched,
+            self.inputs_local,
+            round(self.prep_s, 6),
+            round(self.fetch_s, 6),
+            round(self.exec_s, 6),
+            self.output_bytes,
+            round(self.store_s, 6),
+            list(self.optimizations),
+            self.memory_mb,
+            self.cpu,
+        ]
+
+    @classmethod
+    def unpack(cls, fn: str, code: str, raw: list[Any]) -> TaskSample | None:
+        if not raw or raw[0] != FORMAT:
+            return None
+        _, ib, nf, nl, prep, fetch, ex, ob, store, opts, mb, cpu = raw
+        return cls(
+            fn, code, -1, 1, "", mb, cpu, ib, nf, nl, prep, fetch, ex, ob, store, tuple(opts)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StartSample:
+    """How one invocation's worker started."""
+
+    kind: str  # cold | warm
+    latency_s: float
+    process_start_s: float | None
+    memory_mb: int | None
+    subdag_bytes: int
+    subdag_decode_s: float
+
+    def pack(self) -> list[Any]:
+        return [
+            FORMAT,
+            self.kind,
+            self.latency_s,
+            self.process_start_s,
+            self.memory_mb,
+            self.subdag_bytes,
+            self.subdag_decode_s,
+        ]
+
+    @classmethod
+    def unpack(cls, raw: list[Any]) -> StartSample | None:
+        if not raw or raw[0] != FORMAT:
+            return None
+        return cls(*raw[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run, as the history of its workflow keeps it."""
+
+    run_id: str
+    workflow: str
+    state: str  # completed | failed | cancelled | running
+    tasks: int
+    planner: str
+    submitted_at: float
+    makespan_s: float | None
+    predicted_makespan_s: float | None
+    workers: int
+    cold_starts: int
+    warm_starts: int
+    #: Memory x lifetime and memory x busy time of every worker, GB-s.
+    gb_s: float
+    busy_gb_s: float
+    #: vCPU x lifetime, vCPU x busy time.
+    cpu_s: float
+    busy_cpu_s: float
+    #: Memory sizes (MB) its workers ran at (None: no limit).
+    sizes: tuple[int | None, ...] = ()
+
+    def pack(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT,
+            **{f: getattr(self, f) for f in self.__dataclass_fields__ if f != "sizes"},
+            "sizes": list(self.sizes),
+        }
+
+    @classmethod
+    def unpack(cls, raw: dict[str, Any]) -> RunSummary | None:
+        if raw.get("v") != FORMAT:
+            return None
+        body = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        body["sizes"] = tuple(body.get("sizes", ()))
+        return cls(**body)
+
+
+@dataclass
+class RunRecord:
+    """Everything one run's events say, for the history."""
+
+    summary: RunSummary
+    samples: list[TaskSample] = field(default_factory=list)
+    starts: list[StartSample] = field(default_factory=list)
+    #: Task id -> its sample (the last attempt that completed), for planned-vs-actual.
+    by_task: dict[int, TaskSample] = field(default_factory=dict)
+
+
+@dataclass
+class _Worker:
+    memory_mb: int | None = None
+    cpu: float | None = None
+    first: float | None = None
+    last: float = 0.0
+    busy_s: float = 0.0
+    boot_s: float = 0.0
+
+
+def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
+    """The records of one run from its events, in stream order."""
+    submitted: events.RunSubmitted | None = None
+    ended: tuple[str, float] | None = None
+    announced: dict[tuple[int, int], events.TaskStarted] = {}
+    workers: dict[str, _Worker] = {}
+    samples: list[TaskSample] = []
+    starts: list[StartSample] = []
+    for ev in evs:
+        if isinstance(ev, events.RunSubmitted):
+            submitted = ev
+        elif isinstance(ev, events.TaskStarted):
+            announced[(ev.task, ev.attempt)] = ev
+            w = workers.setdefault(ev.worker, _Worker())
+            if w.first is None:
+                w.first = ev.time
+                w.memory_mb, w.cpu = ev.memory_mb, ev.cpu
+            if ev.start_kind is not None and ev.start_latency_s is not None:
+                w.boot_s = ev.process_start_s or 0.0
+                starts.append(
+                    StartSample(
+                        ev.start_kind,
+                        ev.start_latency_s,
+                        ev.process_start_s,
+                        ev.memory_mb,
+                        ev.subdag_bytes or 0,
+                        ev.subdag_decode_s or 0.0,
+                    )
+                )
+        elif isinstance(ev, events.TaskCompleted):
+            sample = _sample(ev, announced.get((ev.task, ev.attempt)), workers)
+            if sample is not None:
+                samples.append(sample)
+        elif isinstance(ev, events.WorkerExited) and ev.time is not None:
+            w = workers.setdefault(ev.worker, _Worker())
+            w.last = max(w.last, ev.time)
+        elif ev.type in events.TERMINAL and ended is None:
+            ended = (ev.type.removeprefix("RUN_").lower(), ev.at)
+    samples = _with_gaps(samples)
+    summary = _summary(run_id, submitted, ended, workers, starts)
+    return RunRecord(summary, samples, starts, {s.task: s for s in samples})
+
+
+def _with_gaps(samples: list[TaskSample]) -> list[TaskSample]:
+    """Each sample with the gap since the previous task of its worker returned."""
+    last_end: dict[str, float] = {}
+    out = []
+    for s in sorted(samples, key=lambda s: s.start):
+        before = last_end.get(s.worker)
+        last_end[s.worker] = s.end
+        out.append(s if before is None else replace(s, gap_s=max(0.0, s.start - before)))
+    return out
+
+
+def _sample(
+    ev: events.TaskCompleted, started: events.TaskStarted | None, workers: dict[str, _Worker]
+) -> TaskSample | None:
+    if not ev.fn or ev.start is None or ev.end is None:
+        return None  # a gathered map's completion, or a record without metrics
+    w = workers.setdefault(ev.worker, _Worker())
+    stored = ev.stored_at if ev.stored_at is not None else ev.end
+    w.busy_s += ev.end - ev.start
+    w.last = max(w.last, stored)
+    if w.first is None:
+        w.first = ev.start
+    announced = started.time if started is not None else ev.start
+    return TaskSample(
+        fn=ev.fn,
+        code=ev.fn_hash,
+        task=ev.task,
+        attempt=ev.attempt,
+        worker=ev.worker,
+        memory_mb=w.memory_mb,
+        cpu=w.cpu,
+        input_bytes=ev.input_bytes,
+        inputs_fetched=ev.inputs_fetched,
+        inputs_local=ev.inputs_local,
+        prep_s=max(0.0, ev.start - announced),
+        fetch_s=ev.fetch_s,
+        exec_s=max(0.0, ev.end - ev.start),
+        output_bytes=ev.output_bytes,
+        store_s=max(0.0, stored - ev.end),
+        optimizations=ev.optimizations,
+        announced=announced,
+        start=ev.start,
+        end=ev.end,
+        stored_at=stored,
+    )
+
+
+def _summary(
+    run_id: str,
+    submitted: events.RunSubmitted | None,
+    ended: tuple[str, float] | None,
+    workers: dict[str, _Worker],
+    starts: list[StartSample],
+) -> RunSummary:
+    gb_s = busy_gb_s = cpu_s = busy_cpu_s = 0.0
+    for w in workers.values():
+        if w.first is None:
+            continue
+        lifetime = max(0.0, w.last - w.first) + w.boot_s
+        gb = (w.memory_mb or UNSIZED_MB) / 1024
+        cpu = w.cpu or 1.0
+        gb_s += gb * lifetime
+        busy_gb_s += gb * w.busy_s
+        cpu_s += cpu * lifetime
+        busy_cpu_s += cpu * w.busy_s
+    state, end_at = ended if ended is not None else ("running", None)
+    at = submitted.time if submitted is not None else 0.0
+    makespan = None
+    if submitted is not None and end_at is not None and state == "completed":
+        makespan = max(0.0, end_at - submitted.time)
+    return RunSummary(
+        run_id=run_id,
+        workflow=submitted.workflow if submitted is not None else "",
+        state=state,
+        tasks=submitted.tasks if submitted is not None else 0,
+        planner=submitted.planner if submitted is not None else "",
+        submitted_at=at,
+        makespan_s=makespan,
+        predicted_makespan_s=submitted.predicted_makespan_s if submitted is not None else None,
+        workers=sum(1 for w in workers.values() if w.first is not None),
+        cold_starts=sum(1 for s in starts if s.kind == "cold"),
+        warm_starts=sum(1 for s in starts if s.kind == "warm"),
+        gb_s=round(gb_s, 6),
+        busy_gb_s=round(busy_gb_s, 6),
+        cpu_s=round(cpu_s, 6),
+        busy_cpu_s=round(busy_cpu_s, 6),
+        sizes=tuple(sorted({w.memory_mb for w in workers.values()}, key=lambda m: m or 0)),
+    )

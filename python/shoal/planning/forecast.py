@@ -1,0 +1,91 @@
+"""From a graph and its history to a plan with predictions (what ``shoal.simulate`` does).
+
+1. Read the history of the graph's functions and workflow (:meth:`History.load`: two round
+   trips whatever the graph's size).
+2. Fit the predictions at the plan's SLA (:mod:`.predict`).
+3. Simulate the plan on the platform (:mod:`.simulate`): the point estimate.
+4. Simulate it again ``samples`` times with durations drawn from the fitted models' own
+   errors (Monte-Carlo, seeded): the makespan's P50 and P95. A percentile SLA thus means the
+   same for the whole run as for one task. The samples are cut short when they would take
+   longer than ``budget_s`` (large graphs): the quantiles then rest on fewer draws.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .. import _core
+from ..graph import FrozenGraph
+from ..identity import function_ids, workflow_id
+from ..metrics.history import History, HistoryView
+from .plan import Plan
+from .predict import Predictions
+from .simulate import Platform, percentiles, simulate
+
+Identity = Callable[[int], tuple[str, str]]
+
+
+def identities(frozen: FrozenGraph) -> Identity:
+    """Task id -> (qualified name, code hash) of its function."""
+    ids = function_ids(frozen.live_functions)
+    graph = frozen.graph
+    by_blob = {h: (f.name, f.code) for h, f in ids.items()}
+
+    def of(task: int) -> tuple[str, str]:
+        h = graph.fn_hash(task)
+        return by_blob.get(h, (graph.fn_name(task), h.hex()))
+
+    return of
+
+
+def functions_of(graph: _core.Graph, identity: Identity) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(identity(t) for t in graph.task_ids()))
+
+
+async def load_predictions(
+    graph: _core.Graph,
+    identity: Identity,
+    history: History | None,
+    sla: str,
+    workflow: str | None = None,
+) -> Predictions:
+    view = (
+        HistoryView()
+        if history is None
+        else await history.load(functions_of(graph, identity), workflow)
+    )
+    return Predictions.from_history(view, sla)
+
+
+def forecast(
+    graph: _core.Graph,
+    identity: Identity,
+    predictions: Predictions,
+    platform: Platform,
+    plan: Plan | None = None,
+    *,
+    sla: str = "average",
+    samples: int = 32,
+    seed: int = 0,
+    budget_s: float = 2.0,
+) -> Plan:
+    """``plan`` (default: every task flexible) with its simulation and makespan quantiles."""
+    plan = plan or Plan(planner="default")
+    point = simulate(graph, predictions, platform, identity)
+    drawn: list[float] = []
+    began = time.perf_counter()
+    for i in range(samples):
+        if drawn and time.perf_counter() - began > budget_s:
+            break
+        drawn.append(simulate(graph, predictions.sampler(seed + i), platform, identity).makespan_s)
+    quantiles = {}
+    if len(drawn) >= 2:
+        q = percentiles(drawn)
+        quantiles = {"p50": q[0.5], "p95": q[0.95]}
+    confidence = predictions.confidence(functions_of(graph, identity))
+    return plan.with_predictions(point, confidence, sla, quantiles)
+
+
+def frozen_workflow(frozen: FrozenGraph) -> str:
+    return workflow_id(frozen.graph, function_ids(frozen.live_functions))

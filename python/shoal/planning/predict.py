@@ -1,0 +1,407 @@
+"""Predictions from run history: every quantity a plan needs, with its spread.
+
+For each function identity, two models of execution time are fitted and judged on the
+function's own samples by leave-one-out error (the median |error| / actual of predicting each
+sample from all the others); the better one is kept, per function:
+
+- ``mean``: the mean of every sample ever recorded (the baseline the issue compares with);
+- ``linear``: ``a + b * input_bytes`` by least squares on the running sums (``b >= 0``: more
+  input never makes a function faster; a negative slope falls back to the mean).
+
+Least squares on sums rather than, say, a regression tree: the sums are what the history
+keeps of the runs whose samples were trimmed, and a line in input bytes is what a researcher
+can read. Output bytes are fitted the same way. The data movement of a task is fitted across
+all functions (the platform moves bytes, not functions), against fetched bytes: ``prep_s``
+for a worker's first task (its start's round trip and fetch) and ``gap_s`` for the others (the
+previous task's completion, this one's start riding with it, the fetch); ``store_s`` (encode,
+upload, completion: when consumers elsewhere can start) against output bytes. Cold and warm
+start latencies are the platform's start samples.
+
+Worker size: a function's samples at the size asked for are used when it has any; otherwise
+all its samples, with execution scaled by the CPU share (``min(1, cpu)``, one thread) where
+both sizes state one. Memory alone does not change execution on one machine until sizes are
+enforced, so samples at other memory sizes count as they are.
+
+**SLA** (``"average"`` or a percentile such as ``"p95"``): each quantity is its fitted value
+times the SLA's quantile of the leave-one-out ratios ``actual / predicted`` of its samples,
+always toward the longer or larger side (durations and sizes are costs): a P95 prediction
+says "95 % of runs take at most this". With fewer than :data:`MIN_SAMPLES` samples the ratio is
+1 and the prediction's confidence says so; with none, defaults stand in
+(:class:`Defaults`) and ``confidence`` is ``"none"``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from random import Random
+
+from ..errors import UsageError
+from ..metrics.history import FunctionHistory, HistoryView, SizeHistory, parse_size
+from ..metrics.records import StartSample, TaskSample
+
+#: Samples a function needs before its spread is trusted.
+MIN_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a prediction uses where history has nothing (one machine's typical figures)."""
+
+    exec_s: float = 0.001
+    prep_s: float = 0.0003
+    gap_s: float = 0.0005
+    store_s: float = 0.0003
+    output_bytes: int = 64
+    cold_start_s: float = 0.3
+    warm_start_s: float = 0.002
+
+
+def parse_sla(sla: str | float) -> float | None:
+    """``"average"`` -> None; ``"p95"``, ``"95"``, ``95`` or ``0.95`` -> 0.95."""
+    if isinstance(sla, str):
+        text = sla.strip().lower()
+        if text in ("average", "mean", "avg"):
+            return None
+        text = text.removeprefix("p")
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(
+                f"sla must be 'average' or a percentile like 'p95', got {sla!r}"
+            ) from None
+    elif isinstance(sla, int | float) and not isinstance(sla, bool):
+        value = float(sla)
+    else:
+        raise UsageError(f"sla must be 'average' or a percentile like 'p95', got {sla!r}")
+    q = value / 100 if value > 1 else value
+    if not 0 < q < 1:
+        raise UsageError(f"sla percentile must be in (0, 100), got {sla!r}")
+    return q
+
+
+@dataclass(frozen=True)
+class Line:
+    """``a + b * x`` (b = 0: a mean), with the leave-one-out ratios actual / predicted."""
+
+    a: float
+    b: float
+    kind: str
+    ratios: tuple[float, ...] = ()
+    #: Median |error| / actual over the leave-one-out predictions.
+    loo_error: float = math.inf
+    count: int = 0
+
+    def at(self, x: float) -> float:
+        return max(0.0, self.a + self.b * x)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return 1.0
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _fit(n: float, sx: float, sy: float, sxx: float, sxy: float) -> tuple[float, float] | None:
+    """Least squares ``(a, b)`` from sums, or None when x does not vary or b < 0."""
+    den = n * sxx - sx * sx
+    if n < 2 or den <= 1e-12 * max(1.0, n * sxx):
+        return None
+    b = (n * sxy - sx * sy) / den
+    if b < 0:
+        return None
+    return (sy - b * sx) / n, b
+
+
+def fit_lines(
+    pairs: Sequence[tuple[float, float]], sums: dict[str, float] | None = None
+) -> dict[str, Line]:
+    """Both models of y against x: from ``sums`` (n, x, y, xx, xy of all history) when given,
+    else from ``pairs``; each judged by leave-one-out on ``pairs``."""
+    if sums is None or sums.get("n", 0) < len(pairs):
+        sums = _pair_sums(pairs)
+    n, sx, sy = sums["n"], sums["x"], sums["y"]
+    sxx, sxy = sums["xx"], sums["xy"]
+    out: dict[str, Line] = {}
+    mean = sy / n if n else 0.0
+    out["mean"] = _judged("mean", mean, 0.0, pairs, lambda x, y: _loo_mean(n, sy, y))
+    line = _fit(n, sx, sy, sxx, sxy)
+    if line is not None:
+        a, b = line
+
+        def loo(x: float, y: float) -> float | None:
+            found = _fit(n - 1, sx - x, sy - y, sxx - x * x, sxy - x * y)
+            if found is None:
+                return _loo_mean(n, sy, y)
+            return max(0.0, found[0] + found[1] * x)
+
+        out["linear"] = _judged("linear", a, b, pairs, loo)
+    return out
+
+
+def _pair_sums(pairs: Sequence[tuple[float, float]]) -> dict[str, float]:
+    return {
+        "n": float(len(pairs)),
+        "x": sum(x for x, _ in pairs),
+        "y": sum(y for _, y in pairs),
+        "xx": sum(x * x for x, _ in pairs),
+        "xy": sum(x * y for x, y in pairs),
+    }
+
+
+def _loo_mean(n: float, sy: float, y: float) -> float | None:
+    return (sy - y) / (n - 1) if n > 1 else None
+
+
+def _judged(
+    kind: str,
+    a: float,
+    b: float,
+    pairs: Sequence[tuple[float, float]],
+    loo: Callable[[float, float], float | None],
+) -> Line:
+    ratios: list[float] = []
+    errors: list[float] = []
+    for x, y in pairs:
+        guess = loo(x, y)
+        if guess is None or guess <= 0 or y <= 0:
+            continue
+        ratios.append(y / guess)
+        errors.append(abs(guess - y) / y)
+    err = statistics.median(errors) if errors else math.inf
+    return Line(a, b, kind, tuple(sorted(ratios)), err, len(pairs))
+
+
+def best(lines: dict[str, Line]) -> Line:
+    """The model with the lower leave-one-out error (the mean on a tie: it is simpler)."""
+    mean = lines["mean"]
+    linear = lines.get("linear")
+    if linear is not None and linear.loo_error < mean.loo_error * 0.95:
+        return linear
+    return mean
+
+
+@dataclass(frozen=True)
+class FunctionModel:
+    fn: str
+    code: str
+    exec: Line
+    output: Line
+    #: The other model of execution (for the comparison in ``docs/planning.md``).
+    alternatives: dict[str, Line] = field(default_factory=dict)
+    #: CPU share of the samples the model was fitted on (None: not stated).
+    cpu: float | None = None
+    #: Samples behind the model.
+    count: int = 0
+
+
+@dataclass
+class Predictions:
+    """Everything a simulation asks, at one SLA. Build with :meth:`from_history`."""
+
+    functions: dict[tuple[str, str], FunctionModel]
+    prep: Line
+    gap: Line
+    store: Line
+    cold_start: tuple[float, ...]
+    warm_start: tuple[float, ...]
+    quantile: float | None = None
+    defaults: Defaults = field(default_factory=Defaults)
+    #: Sizes (memory MB, cpu) the models are for; None: whatever size was seen.
+    memory_mb: int | None = None
+    cpu: float | None = None
+
+    @classmethod
+    def from_history(
+        cls,
+        view: HistoryView,
+        sla: str | float = "average",
+        memory_mb: int | None = None,
+        cpu: float | None = None,
+        defaults: Defaults | None = None,
+    ) -> Predictions:
+        q = parse_sla(sla)
+        models = {
+            key: m
+            for key, f in view.functions.items()
+            if (m := _function_model(f, memory_mb, cpu)) is not None
+        }
+        samples = list(view.samples())
+        first = [(float(s.input_bytes), s.prep_s) for s in samples if s.gap_s is None]
+        later = [(float(s.input_bytes), s.gap_s) for s in samples if s.gap_s is not None]
+        stores = [(float(s.output_bytes), s.store_s) for s in samples]
+        return cls(
+            models,
+            best(fit_lines(first)) if first else Line(0, 0, "none"),
+            best(fit_lines(later)) if later else Line(0, 0, "none"),
+            best(fit_lines(stores)) if stores else Line(0, 0, "none"),
+            _starts(view.starts, "cold"),
+            _starts(view.starts, "warm"),
+            q,
+            defaults or Defaults(),
+            memory_mb,
+            cpu,
+        )
+
+    # -- one quantity each -------------------------------------------------------------------
+
+    def _scaled(self, line: Line, x: float) -> float:
+        base = line.at(x)
+        if self.quantile is None or len(line.ratios) < MIN_SAMPLES:
+            return base
+        return base * _quantile(line.ratios, self.quantile)
+
+    def known(self, fn: str, code: str) -> bool:
+        return (fn, code) in self.functions
+
+    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
+        m = self.functions.get((fn, code))
+        if m is None:
+            return self.defaults.exec_s
+        t = self._scaled(m.exec, input_bytes)
+        target = cpu if cpu is not None else self.cpu
+        if target is not None and m.cpu is not None:
+            t *= min(1.0, m.cpu) / min(1.0, target)
+        return t
+
+    def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
+        m = self.functions.get((fn, code))
+        if m is None:
+            return float(self.defaults.output_bytes)
+        return self._scaled(m.output, input_bytes)
+
+    def prep_s(self, fetched_bytes: float) -> float:
+        if self.prep.kind == "none":
+            return self.defaults.prep_s
+        return self._scaled(self.prep, fetched_bytes)
+
+    def gap_s(self, fetched_bytes: float) -> float:
+        if self.gap.kind == "none":
+            return self.defaults.gap_s
+        return self._scaled(self.gap, fetched_bytes)
+
+    def store_s(self, output_bytes: float) -> float:
+        if self.store.kind == "none":
+            return self.defaults.store_s
+        return self._scaled(self.store, output_bytes)
+
+    def start_s(self, kind: str) -> float:
+        values = self.cold_start if kind == "cold" else self.warm_start
+        if not values:
+            return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
+        if self.quantile is None:
+            return statistics.fmean(values)
+        return _quantile(values, self.quantile)
+
+    def confidence(self, functions: Iterable[tuple[str, str]]) -> str:
+        """``history`` (every function has enough samples), ``partial`` or ``none``."""
+        fns = set(functions)
+        counts = [self.functions[f].count if f in self.functions else 0 for f in fns]
+        if counts and all(c >= MIN_SAMPLES for c in counts):
+            return "history"
+        return "partial" if any(counts) else "none"
+
+    # -- sampling (Monte-Carlo) ---------------------------------------------------------------
+
+    def sampler(self, seed: int) -> Sampler:
+        return Sampler(self, Random(seed))
+
+
+@dataclass
+class Sampler:
+    """Draws one plausible value of each quantity: the fitted value times a ratio drawn from
+    the same leave-one-out ratios the SLA reads (a bootstrap of the model's own errors)."""
+
+    p: Predictions
+    rng: Random
+
+    def _draw(self, line: Line, x: float) -> float:
+        base = line.at(x)
+        if len(line.ratios) < MIN_SAMPLES:
+            return base
+        return base * line.ratios[self.rng.randrange(len(line.ratios))]
+
+    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
+        m = self.p.functions.get((fn, code))
+        if m is None:
+            return self.p.defaults.exec_s
+        t = self._draw(m.exec, input_bytes)
+        target = cpu if cpu is not None else self.p.cpu
+        if target is not None and m.cpu is not None:
+            t *= min(1.0, m.cpu) / min(1.0, target)
+        return t
+
+    def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
+        m = self.p.functions.get((fn, code))
+        return float(self.p.defaults.output_bytes) if m is None else m.output.at(input_bytes)
+
+    def prep_s(self, fetched_bytes: float) -> float:
+        if self.p.prep.kind == "none":
+            return self.p.defaults.prep_s
+        return self._draw(self.p.prep, fetched_bytes)
+
+    def gap_s(self, fetched_bytes: float) -> float:
+        if self.p.gap.kind == "none":
+            return self.p.defaults.gap_s
+        return self._draw(self.p.gap, fetched_bytes)
+
+    def store_s(self, output_bytes: float) -> float:
+        if self.p.store.kind == "none":
+            return self.p.defaults.store_s
+        return self._draw(self.p.store, output_bytes)
+
+    def start_s(self, kind: str) -> float:
+        values = self.p.cold_start if kind == "cold" else self.p.warm_start
+        if not values:
+            return self.p.start_s(kind)
+        return values[self.rng.randrange(len(values))]
+
+
+def _starts(starts: Iterable[StartSample], kind: str) -> tuple[float, ...]:
+    return tuple(sorted(s.latency_s for s in starts if s.kind == kind))
+
+
+def _function_model(
+    f: FunctionHistory, memory_mb: int | None, cpu: float | None
+) -> FunctionModel | None:
+    chosen: list[SizeHistory] = []
+    for key, sh in f.sizes.items():
+        mb, c = parse_size(key)
+        if (memory_mb is None or mb == memory_mb) and (cpu is None or c == cpu):
+            chosen.append(sh)
+    if not chosen:
+        chosen = list(f.sizes.values())
+    samples: list[TaskSample] = [s for sh in chosen for s in sh.samples]
+    sums: dict[str, float] = {}
+    for sh in chosen:
+        for k, v in sh.sums.items():
+            sums[k] = sums.get(k, 0.0) + v
+    if not sums.get("n"):
+        return None
+    cpus = {s.cpu for s in samples}
+    sample_cpu = cpus.pop() if len(cpus) == 1 else None
+    exec_lines = fit_lines([(float(s.input_bytes), s.exec_s) for s in samples], sums)
+    out_sums = {
+        "n": sums["n"],
+        "x": sums["x"],
+        "y": sums.get("o", 0.0),
+        "xx": sums["xx"],
+        "xy": sums.get("xo", 0.0),
+    }
+    out_lines = fit_lines(
+        [(float(s.input_bytes), float(s.output_bytes)) for s in samples], out_sums
+    )
+    return FunctionModel(
+        f.fn,
+        f.code,
+        best(exec_lines),
+        best(out_lines),
+        exec_lines,
+        sample_cpu,
+        int(sums["n"]),
+    )

@@ -1,0 +1,140 @@
+"""The plan simulation: its makespan against the critical path, on random graphs and plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import shoal
+from shoal.graph import freeze
+from shoal.planning import Plan
+from shoal.planning.simulate import Platform, critical_path, simulate
+from test_random_dags import dags
+
+
+@dataclass
+class Fixed:
+    """Quantities with a given execution time per task and every overhead fixed."""
+
+    exec_by_task: dict[str, float]
+    latency: float = 0.0
+    start: float = 0.0
+    calls: list[str] = field(default_factory=list)
+
+    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
+        return self.exec_by_task[code]
+
+    def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
+        return 8.0
+
+    def prep_s(self, fetched_bytes: float) -> float:
+        return self.latency
+
+    def gap_s(self, fetched_bytes: float) -> float:
+        return self.latency
+
+    def store_s(self, output_bytes: float) -> float:
+        return self.latency
+
+    def start_s(self, kind: str) -> float:
+        self.calls.append(kind)
+        return self.start
+
+
+def _setup(outs: list[shoal.Node[Any]], durations: list[float], plan: Plan | None = None) -> Any:
+    frozen = freeze(outs).with_plan(plan)
+    g = frozen.graph
+    ids = g.task_ids()
+    q = Fixed({str(t): durations[i % len(durations)] for i, t in enumerate(ids)})
+    return g, q, (lambda t: ("f", str(t)))
+
+
+durations = st.lists(st.floats(0.001, 1.0), min_size=1, max_size=8)
+
+
+@given(dags(), durations)
+def test_all_flexible_with_no_latency_and_no_bound_takes_the_critical_path(
+    outs: list[shoal.Node[Any]], ds: list[float]
+) -> None:
+    g, q, ident = _setup(outs, ds)
+    sim = simulate(g, q, Platform(slots=None), ident)
+    exec_s = {t: q.exec_by_task[str(t)] for t in g.task_ids()}
+    _, total = critical_path(g, exec_s)
+    assert sim.makespan_s == pytest.approx(total, rel=1e-9, abs=1e-12)
+    assert set(sim.tasks) == set(g.task_ids())
+
+
+@given(dags(), durations, st.integers(1, 3), st.data())
+def test_no_plan_runs_faster_than_its_critical_path(
+    outs: list[shoal.Node[Any]], ds: list[float], slots: int, data: st.DataObject
+) -> None:
+    ids = freeze(outs).graph.task_ids()
+    pins = data.draw(st.dictionaries(st.sampled_from(ids), st.integers(0, 2)))
+    g, q, ident = _setup(outs, ds, Plan.pinned(pins))
+    latency = data.draw(st.floats(0.0, 0.01))
+    q.latency = latency
+    sim = simulate(g, q, Platform(slots=slots), ident)
+    exec_s = {t: q.exec_by_task[str(t)] for t in g.task_ids()}
+    _, total = critical_path(g, exec_s)
+    assert sim.makespan_s >= total * (1 - 1e-9)
+    # Every task ran once, after each of its inputs was recorded.
+    assert set(sim.tasks) == set(ids)
+    for t in ids:
+        for d in g.deps(t):
+            assert sim.tasks[t].start >= sim.tasks[d].done - 1e-9 or (
+                sim.tasks[t].worker == sim.tasks[d].worker
+                and sim.tasks[t].start >= sim.tasks[d].end - 1e-9
+            )
+    if pins:
+        return  # a parked pinned worker gives its slot up: the count below is for the rest
+    # No more workers at once than the platform's slots.
+    edges = sorted(
+        [(w.start, 1) for w in sim.workers.values()] + [(w.end, -1) for w in sim.workers.values()],
+        key=lambda e: (e[0], e[1]),
+    )
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    assert peak <= slots
+
+
+def test_one_slot_runs_a_fan_out_one_task_after_another() -> None:
+    @shoal.task
+    def leaf(i: int) -> int:
+        return i
+
+    @shoal.task
+    def total(*xs: int) -> int:
+        return sum(xs)
+
+    node = total(*[leaf(i) for i in range(8)])
+    g, q, ident = _setup([node], [0.1])
+    sim = simulate(g, q, Platform(slots=1), ident)
+    assert sim.makespan_s == pytest.approx(0.9)  # nine tasks of 0.1 s, one at a time
+    q2 = Fixed(q.exec_by_task, start=0.05)
+    sim2 = simulate(g, q2, Platform(slots=1, warm=0), ident)
+    assert q2.calls[0] == "cold" and sim2.cold_starts == 1
+    assert sim2.makespan_s == pytest.approx(0.9 + 0.05 * len(sim2.workers))
+
+
+def test_a_pinned_chain_waits_on_its_inbox_and_keeps_its_slot() -> None:
+    @shoal.task
+    def step(x: int) -> int:
+        return x + 1
+
+    a = step(0)
+    b = step(a)
+    c = step(b)
+    frozen = freeze([c])
+    ids = frozen.graph.task_ids()
+    # a and c on worker 1, b on worker 2: worker 1 parks while b runs.
+    g, q, ident = _setup([c], [0.2], Plan.pinned({ids[0]: 1, ids[1]: 2, ids[2]: 1}))
+    sim = simulate(g, q, Platform(slots=2), ident)
+    assert sim.makespan_s == pytest.approx(0.6)
+    assert sim.tasks[ids[2]].worker == sim.tasks[ids[0]].worker == "w1"
+    assert sim.workers["w1"].end == pytest.approx(0.6) and sim.workers["w1"].tasks == 2

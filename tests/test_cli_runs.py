@@ -141,3 +141,36 @@ def test_show_and_runs_count_map_elements_and_fit_80_columns(
     assert len(rows) == 8  # numbers, six elements, total (the gathered map has no row)
     assert all(r[-1] in ("cold", "warm", "chained") for r in rows), rows
     assert rows[0][-1] == "cold"  # the first task of the run started its worker
+
+
+def test_history_lists_the_functions_a_script_ran(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    store = tmp_path / "history"
+    env_store = f"file://{store}"
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_REDIS_URL"}
+    env["SHOAL_METRICS_URL"] = env_store
+    for _ in range(2):  # two scripts, two embedded servers: the history outlives both
+        ran = subprocess.run(
+            [*SHOAL, "run", "--scheduler", "sync", str(script)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env=env,
+        )
+        assert ran.returncode == 0, ran.stderr
+    listed = subprocess.run(
+        [*SHOAL, "history", "--metrics", env_store],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert f"history in {store}: 2 functions, 1 workflows" in listed.stdout
+    rows = {ln.split()[0]: ln.split() for ln in listed.stdout.splitlines() if "__main__:" in ln}
+    assert rows["__main__:double"][4] == "20" and rows["__main__:total"][4] == "2"

@@ -155,11 +155,75 @@ def show(run_id: str, redis_url: str | None) -> None:
         raise click.ClickException(f"no events for run {run_id!r} (unknown, or expired)")
     info = _summary(evs)
     out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
+    first = evs[0]
+    end = next((e for e in evs if e.type == events.RunCompleted.type), None)
+    if isinstance(first, events.RunSubmitted) and first.predicted_makespan_s is not None:
+        predicted = first.predicted_makespan_s
+        line = f"predicted makespan {predicted:.3f} s"
+        if end is not None and end.at > first.at:
+            actual = end.at - first.at
+            line += f", actual {actual:.3f} s: error {(predicted - actual) / actual:+.1%}"
+        out.print(line)
     out.print(_tasks_table(evs))
     for ev in evs:
         if isinstance(ev, events.TaskFailed):
             out.print(f"[red]failed:[/] {ev.name}: {ev.exc_type}: {ev.message}")
             out.print(ev.traceback)
+
+
+@main.command()
+@click.option(
+    "--metrics",
+    "metrics_url",
+    envvar="SHOAL_METRICS_URL",
+    default=None,
+    help="Where history is kept [env SHOAL_METRICS_URL; default: --redis's server if given, "
+    "else ~/.cache/shoal/history].",
+)
+@_redis_option
+def history(metrics_url: str | None, redis_url: str | None) -> None:
+    """List what run history knows: functions, their samples and sizes, and workflows."""
+    from .client.history import describe_store, open_history
+    from .metrics.history import parse_size
+
+    if metrics_url is None and redis_url:
+        metrics_url = redis_url
+    found = open_history(metrics_url, _NoStorage(), external=False)
+    if found is None:
+        raise click.ClickException("history is off (SHOAL_METRICS_URL=off)")
+    h = found
+
+    async def work() -> tuple[Any, Any]:
+        try:
+            return await h.listing(), await h.workflows()
+        finally:
+            await h.store.close()
+
+    functions, workflows = asyncio.run(work())
+    out.print(
+        f"history in {describe_store(h)}: {len(functions)} functions, {len(workflows)} workflows",
+        soft_wrap=True,
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("function", overflow="fold")
+    table.add_column("code", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    table.add_column("samples", justify="right", no_wrap=True)
+    table.add_column("mean ms", justify="right", no_wrap=True)
+    for f in functions:
+        for size, sh in sorted(f.sizes.items()):
+            mb, cpu = parse_size(size)
+            n = sh.count
+            mean = sh.sums.get("y", 0.0) / n * 1000 if n else 0.0
+            label = f"{mb or '-'} MB" + (f", {cpu:g} cpu" if cpu else "")
+            table.add_row(f.fn, f.code[:12], label, str(n), f"{mean:.3f}")
+    out.print(table)
+
+
+class _NoStorage:
+    """A run store for :func:`open_history` when none is at hand (the CLI names its own)."""
+
+    client = None
 
 
 def _tasks_table(evs: list[events.Event]) -> Table:

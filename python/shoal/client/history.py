@@ -42,7 +42,7 @@ def default_directory() -> Path:
     return Path(base) / "shoal" / "history"
 
 
-def open_history(metrics_url: str | None, run_storage: Storage, external: bool) -> History | None:
+def open_history(metrics_url: str | None, run_storage: object, external: bool) -> History | None:
     """The history a session records to (``external``: its run server outlives it)."""
     url = metrics_url if metrics_url is not None else os.environ.get("SHOAL_METRICS_URL") or None
     store: HistoryStore

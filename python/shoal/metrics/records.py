@@ -286,10 +286,12 @@ def _summary(
         cpu_s += cpu * lifetime
         busy_cpu_s += cpu * w.busy_s
     state, end_at = ended if ended is not None else ("running", None)
-    at = submitted.time if submitted is not None else 0.0
+    # The one makespan: RUN_SUBMITTED's append to RUN_COMPLETED's, both on the server's clock
+    # (``shoal show`` and ``shoal runs`` read the same two entries).
+    at = (submitted.at or submitted.time) if submitted is not None else 0.0
     makespan = None
     if submitted is not None and end_at is not None and state == "completed":
-        makespan = max(0.0, end_at - submitted.time)
+        makespan = max(0.0, end_at - at)
     return RunSummary(
         run_id=run_id,
         workflow=submitted.workflow if submitted is not None else "",

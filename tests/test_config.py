@@ -29,6 +29,7 @@ BAD: dict[str, tuple[list[object], list[str]]] = {
         ["0", "lots", "-1", str(REDIS_MAX_VALUE + 1), "1e6"],
     ),
     "crash_attempts": ([0, -1, 2.5, "3", True], ["0", "-2", "three", "2.5", ""]),
+    "metrics": ([3, b"task", "always", "every:0", "count:-2"], ["", "hourly", "every:", "exit:2"]),
 }
 
 #: Per setting: the smallest accepted value (the bound itself where it is inclusive) and the
@@ -39,6 +40,7 @@ EDGES: dict[str, list[object]] = {
     "lease_ttl_s": [0.15, 1, 3600.0],
     "max_value_bytes": [1, REDIS_MAX_VALUE],
     "crash_attempts": [1, 3, 1000],
+    "metrics": ["task", "exit", "off", "every:0.001", "count:1"],
 }
 
 ARGUMENT_CASES = [(name, bad) for name, (args, _env) in BAD.items() for bad in args]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -41,7 +42,32 @@ class Bounds:
         return None
 
 
-def _setting(default: int | float, bounds: Bounds) -> Any:
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A text setting: ``parse`` raises ConfigError on a value it refuses; ``accepted`` says
+    what it takes."""
+
+    parse: Callable[[str], object]
+    accepted: str
+    kind: type[str] = str
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return f"must be {self.accepted}"
+        try:
+            self.parse(value)
+        except ConfigError:
+            return f"must be {self.accepted}"
+        return None
+
+
+def _upload(text: str) -> object:
+    from .metrics.upload import parse_upload
+
+    return parse_upload(text)
+
+
+def _setting(default: int | float | str, bounds: Bounds | Text) -> Any:
     return field(default=default, metadata={"bounds": bounds})
 
 
@@ -59,6 +85,9 @@ class Settings:
     and its work is recovered (renewed every third of it).
     ``max_value_bytes``: the largest encoded output that may go to the store (Redis's limit for
     one value is 512 MiB); a larger one fails its task, naming the limit.
+    ``metrics``: when workers upload their metric records (:mod:`shoal.metrics.upload`):
+    ``task`` (with each completion, the default: nothing lost when a worker dies), ``exit``,
+    ``every:<seconds>``, ``count:<n>``, ``off``.
     ``crash_attempts``: a task whose workers die while running it (``os._exit``, a segfault,
     out of memory, a lost host) fails the run after this many crashes, or ``retries`` + 1 if
     that is more (Dask and Ray also stop at 3).
@@ -75,6 +104,7 @@ class Settings:
     # 0 would refuse every output; Redis refuses a value over 512 MiB with an unclear error.
     max_value_bytes: int = _setting(REDIS_MAX_VALUE, Bounds(int, 0, True, REDIS_MAX_VALUE))
     crash_attempts: int = _setting(3, Bounds(int, 1))
+    metrics: str = _setting("task", Text(_upload, "task, exit, every:<seconds>, count:<n> or off"))
 
     def __post_init__(self) -> None:
         self.check()
@@ -115,7 +145,9 @@ def env_var(name: str) -> str:
     return f"SHOAL_{name.upper()}"
 
 
-def _parse(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+def _parse(name: str, raw: str, kind: type[int] | type[float] | type[str]) -> int | float | str:
+    if kind is str:
+        return raw
     try:
         return kind(raw)
     except ValueError:

@@ -142,6 +142,27 @@ class TaskCompleted(Event):
 
 
 @dataclass(kw_only=True, slots=True)
+class TaskMetrics(Event):
+    """The metric fields of a TASK_COMPLETED, uploaded later by a buffered strategy (``exit``,
+    ``every:N``, ``count:N``; see :mod:`shoal.metrics.upload`): matched with its completion
+    by ``task`` and ``attempt``."""
+
+    type: ClassVar[str] = "TASK_METRICS"
+    task: int
+    attempt: int = 1
+    worker: str = ""
+    fn: str = ""
+    fn_hash: str = ""
+    input_bytes: int = 0
+    inputs_fetched: int = 0
+    inputs_local: int = 0
+    fetch_s: float = 0.0
+    output_bytes: int = 0
+    encode_s: float = 0.0
+    optimizations: tuple[str, ...] = ()
+
+
+@dataclass(kw_only=True, slots=True)
 class TaskRetry(Event):
     """An attempt failed and the task will run again after ``delay_s``."""
 
@@ -280,6 +301,7 @@ RECORDS: dict[str, type[Event]] = {
         RunSubmitted,
         TaskStarted,
         TaskCompleted,
+        TaskMetrics,
         TaskRetry,
         TaskFailed,
         MapExpanded,

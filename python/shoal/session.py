@@ -38,6 +38,7 @@ from .config import Settings, check_redis_url, redact_url
 from .errors import ConfigError, StorageError, TaskError, UsageError
 from .graph import FrozenGraph, freeze
 from .metrics.history import History
+from .metrics.upload import parse_upload
 from .persist import DEFAULT_TTL_S, Persisted, persist
 from .planning.forecast import forecast, frozen_workflow, identities, load_predictions
 from .planning.plan import Plan
@@ -229,7 +230,8 @@ class Session:
     async def _record(self, sub: Submitted) -> None:
         recorder = None if self._borrowed else self._history_recorder()
         if recorder is not None:
-            await recorder.record(sub, self.storage)
+            buffered = parse_upload(self.settings.metrics).buffered
+            await recorder.record(sub, self.storage, buffered)
 
     def simulate(
         self,

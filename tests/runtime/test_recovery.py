@@ -238,7 +238,7 @@ def test_the_shell_sends_a_flexible_recovery_with_its_subdag_inline(chain: _core
     store = Recorder({0: True, 1: False, 2: True, 3: None})
     inv = recover(chain, "t3", store)
     blob = chain.subdag_for(None, [1]).encode()
-    assert inv == Invocation("run1", None, (1,), blob, None, {}, (1,), (3,))
+    assert inv == Invocation("run1", None, (1,), blob, None, {}, (1,), (3,), metrics="task")
     assert store.lookups == [[3], [1, 2], [0]]
     assert store.stored == []
 
@@ -247,14 +247,14 @@ def test_the_shell_stores_a_subdag_over_the_inline_limit(chain: _core.Graph) -> 
     store = Recorder({0: True, 1: True, 2: True, 3: None})
     inv = recover(chain, "t3", store, inline_subdag_limit=0)
     blob = chain.subdag_for(None, [3]).encode()
-    assert inv == Invocation("run1", None, (3,), None, "r3", {}, (), (3,))
+    assert inv == Invocation("run1", None, (3,), None, "r3", {}, (), (3,), metrics="task")
     assert store.stored == [("run1", "r3", seal(blob, context("run1", "subdag", "r3")))]
 
 
 def test_the_shell_reinvokes_a_pinned_worker_by_id(worker7: _core.Graph) -> None:
     store = Recorder({0: True, 1: False, 2: True, 3: None, 4: None})
     inv = recover(worker7, "w7", store)
-    assert inv == Invocation("run1", 7, (1,), None, "w7", {}, (1,), (3,), (0,))
+    assert inv == Invocation("run1", 7, (1,), None, "w7", {}, (1,), (3,), (0,), "task")
     assert store.stored == []
 
 

@@ -166,6 +166,22 @@ def test_blocking_reads_wake_on_writes(store: Storage) -> None:
     run(go(), store)
 
 
+def test_a_batch_of_events_is_appended_in_order_and_never_to_a_gone_stream(
+    store: Storage,
+) -> None:
+    async def go() -> None:
+        await store.submit(spec(), {"type": "RUN_SUBMITTED"})
+        batch = [{"type": "TASK_METRICS", "task": str(i)} for i in range(5)]
+        await store.append_events("r1", batch)
+        await store.append_events("r1", [])
+        got = [e for _, e in await store.events_range("r1")]
+        assert got[1:] == batch
+        await store.append_events("gone", batch)  # no such run: no stream appears
+        assert await store.events_range("gone") == []
+
+    run(go(), store)
+
+
 def test_failure_is_recorded_once(store: Storage) -> None:
     async def go() -> None:
         await store.submit(spec(), {"type": "RUN_SUBMITTED"})

@@ -16,6 +16,7 @@ A history that cannot be written never fails the run: it warns once per session.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import warnings
 from pathlib import Path
@@ -35,6 +36,8 @@ from ..storage.base import Storage
 from .submit import Submitted
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: Longest wait for the metric records of a buffered strategy after the run's end, seconds.
+SETTLE_S = 2.0
 
 
 def default_directory() -> Path:
@@ -78,10 +81,19 @@ class Recorder:
         self.history = history
         self._warned = False
 
-    async def record(self, sub: Submitted, storage: Storage) -> RunRecord | None:
+    async def record(
+        self, sub: Submitted, storage: Storage, buffered: bool = False
+    ) -> RunRecord | None:
+        """Records ``sub``'s run. ``buffered``: its workers upload metric records after their
+        completions (:mod:`shoal.metrics.upload`), so the last ones may come after the run's
+        end: wait for them, a bounded time (a worker that died never sends its own)."""
         try:
-            entries = await storage.events_range(sub.run_id)
-            evs = [events.decode(fields, entry_id) for entry_id, fields in entries]
+            evs = await _events(storage, sub.run_id)
+            waited = 0.0
+            while buffered and _unmatched(evs) and waited < SETTLE_S:
+                await asyncio.sleep(0.02)
+                waited += 0.02
+                evs = await _events(storage, sub.run_id)
             record = run_record(sub.run_id, evs)
             plan = sub.frozen.plan
             predicted: dict[int, tuple[float, float]] = {}
@@ -99,6 +111,22 @@ class Recorder:
                     stacklevel=2,
                 )
             return None
+
+
+async def _events(storage: Storage, run_id: str) -> list[events.Event]:
+    return [events.decode(f, entry_id) for entry_id, f in await storage.events_range(run_id)]
+
+
+def _unmatched(evs: list[events.Event]) -> bool:
+    """Whether a completion still lacks its metric fields."""
+    metrics = {(e.task, e.attempt) for e in evs if isinstance(e, events.TaskMetrics)}
+    return any(
+        isinstance(e, events.TaskCompleted)
+        and not e.fn
+        and e.width is None
+        and (e.task, e.attempt) not in metrics
+        for e in evs
+    )
 
 
 def describe_store(history: History | None) -> str:

@@ -158,12 +158,15 @@ async def recovery_invocation(
     if decision is None:
         return None
     r = decision
+    metrics = settings.metrics
     if r.worker is not None:
         name = f"w{r.worker}"
-        return Invocation(run_id, r.worker, r.start, None, name, {}, r.recompute, r.resume, r.skip)
+        return Invocation(
+            run_id, r.worker, r.start, None, name, {}, r.recompute, r.resume, r.skip, metrics
+        )
     blob = graph.subdag_for(None, list(r.start)).encode()
     if len(blob) <= settings.inline_subdag_limit:
-        return Invocation(run_id, None, r.start, blob, None, {}, r.recompute, r.resume)
+        return Invocation(run_id, None, r.start, blob, None, {}, r.recompute, r.resume, (), metrics)
     name = f"r{r.resume[0]}"
     await storage.put_subdag(run_id, name, seal(blob, context(run_id, "subdag", name)))
-    return Invocation(run_id, None, r.start, None, name, {}, r.recompute, r.resume)
+    return Invocation(run_id, None, r.start, None, name, {}, r.recompute, r.resume, (), metrics)

@@ -68,14 +68,20 @@ async def submit(
         blob = graph.subdag_for(None, share).encode()
         res = resources_for(graph, share)
         if len(blob) <= settings.inline_subdag_limit:
-            invocations.append((Invocation(run_id, None, tuple(share), blob, None), res))
+            invocations.append(
+                (Invocation(run_id, None, tuple(share), blob, None, metrics=settings.metrics), res)
+            )
         else:
             name = f"t{share[0]}"
             subdags[name] = blob
-            invocations.append((Invocation(run_id, None, tuple(share), None, name), res))
+            invocations.append(
+                (Invocation(run_id, None, tuple(share), None, name, metrics=settings.metrics), res)
+            )
     for w, roots in pinned_roots.items():
         res = worker_resources(graph, w, graph.tasks_of(w))
-        invocations.append((Invocation(run_id, w, tuple(roots), None, f"w{w}"), res))
+        invocations.append(
+            (Invocation(run_id, w, tuple(roots), None, f"w{w}", metrics=settings.metrics), res)
+        )
     spec = RunSpec(
         run_id=run_id,
         functions={h: seal_function(b, h) for h, b in frozen.functions.items()},

@@ -185,12 +185,23 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
     workers: dict[str, _Worker] = {}
     samples: list[TaskSample] = []
     starts: list[StartSample] = []
+    evs = list(evs)
+    # Metric fields a buffered strategy uploaded apart from their completions.
+    later = {(e.task, e.attempt): e for e in evs if isinstance(e, events.TaskMetrics)}
+    invocations: dict[str, int] = {}
+    current: dict[tuple[int, int], str] = {}
     for ev in evs:
         if isinstance(ev, events.RunSubmitted):
             submitted = ev
         elif isinstance(ev, events.TaskStarted):
+            # A worker label names a process; each invocation it serves is a worker of its
+            # own (its first TASK_STARTED says how it started).
+            if ev.start_kind is not None:
+                invocations[ev.worker] = invocations.get(ev.worker, 0) + 1
+            label = f"{ev.worker}#{invocations.get(ev.worker, 0)}"
             announced[(ev.task, ev.attempt)] = ev
-            w = workers.setdefault(ev.worker, _Worker())
+            current[(ev.task, ev.attempt)] = label
+            w = workers.setdefault(label, _Worker())
             if w.first is None:
                 w.first = ev.time
                 w.memory_mb, w.cpu = ev.memory_mb, ev.cpu
@@ -207,11 +218,16 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                     )
                 )
         elif isinstance(ev, events.TaskCompleted):
-            sample = _sample(ev, announced.get((ev.task, ev.attempt)), workers)
+            extra = later.get((ev.task, ev.attempt))
+            if extra is not None and not ev.fn:
+                ev = _merged(ev, extra)
+            key = (ev.task, ev.attempt)
+            label = current.get(key, f"{ev.worker}#0")
+            sample = _sample(ev, announced.get(key), workers, label)
             if sample is not None:
                 samples.append(sample)
         elif isinstance(ev, events.WorkerExited) and ev.time is not None:
-            w = workers.setdefault(ev.worker, _Worker())
+            w = workers.setdefault(f"{ev.worker}#{invocations.get(ev.worker, 0)}", _Worker())
             w.last = max(w.last, ev.time)
         elif ev.type in events.TERMINAL and ended is None:
             ended = (ev.type.removeprefix("RUN_").lower(), ev.at)
@@ -231,12 +247,30 @@ def _with_gaps(samples: list[TaskSample]) -> list[TaskSample]:
     return out
 
 
+def _merged(ev: events.TaskCompleted, m: events.TaskMetrics) -> events.TaskCompleted:
+    return replace(
+        ev,
+        fn=m.fn,
+        fn_hash=m.fn_hash,
+        input_bytes=m.input_bytes,
+        inputs_fetched=m.inputs_fetched,
+        inputs_local=m.inputs_local,
+        fetch_s=m.fetch_s,
+        output_bytes=m.output_bytes,
+        encode_s=m.encode_s,
+        optimizations=m.optimizations,
+    )
+
+
 def _sample(
-    ev: events.TaskCompleted, started: events.TaskStarted | None, workers: dict[str, _Worker]
+    ev: events.TaskCompleted,
+    started: events.TaskStarted | None,
+    workers: dict[str, _Worker],
+    label: str,
 ) -> TaskSample | None:
     if not ev.fn or ev.start is None or ev.end is None:
         return None  # a gathered map's completion, or a record without metrics
-    w = workers.setdefault(ev.worker, _Worker())
+    w = workers.setdefault(label, _Worker())
     stored = ev.stored_at if ev.stored_at is not None else ev.end
     w.busy_s += ev.end - ev.start
     w.last = max(w.last, stored)
@@ -248,7 +282,7 @@ def _sample(
         code=ev.fn_hash,
         task=ev.task,
         attempt=ev.attempt,
-        worker=ev.worker,
+        worker=label,
         memory_mb=w.memory_mb,
         cpu=w.cpu,
         input_bytes=ev.input_bytes,

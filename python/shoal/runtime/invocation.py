@@ -14,7 +14,7 @@ from ..errors import PayloadError
 from ..signing import seal, unseal, unverified_payload
 
 _MAGIC = b"SHI"
-_VERSION = 2
+_VERSION = 3
 #: The signing place of every invocation (:mod:`shoal.signing`): the run id is inside, under
 #: the same signature.
 PLACE = "invocation"
@@ -40,6 +40,8 @@ class Invocation:
     resume: tuple[int, ...] = ()
     #: Recovery of a pinned worker: its tasks that are done already.
     skip: tuple[int, ...] = ()
+    #: The run's metrics upload strategy (``Settings.metrics``; "": the worker's own).
+    metrics: str = ""
 
     def encode(self) -> bytes:
         body = [
@@ -52,6 +54,7 @@ class Invocation:
             list(self.recompute),
             list(self.resume),
             list(self.skip),
+            self.metrics,
         ]
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return seal(_MAGIC + bytes([_VERSION]) + packed, PLACE)
@@ -74,9 +77,8 @@ class Invocation:
         if data[3] != _VERSION:
             raise PayloadError(f"cannot decode invocation: unsupported version {data[3]}")
         try:
-            run_id, worker, start, subdag, name, inputs, recompute, resume, skip = msgpack.unpackb(
-                data[4:], raw=False, strict_map_key=False
-            )
+            body = msgpack.unpackb(data[4:], raw=False, strict_map_key=False)
+            run_id, worker, start, subdag, name, inputs, recompute, resume, skip, metrics = body
             inv = Invocation(
                 run_id,
                 worker,
@@ -87,6 +89,7 @@ class Invocation:
                 tuple(recompute),
                 tuple(resume),
                 tuple(skip),
+                metrics,
             )
         except Exception as e:
             raise PayloadError(f"cannot decode invocation: {type(e).__name__}: {e}") from e
@@ -116,6 +119,8 @@ def _check(inv: Invocation) -> None:
         problems.append("inline subDAG")
     if inv.subdag_name is not None and not isinstance(inv.subdag_name, str):
         problems.append("subDAG name")
+    if not isinstance(inv.metrics, str):
+        problems.append("metrics strategy")
     if not ids_ok(list(inv.inputs)) or not all(isinstance(v, bytes) for v in inv.inputs.values()):
         problems.append("inline inputs")
     if problems:

@@ -35,6 +35,7 @@ from .. import _core
 from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError
+from ..metrics.upload import MetricsBuffer, parse_upload
 from ..persist import READS_KEPT_VALUE
 from ..serialize import dumps_value, error_place, loads_leaf, loads_value, value_place
 from ..signing import context, seal, unseal
@@ -190,6 +191,7 @@ class _Shell:
         self.runner = runner
         self.worker_name = worker_name
         self.start_info = StartInfo()
+        self.metrics = MetricsBuffer(parse_upload(inv.metrics or settings.metrics))
         self.on_park: Callable[[bool], None] | None = None
         self._inner: worker_context.WorkerContext | None = None  # what a task's own compute() uses
         self._inner_inline: worker_context.WorkerContext | None = None  # the same, inline
@@ -221,16 +223,34 @@ class _Shell:
             self.worker_name, inv.worker, self.start_info, subdag, code_of=self.caches.code_of
         )
         renewing = asyncio.ensure_future(self._renew_leases())
+        uploading = None
+        if self.metrics.upload.kind == "every":
+            uploading = asyncio.ensure_future(self._upload_every(self.metrics.upload.n))
         reason = "failed"
         try:
             reason = await self._loop()
         finally:
             renewing.cancel()
+            if uploading is not None:
+                uploading.cancel()
+            with contextlib.suppress(Exception):  # what the invocation still holds, at its end
+                await self._upload()
             if inv.worker is not None:
                 exited = self.reporter.exited(reason, self.caches.now())
                 with contextlib.suppress(Exception):
                     lease = [keys.worker_lease(inv.worker)]
                     await self.storage.release(self.run_id, lease, exited)
+
+    async def _upload(self) -> None:
+        """Appends the buffered metric records (see :mod:`shoal.metrics.upload`)."""
+        if self.metrics.pending:
+            await self.storage.append_events(self.run_id, self.metrics.take())
+
+    async def _upload_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            with contextlib.suppress(Exception):  # the next tick, or the invocation's end
+                await self._upload()
 
     async def _loop(self) -> str:
         """Carries out instructions until the machine says exit; returns why it did."""
@@ -267,6 +287,8 @@ class _Shell:
                 self.run_id, ins.completion, None if ask is None else ask.start
             )
             self.running = None
+            if self.metrics.due():
+                await self._upload()
             if ask is not None and result.started is not None:
                 # Said once it started, not when asked: a worker that parks instead (its
                 # next task did not become ready) is not running it. A death in between is
@@ -565,16 +587,18 @@ class _Shell:
             failure = failures.refused("OutputTooLarge", message, self.caches.now())
             return Failed(task, failure, retryable=False)
         completion.event.update(
-            self.reporter.completed(
-                g,
-                task,
-                attempt=ins.attempt,
-                start=start,
-                end=end,
-                fetched=got.stats,
-                output_bytes=size,
-                encode_s=encode_s,
-                acted=complete.acted,
+            self.metrics.completed(
+                self.reporter.completed(
+                    g,
+                    task,
+                    attempt=ins.attempt,
+                    start=start,
+                    end=end,
+                    fetched=got.stats,
+                    output_bytes=size,
+                    encode_s=encode_s,
+                    acted=complete.acted,
+                )
             )
         )
         # The completion itself is the next round trip: carry it out here.
@@ -585,11 +609,26 @@ class _Shell:
         for ins in batch:
             if ins.subdag is None:
                 assert ins.worker is not None
-                inv = Invocation(self.run_id, ins.worker, tuple(ins.start), None, f"w{ins.worker}")
+                inv = Invocation(
+                    self.run_id,
+                    ins.worker,
+                    tuple(ins.start),
+                    None,
+                    f"w{ins.worker}",
+                    metrics=self.inv.metrics,
+                )
                 items.append((inv.encode(), worker_resources(self.graph, ins.worker, ins.start)))
                 continue
             blob, name = await self._subdag_blob(ins.subdag, ins.start[0])
-            inv = Invocation(self.run_id, ins.worker, tuple(ins.start), blob, name, ins.inputs)
+            inv = Invocation(
+                self.run_id,
+                ins.worker,
+                tuple(ins.start),
+                blob,
+                name,
+                ins.inputs,
+                metrics=self.inv.metrics,
+            )
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         # Covered until their workers start, so a lost invocation is recovered; handed off
         # before the invocations go, or a quick receiver's START could precede (and lose) it.

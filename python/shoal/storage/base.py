@@ -260,6 +260,9 @@ class Storage(Protocol):
 
     async def append_event(self, run_id: str, event: Event) -> str: ...
 
+    async def append_events(self, run_id: str, batch: Sequence[Event]) -> None:
+        """Appends ``batch`` in order, in one round trip (none to a run whose stream is gone)."""
+
     async def renew(self, run_id: str, members: Sequence[str]) -> None:
         """Extends leases this worker still holds (a lease dropped meanwhile stays dropped)."""
 

@@ -225,6 +225,12 @@ class MemoryStorage:
         await self._notify()
         return entry_id
 
+    async def append_events(self, run_id: str, batch: Sequence[Event]) -> None:
+        if batch and self._get(keys.events(run_id)) is not None:
+            for event in batch:
+                self._xadd(keys.events(run_id), event)
+            await self._notify()
+
     async def read_events(
         self, run_id: str, after: str = "0", block_s: float | None = None, count: int = 1000
     ) -> list[tuple[str, Event]]:

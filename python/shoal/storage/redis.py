@@ -271,6 +271,14 @@ class RedisStorage:
         )
         return "" if entry_id is None else entry_id.decode()
 
+    async def append_events(self, run_id: str, batch: Sequence[Event]) -> None:
+        if not batch:
+            return
+        p = self._r.pipeline(transaction=False)
+        for event in batch:
+            p.execute_command("XADD", keys.events(run_id), "NOMKSTREAM", "*", *_flat(event))
+        await p.execute()
+
     @property
     def _lease_ms(self) -> int:
         return int(self.lease_ttl_s * 1000)

@@ -1,4 +1,5 @@
-"""``shoal runs`` and ``shoal show`` against a real server, after runs made with ``shoal run``."""
+"""``shoal runs``, ``show``, ``history`` and ``what-if`` against a real server and history, after
+runs made with ``shoal run`` or a session."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import shoal
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOAL = [sys.executable, "-m", "shoal.cli"]
@@ -174,3 +177,42 @@ def test_history_lists_the_functions_a_script_ran(tmp_path: Path) -> None:
     assert f"history in {store}: 2 functions, 1 workflows" in listed.stdout
     rows = {ln.split()[0]: ln.split() for ln in listed.stdout.splitlines() if "__main__:" in ln}
     assert rows["__main__:double"][4] == "20" and rows["__main__:total"][4] == "2"
+
+
+@shoal.task
+def leaf(i: int) -> int:
+    return i + 1
+
+
+@shoal.task
+def pair(x: int, y: int) -> int:
+    return x + y
+
+
+def test_show_prints_planned_vs_actual_and_what_if_replays_the_run(
+    redis_url: str, tmp_path: Path
+) -> None:
+    store = f"file://{tmp_path / 'history'}"
+
+    def tree() -> shoal.Node[int]:
+        level = [leaf(i) for i in range(16)]
+        while len(level) > 1:
+            level = [pair(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        return level[0]
+
+    with shoal.Session(redis_url=redis_url, metrics_url=store, progress=False) as s:
+        s.compute(tree())
+        plan = s.simulate(tree())
+        run = s.submit(tree(), plan=plan)
+        assert run.result() == (sum(range(1, 17)),)
+    shown = shoal_cli("show", run.id, "--redis", redis_url, "--metrics", store)
+    assert shown.returncode == 0, shown.stderr
+    assert f"predicted makespan {plan.makespan_s:.3f} s, actual" in shown.stdout
+    assert "plan ms" in shown.stdout and max(map(len, shown.stdout.splitlines())) <= 80
+    replayed = shoal_cli("what-if", run.id, "--metrics", store, "--workers", "1")
+    assert replayed.returncode == 0, replayed.stderr
+    lines = replayed.stdout.splitlines()
+    assert lines[0].startswith(f"run {run.id}: 31 tasks")
+    assert "replayed as it ran:" in lines[1] and "with plan recorded on 1 slots:" in lines[2]
+    unknown = shoal_cli("what-if", "no-such-run", "--metrics", store)
+    assert unknown.returncode != 0 and "has no replay in this history" in unknown.stderr

@@ -167,6 +167,12 @@ def test_sigkill_a_busy_worker_mid_run(server: EmbeddedServer, seed: int, requeu
         os.kill(worker_in_a_task(server.url, run.id), signal.SIGKILL)
         assert run.result(timeout=120) == expected
         assert backend.stats.died >= 1  # the kill hit a process while it ran an invocation
+        # With records written with each completion (the default), the kill lost none: every
+        # task that completed has its record in the history.
+        history = s.history
+        assert history is not None and s.settings.metrics == "task"
+        recorded = sum(f.count for f in s._run(history.listing()))
+        assert recorded == len(freeze(outs).graph)
         assert s.compute(*random_graph(seed + 1000)) == evaluate(*random_graph(seed + 1000))
     no_leaks(server.url)
 

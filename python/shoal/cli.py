@@ -140,11 +140,43 @@ def runs(redis_url: str | None, limit: int) -> None:
     out.print(table)
 
 
+_metrics_option = click.option(
+    "--metrics",
+    "metrics_url",
+    envvar="SHOAL_METRICS_URL",
+    default=None,
+    help="Where history is kept [env SHOAL_METRICS_URL; default: --redis's server if given, "
+    "else ~/.cache/shoal/history].",
+)
+
+
+def _history(metrics_url: str | None, redis_url: str | None) -> Any:
+    from .client.history import open_history
+
+    found = open_history(metrics_url or redis_url, _NoStorage(), external=False)
+    if found is None:
+        raise click.ClickException("history is off (SHOAL_METRICS_URL=off)")
+    return found
+
+
+def _replay(metrics_url: str | None, redis_url: str | None, run_id: str) -> Any:
+    h = _history(metrics_url, redis_url)
+
+    async def work() -> Any:
+        try:
+            return await h.replay(run_id)
+        finally:
+            await h.store.close()
+
+    return asyncio.run(work())
+
+
 @main.command()
 @click.argument("run_id")
 @_redis_option
-def show(run_id: str, redis_url: str | None) -> None:
-    """Print a run's tasks and timings."""
+@_metrics_option
+def show(run_id: str, redis_url: str | None, metrics_url: str | None) -> None:
+    """Print a run's tasks and timings (and what its plan predicted, when it had one)."""
     url = _server_url(redis_url)
 
     async def work(storage: Any) -> list[events.Event]:
@@ -157,14 +189,17 @@ def show(run_id: str, redis_url: str | None) -> None:
     out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
     first = evs[0]
     end = next((e for e in evs if e.type == events.RunCompleted.type), None)
+    planned: dict[int, tuple[float, float]] = {}
     if isinstance(first, events.RunSubmitted) and first.predicted_makespan_s is not None:
-        predicted = first.predicted_makespan_s
-        line = f"predicted makespan {predicted:.3f} s"
+        makespan = first.predicted_makespan_s
+        line = f"predicted makespan {makespan:.3f} s"
         if end is not None and end.at > first.at:
             actual = end.at - first.at
-            line += f", actual {actual:.3f} s: error {(predicted - actual) / actual:+.1%}"
+            line += f", actual {actual:.3f} s: error {(makespan - actual) / actual:+.1%}"
         out.print(line)
-    out.print(_tasks_table(evs))
+        replay = _replay(metrics_url, redis_url, run_id)
+        planned = {} if replay is None else replay.predicted
+    out.print(_tasks_table(evs, planned))
     for ev in evs:
         if isinstance(ev, events.TaskFailed):
             out.print(f"[red]failed:[/] {ev.name}: {ev.exc_type}: {ev.message}")
@@ -172,26 +207,14 @@ def show(run_id: str, redis_url: str | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--metrics",
-    "metrics_url",
-    envvar="SHOAL_METRICS_URL",
-    default=None,
-    help="Where history is kept [env SHOAL_METRICS_URL; default: --redis's server if given, "
-    "else ~/.cache/shoal/history].",
-)
+@_metrics_option
 @_redis_option
 def history(metrics_url: str | None, redis_url: str | None) -> None:
     """List what run history knows: functions, their samples and sizes, and workflows."""
-    from .client.history import describe_store, open_history
+    from .client.history import describe_store
     from .metrics.history import parse_size
 
-    if metrics_url is None and redis_url:
-        metrics_url = redis_url
-    found = open_history(metrics_url, _NoStorage(), external=False)
-    if found is None:
-        raise click.ClickException("history is off (SHOAL_METRICS_URL=off)")
-    h = found
+    h = _history(metrics_url, redis_url)
 
     async def work() -> tuple[Any, Any]:
         try:
@@ -220,13 +243,76 @@ def history(metrics_url: str | None, redis_url: str | None) -> None:
     out.print(table)
 
 
+@main.command("what-if")
+@click.argument("run_id")
+@click.option(
+    "--plan",
+    type=click.Choice(["recorded", "flexible"]),
+    default="recorded",
+    show_default=True,
+    help="recorded: the run's own plan; flexible: every task flexible (shares).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pool size to replay on [default: the run's].",
+)
+@click.option(
+    "--sla", default="average", show_default=True, help="average, or a percentile such as p95."
+)
+@_metrics_option
+@_redis_option
+def what_if_command(
+    run_id: str,
+    plan: str,
+    workers: int | None,
+    sla: str,
+    metrics_url: str | None,
+    redis_url: str | None,
+) -> None:
+    """Replay a recorded run's graph with its measured task times under another plan or pool."""
+    from .errors import UsageError
+    from .planning.whatif import what_if
+
+    h = _history(metrics_url, redis_url)
+
+    async def work() -> Any:
+        try:
+            return await what_if(h, run_id, plan=plan, slots=workers, sla=sla)
+        finally:
+            await h.store.close()
+
+    try:
+        found = asyncio.run(work())
+    except UsageError as e:
+        raise click.ClickException(str(e)) from None
+    s = found.replay.summary
+    actual = "-" if s.makespan_s is None else f"{s.makespan_s:.3f} s"
+    out.print(
+        f"run [bold]{run_id}[/]: {s.tasks} tasks, {s.slots or 'unbounded'} slots, makespan {actual}"
+    )
+    out.print(
+        f"replayed as it ran: {found.as_run.makespan_s:.3f} s (the simulation of the run itself)"
+    )
+    ratio = found.changed.makespan_s / found.as_run.makespan_s if found.as_run.makespan_s else 0.0
+    out.print(
+        f"with plan {found.plan} on {found.slots or 'unbounded'} slots: "
+        f"{found.changed.makespan_s:.3f} s ({ratio:.2f}x), {len(found.changed.workers)} workers, "
+        f"{found.changed.gb_s:.3f} GB-s",
+        soft_wrap=True,
+    )
+
+
 class _NoStorage:
     """A run store for :func:`open_history` when none is at hand (the CLI names its own)."""
 
     client = None
 
 
-def _tasks_table(evs: list[events.Event]) -> Table:
+def _tasks_table(
+    evs: list[events.Event], predicted: dict[int, tuple[float, float]] | None = None
+) -> Table:
     """One row per task run, readable at 80 columns: map elements by their name alone
     (``parse[3]``), others with their id; workers without the host when there is one host;
     how the worker started for it: ``cold``, ``warm``, or ``chained`` (the worker went on to
@@ -245,21 +331,27 @@ def _tasks_table(evs: list[events.Event]) -> Table:
     table.add_column("worker", overflow="fold")
     for title in ("start s", "run ms", "in", "out"):
         table.add_column(title, justify="right", no_wrap=True)
+    if predicted:  # planned vs actual: the plan's execution of each task
+        table.add_column("plan ms", justify="right", no_wrap=True)
     table.add_column("start", no_wrap=True)
     for ev in evs:
         if not isinstance(ev, events.TaskCompleted) or ev.start is None or ev.end is None:
             continue  # a gathered map: its elements have the timings
         element = ev.name.endswith("]") and "[" in ev.name
         worker = ev.worker.partition(":")[2] if len(hosts) == 1 else ev.worker
-        table.add_row(
+        row = [
             ev.name if element else f"{ev.name} #{ev.task}",
             worker,
             f"+{ev.start - t0:.3f}",
             f"{(ev.end - ev.start) * 1000:.2f}",
             _size(ev.input_bytes),
             _size(ev.output_bytes),
-            kind_of.get((ev.task, ev.attempt), ""),
-        )
+        ]
+        if predicted:
+            plan = predicted.get(ev.task)
+            row.append("-" if plan is None else f"{(plan[1] - plan[0]) * 1000:.2f}")
+        row.append(kind_of.get((ev.task, ev.attempt), ""))
+        table.add_row(*row)
     return table
 
 

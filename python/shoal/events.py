@@ -67,6 +67,8 @@ class RunSubmitted(Event):
     workflow: str = ""
     #: The plan's predicted makespan, seconds (None: the run had no predictions).
     predicted_makespan_s: float | None = None
+    #: How many workers the platform runs at once (None: no known bound).
+    slots: int | None = None
 
 
 @dataclass(kw_only=True, slots=True)

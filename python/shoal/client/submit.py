@@ -102,6 +102,7 @@ async def submit(
         planner="" if frozen.plan is None else frozen.plan.planner,
         workflow=workflow_id(graph, function_ids(frozen.live_functions)),
         predicted_makespan_s=None if frozen.plan is None else frozen.plan.makespan_s,
+        slots=parallelism,
     )
     await storage.submit(spec, events.encode(submitted))
     await backend.invoke_many([(inv.encode(), res) for inv, res in invocations])

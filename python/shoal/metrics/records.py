@@ -139,6 +139,8 @@ class RunSummary:
     busy_cpu_s: float
     #: Memory sizes (MB) its workers ran at (None: no limit).
     sizes: tuple[int | None, ...] = ()
+    #: The platform's slots (workers at once; None: no known bound).
+    slots: int | None = None
 
     def pack(self) -> dict[str, Any]:
         return {
@@ -343,4 +345,5 @@ def _summary(
         cpu_s=round(cpu_s, 6),
         busy_cpu_s=round(busy_cpu_s, 6),
         sizes=tuple(sorted({w.memory_mb for w in workers.values()}, key=lambda m: m or 0)),
+        slots=submitted.slots if submitted is not None else None,
     )

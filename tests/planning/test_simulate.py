@@ -138,3 +138,49 @@ def test_a_pinned_chain_waits_on_its_inbox_and_keeps_its_slot() -> None:
     assert sim.makespan_s == pytest.approx(0.6)
     assert sim.tasks[ids[2]].worker == sim.tasks[ids[0]].worker == "w1"
     assert sim.workers["w1"].end == pytest.approx(0.6) and sim.workers["w1"].tasks == 2
+
+
+@shoal.task
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@shoal.task
+def grow(x: int) -> int:
+    return x + 1
+
+
+@shoal.task
+def summed(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@pytest.mark.parametrize("width", [0, 1, 7])
+def test_a_map_chain_expands_to_its_recorded_width(width: int) -> None:
+    node = summed(shoal.map(grow, shoal.map(grow, items(width))))
+    frozen = freeze([node])
+    g = frozen.graph
+    q = Fixed({}, latency=0.001)
+    q.exec_by_task = _ExecOf(0.1)
+    names = {g.name(t) for t in g.task_ids()}
+    root = next(n for n in names if n.startswith("grow"))
+    sim = simulate(g, q, Platform(slots=2), lambda t: ("f", str(t)), widths={root: width})
+    elements = [t for t in sim.tasks if t >= 2**32]
+    assert len(elements) == 2 * width  # two maps of the chain, ``width`` elements each
+    exec_s = {t: x.exec_s for t, x in sim.tasks.items()}
+    _, total = critical_path(g, exec_s)
+    assert sim.makespan_s >= total
+    # Without a recorded width a chain is simulated at width 1.
+    default = simulate(g, q, Platform(slots=2), lambda t: ("f", str(t)))
+    assert len([t for t in default.tasks if t >= 2**32]) == 2
+
+
+class _ExecOf(dict[str, float]):
+    """Every task takes ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def __missing__(self, key: str) -> float:
+        return self.seconds

@@ -141,12 +141,15 @@ class RunSummary:
     sizes: tuple[int | None, ...] = ()
     #: The platform's slots (workers at once; None: no known bound).
     slots: int | None = None
+    #: Each map chain's width, by its root's name (what a simulation expands it to).
+    widths: dict[str, int] = field(default_factory=dict)
 
     def pack(self) -> dict[str, Any]:
         return {
             "v": FORMAT,
             **{f: getattr(self, f) for f in self.__dataclass_fields__ if f != "sizes"},
             "sizes": list(self.sizes),
+            "widths": dict(self.widths),
         }
 
     @classmethod
@@ -192,6 +195,7 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
     later = {(e.task, e.attempt): e for e in evs if isinstance(e, events.TaskMetrics)}
     invocations: dict[str, int] = {}
     current: dict[tuple[int, int], str] = {}
+    widths: dict[str, int] = {}
     for ev in evs:
         if isinstance(ev, events.RunSubmitted):
             submitted = ev
@@ -228,13 +232,15 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
             sample = _sample(ev, announced.get(key), workers, label)
             if sample is not None:
                 samples.append(sample)
+        elif isinstance(ev, events.MapExpanded):
+            widths[ev.name] = ev.width
         elif isinstance(ev, events.WorkerExited) and ev.time is not None:
             w = workers.setdefault(f"{ev.worker}#{invocations.get(ev.worker, 0)}", _Worker())
             w.last = max(w.last, ev.time)
         elif ev.type in events.TERMINAL and ended is None:
             ended = (ev.type.removeprefix("RUN_").lower(), ev.at)
     samples = _with_gaps(samples)
-    summary = _summary(run_id, submitted, ended, workers, starts)
+    summary = replace(_summary(run_id, submitted, ended, workers, starts), widths=widths)
     return RunRecord(summary, samples, starts, {s.task: s for s in samples})
 
 

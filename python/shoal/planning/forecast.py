@@ -19,6 +19,7 @@ from .. import _core
 from ..graph import FrozenGraph
 from ..identity import function_ids, workflow_id
 from ..metrics.history import History, HistoryView
+from ..runtime.elements import view
 from .plan import Plan
 from .predict import Predictions
 from .simulate import Platform, percentiles, simulate
@@ -29,7 +30,7 @@ Identity = Callable[[int], tuple[str, str]]
 def identities(frozen: FrozenGraph) -> Identity:
     """Task id -> (qualified name, code hash) of its function."""
     ids = function_ids(frozen.live_functions)
-    graph = frozen.graph
+    graph = view(frozen.graph)  # answers for map elements too
     by_blob = {h: (f.name, f.code) for h, f in ids.items()}
 
     def of(task: int) -> tuple[str, str]:
@@ -50,12 +51,15 @@ async def load_predictions(
     sla: str,
     workflow: str | None = None,
 ) -> Predictions:
-    view = (
-        HistoryView()
-        if history is None
-        else await history.load(functions_of(graph, identity), workflow)
-    )
-    return Predictions.from_history(view, sla)
+    """The predictions for ``graph``'s functions, with the widths its workflow's maps had in
+    its latest run (``Predictions.widths``)."""
+    known = HistoryView()
+    if history is not None:
+        known = await history.load(functions_of(graph, identity), workflow)
+    predictions = Predictions.from_history(known, sla)
+    if known.runs:
+        predictions.widths = dict(known.runs[0].widths)
+    return predictions
 
 
 def forecast(
@@ -72,13 +76,15 @@ def forecast(
 ) -> Plan:
     """``plan`` (default: every task flexible) with its simulation and makespan quantiles."""
     plan = plan or Plan(planner="default")
-    point = simulate(graph, predictions, platform, identity)
+    widths = predictions.widths
+    point = simulate(graph, predictions, platform, identity, widths=widths)
     drawn: list[float] = []
     began = time.perf_counter()
     for i in range(samples):
         if drawn and time.perf_counter() - began > budget_s:
             break
-        drawn.append(simulate(graph, predictions.sampler(seed + i), platform, identity).makespan_s)
+        draw = predictions.sampler(seed + i)
+        drawn.append(simulate(graph, draw, platform, identity, widths=widths).makespan_s)
     quantiles = {}
     if len(drawn) >= 2:
         q = percentiles(drawn)

@@ -215,6 +215,8 @@ class Predictions:
     #: Sizes (memory MB, cpu) the models are for; None: whatever size was seen.
     memory_mb: int | None = None
     cpu: float | None = None
+    #: Map chain widths by root name, from the workflow's latest run (see ``forecast``).
+    widths: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_history(

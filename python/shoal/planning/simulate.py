@@ -37,13 +37,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import _core
+from ..runtime.elements import MapView, view
 from ..runtime.policy import DefaultPolicy
 from ..runtime.resources import task_memory_mb
 from ..runtime.shares import split
-from ..storage.base import Completion, Downstream
-from ..storage.state import RunState
+from ..storage.base import Completion, Downstream, Expansion
+from ..storage.state import RunState, Step
 
-Graph = _core.Graph
+Graph = _core.Graph | MapView
+#: The width a map chain is simulated at when no earlier run says.
+DEFAULT_WIDTH = 1
 
 
 class Quantities(Protocol):
@@ -141,6 +144,8 @@ class _Sim:
     identity: Callable[[int], tuple[str, str]]
     #: Task -> (execution s, output bytes) measured in a recorded run (``shoal what-if``).
     measured: Mapping[int, tuple[float, float]] = field(default_factory=dict)
+    #: A map chain's root name -> the width to expand it to.
+    widths: Mapping[str, int] = field(default_factory=dict)
     heap: list[tuple[float, int, Callable[[float], None]]] = field(default_factory=list)
     seq: int = 0
     times: dict[int, TaskTimes] = field(default_factory=dict)
@@ -157,6 +162,7 @@ class _Sim:
 
     def __post_init__(self) -> None:
         g = self.graph
+        self.maps = g if isinstance(g, MapView) else None
         self.state = RunState(outputs_left=len(set(g.outputs)), clock=lambda: 0.0)
         self.policy = DefaultPolicy(self.platform.slots)
         self.outputs = set(g.outputs)
@@ -235,7 +241,9 @@ class _Sim:
         else:  # started with the previous task's completion (one round trip for both)
             start = max(t, w.last_end + self.q.gap_s(fetched))
         known = self.measured.get(task)
-        if known is not None:  # a replay: what this task did when it ran
+        if self.maps is not None and self.maps.is_root(task):
+            ex, out = 0.0, 0.0  # a chain's root runs no function: it splits its source
+        elif known is not None:  # a replay: what this task did when it ran
             ex, out = known
         else:
             ex = self.q.exec_s(fn, code, in_bytes, cpu)
@@ -257,10 +265,9 @@ class _Sim:
             down = self.down[task] = [
                 Downstream(d.task, d.ndeps, d.worker) for d in g.downstream(task)
             ]
-        c = Completion(task, None, False, down, task in self.outputs, w.worker)
         boxes = self.state.inboxes
         before = {d.worker: len(boxes.get(d.worker, ())) for d in down if d.worker is not None}
-        result = self.state.complete(c, 0.0).result
+        result = self._change(task, down, w).result
         w.held.add(task)
         if result.run_finished:
             self.finished_at = t
@@ -284,6 +291,32 @@ class _Sim:
                 self.running += 1  # back on its process, whether or not a slot is free
                 self.at(t, functools.partial(self.step, w=sleeper))
         self.at(t, functools.partial(self.step, w=w))
+
+    def _change(self, task: int, down: list[Downstream], w: _Worker) -> Step:
+        """The run state's change for ``task``: an expansion for a chain's root, else its
+        completion (an element's counts its map's gather down)."""
+        v = self.maps
+        if v is not None and v.is_root(task):
+            width = self.widths.get(v.name(task), DEFAULT_WIDTH)
+            chain = [task]
+            for m in chain:
+                chain.extend(v.child_maps(m))
+            x = Expansion(
+                task,
+                width,
+                [b""] * width,
+                v.item_base(task),
+                v.element_base(task),
+                [v.gather(m) for m in chain],
+                w.worker,
+            )
+            return self.state.expand(x, 0.0)
+        found = v.element(task) if v is not None else None
+        if v is not None and found is not None:
+            c = Completion(task, None, False, down, False, w.worker, gathers=(v.gather(found[0]),))
+        else:
+            c = Completion(task, None, False, down, task in self.outputs, w.worker)
+        return self.state.complete(c, 0.0)
 
     def _flexible(self, share: list[int]) -> _Worker:
         g = self.graph
@@ -319,11 +352,14 @@ def simulate(
     platform: Platform,
     identity: Callable[[int], tuple[str, str]],
     measured: Mapping[int, tuple[float, float]] | None = None,
+    widths: Mapping[str, int] | None = None,
 ) -> Simulation:
     """The simulated run of ``graph`` (its plan table included) on ``platform``; tasks in
-    ``measured`` take the execution time and output size given there (a recorded run's)."""
+    ``measured`` take the execution time and output size given there (a recorded run's); a map
+    chain expands to its root's width in ``widths`` (by the root's name; default 1)."""
     began = time.perf_counter()
-    sim = _Sim(graph, q, platform, identity, dict(measured or {}))
+    graph = view(graph) if isinstance(graph, _core.Graph) else graph
+    sim = _Sim(graph, q, platform, identity, dict(measured or {}), dict(widths or {}))
     flexible: list[int] = []
     pinned_roots: dict[int, list[int]] = {}
     for root in graph.roots():
@@ -365,12 +401,25 @@ def simulate(
 
 
 def critical_path(graph: Graph, exec_s: Mapping[int, float]) -> tuple[list[int], float]:
-    """The longest path of ``graph`` by ``exec_s`` (tasks in order) and its total."""
+    """The longest path by ``exec_s`` through the tasks it names (tasks in order) and its
+    total. The tasks are taken in a topological order of their dependencies among them."""
+    graph = view(graph) if isinstance(graph, _core.Graph) else graph  # map elements too
+    deps = {t: [d for d in dict.fromkeys(graph.deps(t)) if d in exec_s] for t in exec_s}
+    waiting = {t: len(ds) for t, ds in deps.items()}
+    consumers: dict[int, list[int]] = {}
+    for t, ds in deps.items():
+        for d in ds:
+            consumers.setdefault(d, []).append(t)
+    todo = deque(t for t, n in waiting.items() if n == 0)
     best: dict[int, tuple[float, int | None]] = {}
-    for t in graph.topo_order():
-        deps = graph.deps(t)
-        before = max(((best[d][0], d) for d in deps if d in best), default=(0.0, None))
-        best[t] = (before[0] + exec_s.get(t, 0.0), before[1])
+    while todo:
+        t = todo.popleft()
+        before = max(((best[d][0], d) for d in deps[t]), default=(0.0, None))
+        best[t] = (before[0] + exec_s[t], before[1])
+        for c in consumers.get(t, ()):
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                todo.append(c)
     if not best:
         return [], 0.0
     end = max(best, key=lambda t: best[t][0])

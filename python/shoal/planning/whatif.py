@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .. import _core
 from ..errors import UsageError
 from ..metrics.history import History, Replay
+from ..runtime.elements import view
 from .predict import Predictions
 from .simulate import Platform, Simulation, simulate
 
@@ -52,7 +53,7 @@ async def what_if(
             f"run {run_id!r} has no replay in this history (only the last runs of each "
             "workflow keep one; see `shoal history`)"
         )
-    graph = _core.Graph.decode(replay.graph)
+    graph = view(_core.Graph.decode(replay.graph))
     identity = {t: (s.fn, s.code) for t, s in replay.samples.items()}
 
     def of(task: int) -> tuple[str, str]:
@@ -65,8 +66,11 @@ async def what_if(
     recorded = summary.slots
     # Processes that were warm when the run started: as many as it used without a cold start.
     warm = max(0, (recorded or summary.workers) - summary.cold_starts)
-    as_run = simulate(graph, predictions, Platform(slots=recorded, warm=warm), of, measured)
+    widths = summary.widths
+    as_run = simulate(graph, predictions, Platform(slots=recorded, warm=warm), of, measured, widths)
     changed_graph = graph if plan == "recorded" else graph.with_plan({}, [])
     slots = recorded if slots is None else slots
-    changed = simulate(changed_graph, predictions, Platform(slots=slots, warm=warm), of, measured)
+    changed = simulate(
+        changed_graph, predictions, Platform(slots=slots, warm=warm), of, measured, widths
+    )
     return WhatIf(replay, as_run, changed, plan, slots)

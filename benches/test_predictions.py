@@ -46,6 +46,7 @@ import chains
 import fan_out
 import gemm
 import image_pipeline
+import log_scan
 import montage
 import tree_reduction
 import word_count
@@ -63,7 +64,20 @@ EXAMPLES: dict[str, Callable[[], Any]] = {
     "image pipeline": lambda: image_pipeline.image_pipeline(8, 128),
     "montage": lambda: montage.montage(6, 128),
     "chains": lambda: chains.chains(chains.LENGTHS, 0.005),
+    "log scan": lambda: log_scan.log_scan(_logs(), slow_ms=450),
 }
+
+_LOGS: list[str] = []
+
+
+def _logs() -> str:
+    """64 files of 20,000 lines, written once for the module."""
+    if not _LOGS:
+        folder = tempfile.mkdtemp(prefix="shoal-logs-")
+        log_scan.write_logs(folder, 64, 20_000)
+        _LOGS.append(folder)
+    return _LOGS[0]
+
 
 RESULTS: dict[str, dict[str, Any]] = {}
 

@@ -34,7 +34,7 @@ from shoal.events import decode
 from shoal.graph import freeze
 from shoal.metrics.records import RunRecord, run_record
 from shoal.planning import Plan, Size, TaskPlan
-from shoal.planning.forecast import forecast, identities, load_predictions
+from shoal.planning.forecast import forecast, frozen_workflow, identities, load_predictions
 from shoal.planning.predict import Predictions
 from shoal.planning.simulate import platform_of
 
@@ -52,7 +52,7 @@ import tree_reduction
 import word_count
 
 HISTORY_RUNS = 3
-FRESH = 3
+FRESH = 5
 SIZE_B = 1536
 WORKERS = 2
 
@@ -104,7 +104,8 @@ def run_once(store: str, node: Any, plan: Plan | None) -> tuple[RunRecord, Any, 
         if plan is not None:
             frozen = freeze([node]).with_plan(plan)
             ident = identities(frozen)
-            preds = s._run(load_predictions(frozen.graph, ident, s.history, "average"))
+            wf = frozen_workflow(frozen)
+            preds = s._run(load_predictions(frozen.graph, ident, s.history, "average", wf))
             platform = platform_of(s.backend)
             predicted = forecast(frozen.graph, ident, preds, platform, plan, samples=0)
             baseline = forecast(frozen.graph, ident, mean_only(preds), platform, plan, samples=0)
@@ -154,7 +155,7 @@ def report() -> Iterator[None]:
         "baseline",
         "task exec err",
         "baseline",
-        "models (mean/linear)",
+        "models (mean/median/linear)",
     ]
     print()
     print(
@@ -195,5 +196,5 @@ def test_predictions_of_an_example(name: str) -> None:
         "base_makespan": statistics.median(found["bm"]),
         "task": statistics.median(found["t"]),
         "base_task": statistics.median(found["bt"]),
-        "models": f"{chosen.count('mean')}/{chosen.count('linear')}",
+        "models": "/".join(str(chosen.count(k)) for k in ("mean", "median", "linear")),
     }

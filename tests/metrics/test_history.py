@@ -115,6 +115,8 @@ def test_what_is_recorded_comes_back_with_its_sums(store: HistoryStore) -> None:
     assert f.sums["y"] == pytest.approx(3 * sum(0.01 + 0.001 * i for i in range(3)))
     assert f.sums["x"] == pytest.approx(3 * 300)
     assert sorted(s.exec_s for s in f.samples) == sorted([0.01, 0.011, 0.012] * 3)
+    gaps = [s.gap_s for s in f.samples]
+    assert gaps.count(None) == 3 and sorted(g for g in gaps if g is not None) == [0.0004] * 6
     assert [r.run_id for r in view.runs] == ["run2", "run1", "run0"]
     assert len(view.starts) == 3 and view.starts[0].kind == "cold"
     replay = run(h.replay("run1"))

@@ -31,8 +31,11 @@ class Fixed:
     def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
         return 8.0
 
-    def prep_s(self, fetched_bytes: float) -> float:
+    def prep_s(self, fetched_bytes: float, cold: bool = False) -> float:
         return self.latency
+
+    def first_call_s(self, fn: str, code: str) -> float:
+        return 0.0
 
     def gap_s(self, fetched_bytes: float) -> float:
         return self.latency

@@ -41,8 +41,8 @@ STARTS = 2000
 REPLAY_LIMIT = 32 * 1024 * 1024
 
 #: The running sums kept per function and size (x: input bytes, y: execution seconds, o:
-#: output bytes, p: prep seconds, f: fetched bytes, s: store seconds).
-SUMS = ("n", "x", "y", "xx", "xy", "yy", "o", "xo", "oo")
+#: output bytes; the ``f`` sums again over the function's first calls in a process alone).
+SUMS = ("n", "x", "y", "xx", "xy", "yy", "o", "xo", "oo", "fn", "fx", "fy", "fxx", "fxy")
 
 
 def function_key(fn: str, code: str) -> str:
@@ -240,6 +240,12 @@ def _sums(samples: Iterable[TaskSample]) -> dict[str, float]:
         out["yy"] += y * y
         out["o"] += o
         out["xo"] += x * o
+        if s.process_first:
+            out["fn"] += 1
+            out["fx"] += x
+            out["fy"] += y
+            out["fxx"] += x * x
+            out["fxy"] += x * y
         out["oo"] += o * o
     return out
 

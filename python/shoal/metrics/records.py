@@ -55,6 +55,10 @@ class TaskSample:
     #: The previous task on the same worker returned -> this one's function called (its
     #: completion, this start riding with it, the fetch); None for a worker's first task.
     gap_s: float | None = None
+    #: For an invocation's first task: how the invocation started (``cold``: a new process).
+    start_kind: str | None = None
+    #: The first call of this function in its process (one-time costs: imports, caches).
+    process_first: bool = False
     #: Server times: start announced, function called and returned, completion recorded.
     announced: float = 0.0
     start: float = 0.0
@@ -75,15 +79,36 @@ class TaskSample:
             list(self.optimizations),
             self.memory_mb,
             self.cpu,
+            None if self.gap_s is None else round(self.gap_s, 6),
+            self.start_kind,
+            self.process_first,
         ]
 
     @classmethod
     def unpack(cls, fn: str, code: str, raw: list[Any]) -> TaskSample | None:
-        if not raw or raw[0] != FORMAT:
+        if not raw or raw[0] != FORMAT or len(raw) != 15:
             return None
-        _, ib, nf, nl, prep, fetch, ex, ob, store, opts, mb, cpu = raw
+        _, ib, nf, nl, prep, fetch, ex, ob, store, opts, mb, cpu, gap, kind, first = raw
         return cls(
-            fn, code, -1, 1, "", mb, cpu, ib, nf, nl, prep, fetch, ex, ob, store, tuple(opts)
+            fn,
+            code,
+            -1,
+            1,
+            "",
+            mb,
+            cpu,
+            ib,
+            nf,
+            nl,
+            prep,
+            fetch,
+            ex,
+            ob,
+            store,
+            tuple(opts),
+            gap,
+            kind,
+            bool(first),
         )
 
 
@@ -245,13 +270,19 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
 
 
 def _with_gaps(samples: list[TaskSample]) -> list[TaskSample]:
-    """Each sample with the gap since the previous task of its worker returned."""
+    """Each sample with the gap since the previous task of its worker returned, and whether
+    it was its function's first call in its process (a label's part before ``#``)."""
     last_end: dict[str, float] = {}
+    seen: set[tuple[str, str, str]] = set()
     out = []
     for s in sorted(samples, key=lambda s: s.start):
         before = last_end.get(s.worker)
         last_end[s.worker] = s.end
-        out.append(s if before is None else replace(s, gap_s=max(0.0, s.start - before)))
+        process = (s.worker.partition("#")[0], s.fn, s.code)
+        first = process not in seen
+        seen.add(process)
+        gap = None if before is None else max(0.0, s.start - before)
+        out.append(replace(s, gap_s=gap, process_first=first))
     return out
 
 
@@ -285,6 +316,7 @@ def _sample(
     if w.first is None:
         w.first = ev.start
     announced = started.time if started is not None else ev.start
+    kind = started.start_kind if started is not None else None
     return TaskSample(
         fn=ev.fn,
         code=ev.fn_hash,
@@ -302,6 +334,7 @@ def _sample(
         output_bytes=ev.output_bytes,
         store_s=max(0.0, stored - ev.end),
         optimizations=ev.optimizations,
+        start_kind=kind,
         announced=announced,
         start=ev.start,
         end=ev.end,

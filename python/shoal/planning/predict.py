@@ -119,10 +119,13 @@ def _fit(n: float, sx: float, sy: float, sxx: float, sxy: float) -> tuple[float,
 
 
 def fit_lines(
-    pairs: Sequence[tuple[float, float]], sums: dict[str, float] | None = None
+    pairs: Sequence[tuple[float, float]],
+    sums: dict[str, float] | None = None,
+    robust: bool = False,
 ) -> dict[str, Line]:
-    """Both models of y against x: from ``sums`` (n, x, y, xx, xy of all history) when given,
-    else from ``pairs``; each judged by leave-one-out on ``pairs``."""
+    """The models of y against x: ``mean`` and ``linear`` from ``sums`` (n, x, y, xx, xy of
+    all history) when given, else from ``pairs``; with ``robust``, also ``median`` (of the
+    samples in ``pairs``). Each is judged by leave-one-out on ``pairs``."""
     if sums is None or sums.get("n", 0) < len(pairs):
         sums = _pair_sums(pairs)
     n, sx, sy = sums["n"], sums["x"], sums["y"]
@@ -141,6 +144,9 @@ def fit_lines(
             return max(0.0, found[0] + found[1] * x)
 
         out["linear"] = _judged("linear", a, b, pairs, loo)
+    if robust and len(pairs) >= MIN_SAMPLES:
+        med = statistics.median(y for _, y in pairs)
+        out["median"] = _judged("median", med, 0.0, pairs, lambda x, y: med)
     return out
 
 
@@ -178,12 +184,14 @@ def _judged(
 
 
 def best(lines: dict[str, Line]) -> Line:
-    """The model with the lower leave-one-out error (the mean on a tie: it is simpler)."""
-    mean = lines["mean"]
-    linear = lines.get("linear")
-    if linear is not None and linear.loo_error < mean.loo_error * 0.95:
-        return linear
-    return mean
+    """The model with the lowest leave-one-out error; another model must beat the simpler
+    ones by 5 % to be kept (simplest first: mean, median, linear)."""
+    chosen = lines["mean"]
+    for kind in ("median", "linear"):
+        other = lines.get(kind)
+        if other is not None and other.loo_error < chosen.loo_error * 0.95:
+            chosen = other
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,8 @@ class FunctionModel:
     cpu: float | None = None
     #: Samples behind the model.
     count: int = 0
+    #: Extra seconds of a function's first call in a process (imports, caches warming).
+    first_call_s: float = 0.0
 
 
 @dataclass
@@ -206,6 +216,8 @@ class Predictions:
 
     functions: dict[tuple[str, str], FunctionModel]
     prep: Line
+    #: ``prep`` of the first task of a new process (its functions loaded, imports run).
+    cold_prep: Line
     gap: Line
     store: Line
     cold_start: tuple[float, ...]
@@ -234,12 +246,18 @@ class Predictions:
             if (m := _function_model(f, memory_mb, cpu)) is not None
         }
         samples = list(view.samples())
-        first = [(float(s.input_bytes), s.prep_s) for s in samples if s.gap_s is None]
+        first = [
+            (float(s.input_bytes), s.prep_s)
+            for s in samples
+            if s.gap_s is None and s.start_kind != "cold"
+        ]
+        cold = [(float(s.input_bytes), s.prep_s) for s in samples if s.start_kind == "cold"]
         later = [(float(s.input_bytes), s.gap_s) for s in samples if s.gap_s is not None]
         stores = [(float(s.output_bytes), s.store_s) for s in samples]
         return cls(
             models,
             best(fit_lines(first)) if first else Line(0, 0, "none"),
+            best(fit_lines(cold)) if cold else Line(0, 0, "none"),
             best(fit_lines(later)) if later else Line(0, 0, "none"),
             best(fit_lines(stores)) if stores else Line(0, 0, "none"),
             _starts(view.starts, "cold"),
@@ -277,10 +295,16 @@ class Predictions:
             return float(self.defaults.output_bytes)
         return self._scaled(m.output, input_bytes)
 
-    def prep_s(self, fetched_bytes: float) -> float:
-        if self.prep.kind == "none":
+    def first_call_s(self, fn: str, code: str) -> float:
+        """What a function's first call in a process takes more than the others."""
+        m = self.functions.get((fn, code))
+        return 0.0 if m is None else m.first_call_s
+
+    def prep_s(self, fetched_bytes: float, cold: bool = False) -> float:
+        line = self.cold_prep if cold and self.cold_prep.kind != "none" else self.prep
+        if line.kind == "none":
             return self.defaults.prep_s
-        return self._scaled(self.prep, fetched_bytes)
+        return self._scaled(line, fetched_bytes)
 
     def gap_s(self, fetched_bytes: float) -> float:
         if self.gap.kind == "none":
@@ -342,10 +366,15 @@ class Sampler:
         m = self.p.functions.get((fn, code))
         return float(self.p.defaults.output_bytes) if m is None else m.output.at(input_bytes)
 
-    def prep_s(self, fetched_bytes: float) -> float:
-        if self.p.prep.kind == "none":
-            return self.p.defaults.prep_s
-        return self._draw(self.p.prep, fetched_bytes)
+    def first_call_s(self, fn: str, code: str) -> float:
+        return self.p.first_call_s(fn, code)
+
+    def prep_s(self, fetched_bytes: float, cold: bool = False) -> float:
+        p = self.p
+        line = p.cold_prep if cold and p.cold_prep.kind != "none" else p.prep
+        if line.kind == "none":
+            return p.defaults.prep_s
+        return self._draw(line, fetched_bytes)
 
     def gap_s(self, fetched_bytes: float) -> float:
         if self.p.gap.kind == "none":
@@ -387,7 +416,19 @@ def _function_model(
         return None
     cpus = {s.cpu for s in samples}
     sample_cpu = cpus.pop() if len(cpus) == 1 else None
-    exec_lines = fit_lines([(float(s.input_bytes), s.exec_s) for s in samples], sums)
+    # Execution is fitted on the calls after a function's first in its process; the first
+    # calls' extra time (imports, warming caches) is a cost of its own (``first_call_s``).
+    later = [s for s in samples if not s.process_first] or samples
+    warm = dict(sums)
+    first_n = sums.get("fn", 0.0)
+    if 0 < first_n < sums["n"]:
+        for k in ("n", "x", "y", "xx", "xy"):
+            warm[k] = sums[k] - sums.get("f" + k, 0.0)
+    exec_lines = fit_lines([(float(s.input_bytes), s.exec_s) for s in later], warm, robust=True)
+    first_extra = 0.0
+    if 0 < first_n < sums["n"]:
+        first_mean = sums.get("fy", 0.0) / first_n
+        first_extra = max(0.0, first_mean - best(exec_lines).at(sums.get("fx", 0.0) / first_n))
     out_sums = {
         "n": sums["n"],
         "x": sums["x"],
@@ -406,4 +447,5 @@ def _function_model(
         exec_lines,
         sample_cpu,
         int(sums["n"]),
+        first_extra,
     )

@@ -57,7 +57,9 @@ class Quantities(Protocol):
 
     def output_bytes(self, fn: str, code: str, input_bytes: float) -> float: ...
 
-    def prep_s(self, fetched_bytes: float) -> float: ...
+    def prep_s(self, fetched_bytes: float, cold: bool = False) -> float: ...
+
+    def first_call_s(self, fn: str, code: str) -> float: ...
 
     def gap_s(self, fetched_bytes: float) -> float: ...
 
@@ -134,6 +136,8 @@ class _Worker:
     #: When its last task's function returned (None: its next task is its first, or it
     #: parked since: that start is a round trip of its own).
     last_end: float | None = None
+    #: The process it runs on: the functions that process has called already.
+    process: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -152,7 +156,8 @@ class _Sim:
     out_bytes: dict[int, float] = field(default_factory=dict)
     ready_at: dict[int, float] = field(default_factory=dict)
     lives: dict[str, WorkerLife] = field(default_factory=dict)
-    idle: list[float] = field(default_factory=list)  # idle processes: since when
+    #: Idle processes: since when, and the functions each has called.
+    idle: list[tuple[float, set[tuple[str, str]]]] = field(default_factory=list)
     running: int = 0
     waiting: deque[_Worker] = field(default_factory=deque)
     pinned: dict[int, _Worker] = field(default_factory=dict)
@@ -167,7 +172,7 @@ class _Sim:
         self.policy = DefaultPolicy(self.platform.slots)
         self.outputs = set(g.outputs)
         self.down: dict[int, list[Downstream]] = {}
-        self.idle = [0.0] * self.platform.warm
+        self.idle = [(0.0, set()) for _ in range(self.platform.warm)]
 
     def at(self, t: float, action: Callable[[float], None]) -> None:
         self.seq += 1
@@ -191,16 +196,15 @@ class _Sim:
     def _begin(self, t: float, w: _Worker) -> None:
         self.running += 1
         keep = self.platform.keep_warm_s
-        self.idle = [since for since in self.idle if t - since <= keep]
+        self.idle = [p for p in self.idle if t - p[0] <= keep]
         w.kind = "warm" if self.idle else "cold"
-        if self.idle:
-            self.idle.pop()
+        w.process = self.idle.pop()[1] if self.idle else set()
         w.begin = t + self.q.start_s(w.kind)
         self.at(w.begin, functools.partial(self.step, w=w))
 
     def _end(self, t: float, w: _Worker) -> None:
         self.lives[w.label] = WorkerLife(w.begin, t, w.kind, w.memory_mb, w.tasks)
-        self.idle.append(t)
+        self.idle.append((t, w.process))
         self._release_slot(t)
 
     def _release_slot(self, t: float) -> None:
@@ -236,8 +240,8 @@ class _Sim:
         fetched = sum(self.out_bytes.get(d, 0.0) for d in deps if d not in w.held)
         size = g.plan_of(task).size
         cpu = None if size is None else size.cpu
-        if w.last_end is None:
-            start = t + self.q.prep_s(fetched)
+        if w.last_end is None:  # a start of its own: the process's first is cold
+            start = t + self.q.prep_s(fetched, cold=w.kind == "cold" and not w.tasks)
         else:  # started with the previous task's completion (one round trip for both)
             start = max(t, w.last_end + self.q.gap_s(fetched))
         known = self.measured.get(task)
@@ -248,6 +252,9 @@ class _Sim:
         else:
             ex = self.q.exec_s(fn, code, in_bytes, cpu)
             out = self.q.output_bytes(fn, code, in_bytes)
+            if (fn, code) not in w.process:
+                ex += self.q.first_call_s(fn, code)
+        w.process.add((fn, code))
         self.out_bytes[task] = out
         end = start + ex
         done = end + self.q.store_s(out)

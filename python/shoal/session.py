@@ -53,6 +53,8 @@ from .storage.memory import MemoryStorage
 from .task import Node
 
 SCHEDULERS: tuple[str, ...] = ("processes", "sync", "threads")
+#: Longest wait at ``close()`` for recordings of ended runs still being written, seconds.
+RECORD_WAIT_S = 30.0
 T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
@@ -102,6 +104,8 @@ class Session:
         self._server: EmbeddedServer | None = None
         self._metrics_url = metrics_url
         self._recorder: Recorder | bool | None = False  # False: not opened yet
+        #: Recordings of ended runs still being written (tasks on the session's loop).
+        self._recording: set[asyncio.Future[Any]] = set()
         self._started = False
         self._closed = False
         self._runs: dict[str, Submitted] = {}
@@ -215,9 +219,14 @@ class Session:
 
     @property
     def history(self) -> History | None:
-        """Where this session's runs are recorded (None: ``metrics_url="off"``)."""
+        """Where this session's runs are recorded (None: ``metrics_url="off"``), once the
+        recordings still in progress are done."""
         recorder = self._history_recorder()
-        return None if recorder is None else recorder.history
+        if recorder is None:
+            return None
+        if self._recording:
+            self._run(self._recorded())
+        return recorder.history
 
     def _history_recorder(self) -> Recorder | None:
         if self._recorder is False:
@@ -228,10 +237,26 @@ class Session:
         return self._recorder
 
     async def _record(self, sub: Submitted) -> None:
+        """Records ``sub``'s run in the history. In the background where the session has a
+        loop of its own: the caller has its result without waiting for it (reading the
+        stream and writing the history took 100 ms for tree-1024). Whatever reads the history
+        here waits for the recordings first, and ``close()`` too."""
         recorder = None if self._borrowed else self._history_recorder()
-        if recorder is not None:
-            buffered = parse_upload(self.settings.metrics).buffered
-            await recorder.record(sub, self.storage, buffered)
+        if recorder is None:
+            return
+        buffered = parse_upload(self.settings.metrics).buffered
+        work = recorder.record(sub, self.storage, buffered)
+        if isinstance(self._loop, CallerLoop):  # the loop runs only while a caller waits
+            await work
+            return
+        task = asyncio.ensure_future(work)
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _recorded(self) -> None:
+        """Waits for the recordings in progress."""
+        while self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
     def simulate(
         self,
@@ -384,6 +409,9 @@ class Session:
             return
         self._closed = True
         try:
+            if self._recording:  # the history of the last runs, before the loop stops
+                with contextlib.suppress(Exception):
+                    self._run(asyncio.wait_for(self._recorded(), RECORD_WAIT_S))
             # Calls other threads still wait on are cancelled first (they hear why).
             used = self._started or self._storage is not None
             self._loop.close(self._aclose() if used else None)

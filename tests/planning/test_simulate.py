@@ -43,7 +43,7 @@ class Fixed:
     def store_s(self, output_bytes: float) -> float:
         return self.latency
 
-    def start_s(self, kind: str) -> float:
+    def start_s(self, kind: str, overlap: int = 0) -> float:
         self.calls.append(kind)
         return self.start
 

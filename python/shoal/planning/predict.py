@@ -222,6 +222,8 @@ class Predictions:
     store: Line
     cold_start: tuple[float, ...]
     warm_start: tuple[float, ...]
+    #: Cold start latencies by the number of other cold starts under way.
+    cold_by_overlap: tuple[tuple[float, ...], ...]
     quantile: float | None = None
     defaults: Defaults = field(default_factory=Defaults)
     #: Sizes (memory MB, cpu) the models are for; None: whatever size was seen.
@@ -262,6 +264,7 @@ class Predictions:
             best(fit_lines(stores)) if stores else Line(0, 0, "none"),
             _starts(view.starts, "cold"),
             _starts(view.starts, "warm"),
+            _cold_by_overlap(view.starts),
             q,
             defaults or Defaults(),
             memory_mb,
@@ -316,8 +319,11 @@ class Predictions:
             return self.defaults.store_s
         return self._scaled(self.store, output_bytes)
 
-    def start_s(self, kind: str) -> float:
+    def start_s(self, kind: str, overlap: int = 0) -> float:
+        """A start's latency; a cold one's by how many other cold starts are under way."""
         values = self.cold_start if kind == "cold" else self.warm_start
+        if kind == "cold" and self.cold_by_overlap:
+            values = self.cold_by_overlap[min(overlap, len(self.cold_by_overlap) - 1)]
         if not values:
             return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
         if self.quantile is None:
@@ -386,15 +392,33 @@ class Sampler:
             return self.p.defaults.store_s
         return self._draw(self.p.store, output_bytes)
 
-    def start_s(self, kind: str) -> float:
-        values = self.p.cold_start if kind == "cold" else self.p.warm_start
+    def start_s(self, kind: str, overlap: int = 0) -> float:
+        p = self.p
+        values = p.cold_start if kind == "cold" else p.warm_start
+        if kind == "cold" and p.cold_by_overlap:
+            values = p.cold_by_overlap[min(overlap, len(p.cold_by_overlap) - 1)]
         if not values:
-            return self.p.start_s(kind)
+            return p.start_s(kind, overlap)
         return values[self.rng.randrange(len(values))]
 
 
 def _starts(starts: Iterable[StartSample], kind: str) -> tuple[float, ...]:
     return tuple(sorted(s.latency_s for s in starts if s.kind == kind))
+
+
+def _cold_by_overlap(starts: Iterable[StartSample]) -> tuple[tuple[float, ...], ...]:
+    """Cold start latencies by how many other cold starts were under way (0, 1, ...)."""
+    by: dict[int, list[float]] = {}
+    for s in starts:
+        if s.kind == "cold":
+            by.setdefault(s.overlap, []).append(s.latency_s)
+    if not by:
+        return ()
+    top = max(by)
+    out: list[tuple[float, ...]] = []
+    for k in range(top + 1):  # a gap in the counts takes the one below
+        out.append(tuple(sorted(by[k])) if k in by else out[-1] if out else ())
+    return tuple(out)
 
 
 def _function_model(

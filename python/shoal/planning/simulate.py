@@ -65,7 +65,7 @@ class Quantities(Protocol):
 
     def store_s(self, output_bytes: float) -> float: ...
 
-    def start_s(self, kind: str) -> float: ...
+    def start_s(self, kind: str, overlap: int = 0) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ class _Sim:
     waiting: deque[_Worker] = field(default_factory=deque)
     pinned: dict[int, _Worker] = field(default_factory=dict)
     all: list[_Worker] = field(default_factory=list)
+    #: When each cold start so far is ready (to count those under way at a new one).
+    starting: list[float] = field(default_factory=list)
     finished_at: float | None = None
     invocations: int = 0
 
@@ -199,7 +201,12 @@ class _Sim:
         self.idle = [p for p in self.idle if t - p[0] <= keep]
         w.kind = "warm" if self.idle else "cold"
         w.process = self.idle.pop()[1] if self.idle else set()
-        w.begin = t + self.q.start_s(w.kind)
+        overlap = 0
+        if w.kind == "cold":  # processes starting at once share the cores
+            overlap = sum(1 for ready in self.starting if ready > t)
+        w.begin = t + self.q.start_s(w.kind, overlap)
+        if w.kind == "cold":
+            self.starting.append(w.begin)
         self.at(w.begin, functools.partial(self.step, w=w))
 
     def _end(self, t: float, w: _Worker) -> None:

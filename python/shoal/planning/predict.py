@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 
 from ..errors import UsageError
@@ -231,6 +231,8 @@ class Predictions:
     cpu: float | None = None
     #: Map chain widths by root name, from the workflow's latest run (see ``forecast``).
     widths: dict[str, int] = field(default_factory=dict)
+    #: Set by :meth:`sampler`: every quantity is then drawn, not predicted.
+    rng: Random | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_history(
@@ -274,8 +276,14 @@ class Predictions:
     # -- one quantity each -------------------------------------------------------------------
 
     def _scaled(self, line: Line, x: float) -> float:
+        """The line at ``x`` times its SLA ratio, or (a sampler) times a ratio drawn from the
+        same leave-one-out ratios: a bootstrap of the model's own errors."""
         base = line.at(x)
-        if self.quantile is None or len(line.ratios) < MIN_SAMPLES:
+        if len(line.ratios) < MIN_SAMPLES:
+            return base
+        if self.rng is not None:
+            return base * line.ratios[self.rng.randrange(len(line.ratios))]
+        if self.quantile is None:
             return base
         return base * _quantile(line.ratios, self.quantile)
 
@@ -326,6 +334,8 @@ class Predictions:
             values = self.cold_by_overlap[min(overlap, len(self.cold_by_overlap) - 1)]
         if not values:
             return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
+        if self.rng is not None:
+            return values[self.rng.randrange(len(values))]
         if self.quantile is None:
             return statistics.fmean(values)
         return _quantile(values, self.quantile)
@@ -340,66 +350,10 @@ class Predictions:
 
     # -- sampling (Monte-Carlo) ---------------------------------------------------------------
 
-    def sampler(self, seed: int) -> Sampler:
-        return Sampler(self, Random(seed))
-
-
-@dataclass
-class Sampler:
-    """Draws one plausible value of each quantity: the fitted value times a ratio drawn from
-    the same leave-one-out ratios the SLA reads (a bootstrap of the model's own errors)."""
-
-    p: Predictions
-    rng: Random
-
-    def _draw(self, line: Line, x: float) -> float:
-        base = line.at(x)
-        if len(line.ratios) < MIN_SAMPLES:
-            return base
-        return base * line.ratios[self.rng.randrange(len(line.ratios))]
-
-    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
-        m = self.p.functions.get((fn, code))
-        if m is None:
-            return self.p.defaults.exec_s
-        t = self._draw(m.exec, input_bytes)
-        target = cpu if cpu is not None else self.p.cpu
-        if target is not None and m.cpu is not None:
-            t *= min(1.0, m.cpu) / min(1.0, target)
-        return t
-
-    def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
-        m = self.p.functions.get((fn, code))
-        return float(self.p.defaults.output_bytes) if m is None else m.output.at(input_bytes)
-
-    def first_call_s(self, fn: str, code: str) -> float:
-        return self.p.first_call_s(fn, code)
-
-    def prep_s(self, fetched_bytes: float, cold: bool = False) -> float:
-        p = self.p
-        line = p.cold_prep if cold and p.cold_prep.kind != "none" else p.prep
-        if line.kind == "none":
-            return p.defaults.prep_s
-        return self._draw(line, fetched_bytes)
-
-    def gap_s(self, fetched_bytes: float) -> float:
-        if self.p.gap.kind == "none":
-            return self.p.defaults.gap_s
-        return self._draw(self.p.gap, fetched_bytes)
-
-    def store_s(self, output_bytes: float) -> float:
-        if self.p.store.kind == "none":
-            return self.p.defaults.store_s
-        return self._draw(self.p.store, output_bytes)
-
-    def start_s(self, kind: str, overlap: int = 0) -> float:
-        p = self.p
-        values = p.cold_start if kind == "cold" else p.warm_start
-        if kind == "cold" and p.cold_by_overlap:
-            values = p.cold_by_overlap[min(overlap, len(p.cold_by_overlap) - 1)]
-        if not values:
-            return p.start_s(kind, overlap)
-        return values[self.rng.randrange(len(values))]
+    def sampler(self, seed: int) -> Predictions:
+        """These predictions drawing one plausible value of each quantity per ask (seeded):
+        one Monte-Carlo simulation's worth."""
+        return replace(self, rng=Random(seed))
 
 
 def _starts(starts: Iterable[StartSample], kind: str) -> tuple[float, ...]:

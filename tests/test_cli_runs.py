@@ -214,5 +214,8 @@ def test_show_prints_planned_vs_actual_and_what_if_replays_the_run(
     lines = replayed.stdout.splitlines()
     assert lines[0].startswith(f"run {run.id}: 31 tasks")
     assert "replayed as it ran:" in lines[1] and "with plan recorded on 1 slots:" in lines[2]
+    as_ran = float(lines[1].split(":")[1].split()[0])
+    on_one = float(lines[2].split(":")[1].split()[0])
+    assert as_ran > 0 and on_one > 0
     unknown = shoal_cli("what-if", "no-such-run", "--metrics", store)
     assert unknown.returncode != 0 and "has no replay in this history" in unknown.stderr

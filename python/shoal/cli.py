@@ -197,7 +197,11 @@ def show(run_id: str, redis_url: str | None, metrics_url: str | None) -> None:
             actual = end.at - first.at
             line += f", actual {actual:.3f} s: error {(makespan - actual) / actual:+.1%}"
         out.print(line)
-        replay = _replay(metrics_url, redis_url, run_id)
+        try:
+            replay = _replay(metrics_url, redis_url, run_id)
+        except Exception as e:  # the run's own events are shown all the same
+            console.print(f"[yellow]no per-task plan: the history cannot be read ({e})[/]")
+            replay = None
         planned = {} if replay is None else replay.predicted
     out.print(_tasks_table(evs, planned))
     for ev in evs:

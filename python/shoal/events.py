@@ -69,6 +69,8 @@ class RunSubmitted(Event):
     predicted_makespan_s: float | None = None
     #: How many workers the platform runs at once (None: no known bound).
     slots: int | None = None
+    #: Idle warm worker processes when the run was submitted.
+    warm: int = 0
 
 
 @dataclass(kw_only=True, slots=True)

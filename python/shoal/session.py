@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -29,7 +30,7 @@ from . import lifetime
 from .backends.base import Backend
 from .backends.inprocess import InProcess
 from .backends.local import LocalProcesses
-from .client.history import Recorder, open_history
+from .client.history import Recorder, metrics_place, open_history
 from .client.loop import CANCEL_GRACE_S, BorrowedLoop, CallerLoop, LoopThread, SessionLoop
 from .client.submit import Submitted, submit
 from .client.wait import wait
@@ -103,6 +104,7 @@ class Session:
         )
         self._server: EmbeddedServer | None = None
         self._metrics_url = metrics_url
+        metrics_place(metrics_url)  # a bad URL fails here, not after a run
         self._recorder: Recorder | bool | None = False  # False: not opened yet
         #: Recordings of ended runs still being written (tasks on the session's loop).
         self._recording: set[asyncio.Future[Any]] = set()
@@ -229,19 +231,34 @@ class Session:
         return recorder.history
 
     def _history_recorder(self) -> Recorder | None:
-        if self._recorder is False:
-            external = self._redis_url is not None and self._server is None
-            history = open_history(self._metrics_url, self.storage, external)
-            self._recorder = None if history is None else Recorder(history)
-        assert self._recorder is not True
-        return self._recorder
+        storage = self.storage  # started first: it takes the same lock
+        with self._lock:  # opened once, whichever thread asks first
+            if self._recorder is False:
+                external = self._redis_url is not None and self._server is None
+                history = open_history(self._metrics_url, storage, external)
+                self._recorder = None if history is None else Recorder(history)
+        found = self._recorder
+        assert not isinstance(found, bool)
+        return found
 
     async def _record(self, sub: Submitted) -> None:
         """Records ``sub``'s run in the history. In the background where the session has a
         loop of its own: the caller has its result without waiting for it (reading the
         stream and writing the history took 100 ms for tree-1024). Whatever reads the history
         here waits for the recordings first, and ``close()`` too."""
-        recorder = None if self._borrowed else self._history_recorder()
+        if self._borrowed:
+            return
+        try:
+            recorder = self._history_recorder()
+        except Exception as e:  # history never fails a run: the result is the caller's
+            self._recorder = None
+            warnings.warn(
+                f"shoal cannot open its run history ({type(e).__name__}: {e}); "
+                "this session records none",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
         if recorder is None:
             return
         buffered = parse_upload(self.settings.metrics).buffered
@@ -254,9 +271,12 @@ class Session:
         task.add_done_callback(self._recording.discard)
 
     async def _recorded(self) -> None:
-        """Waits for the recordings in progress."""
-        while self._recording:
-            await asyncio.gather(*self._recording, return_exceptions=True)
+        """Waits for the recordings in progress (at most ``RECORD_WAIT_S``: a history store
+        that hangs must not hang the session)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECORD_WAIT_S):
+                while self._recording:
+                    await asyncio.gather(*self._recording, return_exceptions=True)
 
     def simulate(
         self,
@@ -411,7 +431,7 @@ class Session:
         try:
             if self._recording:  # the history of the last runs, before the loop stops
                 with contextlib.suppress(Exception):
-                    self._run(asyncio.wait_for(self._recorded(), RECORD_WAIT_S))
+                    self._run(self._recorded())
             # Calls other threads still wait on are cancelled first (they hear why).
             used = self._started or self._storage is not None
             self._loop.close(self._aclose() if used else None)
@@ -429,7 +449,8 @@ class Session:
         if self._borrowed:
             return  # the worker's store and platform go on
         if isinstance(self._recorder, Recorder):
-            await self._recorder.history.store.close()
+            with contextlib.suppress(Exception):  # the workers must stop all the same
+                await self._recorder.history.store.close()
         await self.backend.close()
         if self._storage is not None:
             await self._storage.close()

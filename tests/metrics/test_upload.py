@@ -86,24 +86,38 @@ def test_split_fields_keeps_control_and_moves_metrics() -> None:
     assert m.output_bytes == 20 and m.task == 3 and m.worker == "h:1:0"
 
 
+def sent(buffer: MetricsBuffer, task: int, first: bool = True) -> dict[str, str]:
+    """What a worker does per task: split the fields, send the completion, confirm it."""
+    control = buffer.completed(completed(task))
+    buffer.confirm(first)
+    return control
+
+
 def test_the_buffer_holds_by_strategy() -> None:
     assert MetricsBuffer(Upload("task")).completed(completed(1)) == completed(1)
     off = MetricsBuffer(Upload("off"))
-    assert "fn" not in off.completed(completed(1)) and off.pending == []
+    assert "fn" not in sent(off, 1) and off.pending == []
     count = MetricsBuffer(Upload("count", 3))
     for i in range(2):
-        count.completed(completed(i))
+        sent(count, i)
         assert not count.due()
-    count.completed(completed(2))
-    assert count.due() and len(count.take()) == 3 and not count.due()
+    sent(count, 99, first=False)  # a repeat: the store kept another worker's completion
+    assert not count.due() and len(count.pending) == 2
+    sent(count, 2)
+    assert count.due()
+    taken = count.take()
+    assert [decode(r).task for r in taken] == [0, 1, 2] and not count.due()  # type: ignore[attr-defined]
+    count.put_back(taken[1:])  # an append that failed: those go first next time
+    sent(count, 3)
+    assert [decode(r).task for r in count.take()] == [1, 2, 3]  # type: ignore[attr-defined]
     now = [100.0]
     every = MetricsBuffer(Upload("every", 2), clock=lambda: now[0])
-    every.completed(completed(1))
+    sent(every, 1)
     assert not every.due()
     now[0] += 2.5
     assert every.due() and len(every.take()) == 1
     exit_ = MetricsBuffer(Upload("exit"), clock=lambda: now[0])
-    exit_.completed(completed(1))
+    sent(exit_, 1)
     now[0] += 1e6
     assert not exit_.due() and len(exit_.take()) == 1  # only the invocation's end takes it
 
@@ -154,3 +168,16 @@ def test_every_strategy_records_every_task_unless_off(scheduler: str, strategy: 
     }
     moved = any(isinstance(e, TaskMetrics) for e in evs)
     assert moved == (strategy not in ("task", "off"))
+    if strategy == "count:3":  # uploaded as they queued up, not only at the invocations' end
+        ended = next(i for i, e in enumerate(evs) if e.type == "RUN_COMPLETED")
+        first = next(i for i, e in enumerate(evs) if isinstance(e, TaskMetrics))
+        assert first < ended
+
+
+def test_a_history_url_that_is_not_understood_is_refused_when_the_session_is_made() -> None:
+    with pytest.raises(ConfigError, match="metrics_url 'bogus://x' is not understood"):
+        shoal.Session(metrics_url="bogus://x")
+    with pytest.raises(ConfigError, match="metrics_url"):
+        shoal.Session(metrics_url="redis://")  # names no host
+    with pytest.raises(ConfigError, match="file:// needs a path"):
+        shoal.Session(metrics_url="file://")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import events
+from ..config import check_redis_url, redact_url
 from ..errors import ConfigError
 from ..metrics.history import History
 from ..metrics.records import RunRecord, run_record
@@ -38,6 +39,7 @@ from .submit import Submitted
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 #: Longest wait for the metric records of a buffered strategy after the run's end, seconds.
 SETTLE_S = 2.0
+SETTLE_POLL_S = 0.02
 
 
 def default_directory() -> Path:
@@ -45,32 +47,48 @@ def default_directory() -> Path:
     return Path(base) / "shoal" / "history"
 
 
+def metrics_place(metrics_url: str | None) -> tuple[str, str]:
+    """``(kind, where)`` of a history URL (``metrics_url``, else ``SHOAL_METRICS_URL``): kind
+    ``default``, ``off``, ``memory``, ``redis`` or ``directory``. A URL it does not understand
+    is a ConfigError naming what is accepted (a session checks it when it is made)."""
+    url = metrics_url if metrics_url is not None else os.environ.get("SHOAL_METRICS_URL") or None
+    if url is None:
+        return "default", ""
+    if url == "off":
+        return "off", ""
+    if url == "memory://":
+        return "memory", ""
+    if url.startswith(_REDIS_SCHEMES):
+        return "redis", check_redis_url(url, "metrics_url")
+    if url.startswith("file://") or "://" not in url:
+        path = url.removeprefix("file://")
+        if not path:
+            raise ConfigError("metrics_url file:// needs a path, as in file:///var/shoal/history")
+        return "directory", path
+    raise ConfigError(
+        f"metrics_url {redact_url(url)!r} is not understood: use redis://..., a directory "
+        "path, file:///path, memory:// or off"
+    )
+
+
 def open_history(metrics_url: str | None, run_storage: object, external: bool) -> History | None:
     """The history a session records to (``external``: its run server outlives it)."""
-    url = metrics_url if metrics_url is not None else os.environ.get("SHOAL_METRICS_URL") or None
+    kind, where = metrics_place(metrics_url)
     store: HistoryStore
-    if url is None:
+    if kind == "off":
+        return None
+    if kind == "default":
         client = getattr(run_storage, "client", None)
         if external and client is not None:
             store = RedisHistoryStore(client)
         else:
             store = DirectoryHistoryStore(default_directory())
-    elif url == "off":
-        return None
-    elif url == "memory://":
+    elif kind == "memory":
         store = MemoryHistoryStore()
-    elif url.startswith(_REDIS_SCHEMES):
-        store = RedisHistoryStore.from_url(url)
-    elif url.startswith("file://") or "://" not in url:
-        path = url.removeprefix("file://")
-        if not path:
-            raise ConfigError("metrics_url file:// needs a path, as in file:///var/shoal/history")
-        store = DirectoryHistoryStore(Path(path).expanduser())
+    elif kind == "redis":
+        store = RedisHistoryStore.from_url(where)
     else:
-        raise ConfigError(
-            f"metrics_url {url!r} is not understood: use redis://..., a directory path, "
-            "file:///path, memory:// or off"
-        )
+        store = DirectoryHistoryStore(Path(where).expanduser())
     return History(store)
 
 
@@ -88,12 +106,15 @@ class Recorder:
         completions (:mod:`shoal.metrics.upload`), so the last ones may come after the run's
         end: wait for them, a bounded time (a worker that died never sends its own)."""
         try:
-            evs = await _events(storage, sub.run_id)
+            entries = await storage.events_range(sub.run_id)
+            evs = [events.decode(f, entry_id) for entry_id, f in entries]
             waited = 0.0
-            while buffered and _unmatched(evs) and waited < SETTLE_S:
-                await asyncio.sleep(0.02)
-                waited += 0.02
-                evs = await _events(storage, sub.run_id)
+            while buffered and entries and _unmatched(evs) and waited < SETTLE_S:
+                await asyncio.sleep(SETTLE_POLL_S)
+                waited += SETTLE_POLL_S
+                while more := await storage.read_events(sub.run_id, entries[-1][0]):
+                    entries += more  # only what came since: the stream is not read again
+                    evs += [events.decode(f, entry_id) for entry_id, f in more]
             record = run_record(sub.run_id, evs)
             plan = sub.frozen.plan
             predicted: dict[int, tuple[float, float]] = {}
@@ -113,18 +134,14 @@ class Recorder:
             return None
 
 
-async def _events(storage: Storage, run_id: str) -> list[events.Event]:
-    return [events.decode(f, entry_id) for entry_id, f in await storage.events_range(run_id)]
-
-
 def _unmatched(evs: list[events.Event]) -> bool:
     """Whether a completion still lacks its metric fields."""
-    metrics = {(e.task, e.attempt) for e in evs if isinstance(e, events.TaskMetrics)}
+    metrics = {(e.task, e.attempt, e.worker) for e in evs if isinstance(e, events.TaskMetrics)}
     return any(
         isinstance(e, events.TaskCompleted)
         and not e.fn
         and e.width is None
-        and (e.task, e.attempt) not in metrics
+        and (e.task, e.attempt, e.worker) not in metrics
         for e in evs
     )
 

@@ -103,6 +103,7 @@ async def submit(
         workflow=workflow_id(graph, function_ids(frozen.live_functions)),
         predicted_makespan_s=None if frozen.plan is None else frozen.plan.makespan_s,
         slots=parallelism,
+        warm=int(getattr(backend, "warm_processes", 0)),
     )
     await storage.submit(spec, events.encode(submitted))
     await backend.invoke_many([(inv.encode(), res) for inv, res in invocations])

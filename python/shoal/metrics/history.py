@@ -39,6 +39,9 @@ REPLAYS_PER_WORKFLOW = 10
 STARTS = 2000
 #: A run whose graph encodes larger than this keeps no replay.
 REPLAY_LIMIT = 32 * 1024 * 1024
+#: How long a replay lives on a Redis store at most (it holds the graph, and with it the
+#: run's inline arguments): a week, as the run's own keys do.
+REPLAY_TTL_S = 7 * 24 * 3600
 
 #: The running sums kept per function and size (x: input bytes, y: execution seconds, o:
 #: output bytes; the ``f`` sums again over the function's first calls in a process alone).
@@ -140,7 +143,8 @@ class History:
             w.pushes.append((runs_key, [msgpack.packb(s.pack())], RUNS_PER_WORKFLOW))
             w.hsets.append((keys.history_workflows(), s.workflow, f"{s.tasks}".encode()))
             if graph is not None and len(graph) <= REPLAY_LIMIT:
-                w.sets.append((keys.history_run(s.run_id), _replay_blob(run, graph, predicted)))
+                blob = _replay_blob(run, graph, predicted)
+                w.sets.append((keys.history_run(s.run_id), blob, REPLAY_TTL_S))
                 known = await self.store.read(Read(lists=[(runs_key, RUNS_PER_WORKFLOW)]))
                 ids = [o.run_id for o in _summaries(known.lists[runs_key])]
                 # This run becomes the newest: those past the bound lose their replay.
@@ -271,7 +275,8 @@ def _replay_blob(
 
 
 def _replay_of(blob: bytes) -> Replay | None:
-    body = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(blob), strict_map_key=False)
+    raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=8 * REPLAY_LIMIT)
+    body = msgpack.unpackb(raw, strict_map_key=False)
     summary = RunSummary.unpack(body["summary"])
     if summary is None:
         return None

@@ -10,7 +10,8 @@ This module turns a finished run's events into records, in one place:
   worker that ran it, and its phases: ``prep_s`` (start announced -> function called: the
   start's round trip, input fetch and decode), ``exec_s`` (the function), ``store_s``
   (function returned -> completion recorded: encoding, upload, the completion script);
-- :class:`StartSample`, per invocation: cold or warm, queued -> ready latency, process start;
+- :class:`StartSample`, per invocation: cold or warm, its start (the process received the
+  invocation -> ready; the wait for a free slot is not in it), process start;
 - :class:`RunSummary`, per run: the makespan (one definition, RUN_SUBMITTED to RUN_COMPLETED on
   the server's clock), GB-seconds, CPU-seconds, cold and warm starts.
 
@@ -177,6 +178,8 @@ class RunSummary:
     slots: int | None = None
     #: Each map chain's width, by its root's name (what a simulation expands it to).
     widths: dict[str, int] = field(default_factory=dict)
+    #: Idle warm processes when it was submitted.
+    warm: int = 0
 
     def pack(self) -> dict[str, Any]:
         return {
@@ -226,7 +229,7 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
     starts: list[StartSample] = []
     evs = list(evs)
     # Metric fields a buffered strategy uploaded apart from their completions.
-    later = {(e.task, e.attempt): e for e in evs if isinstance(e, events.TaskMetrics)}
+    later = {(e.task, e.attempt, e.worker): e for e in evs if isinstance(e, events.TaskMetrics)}
     invocations: dict[str, int] = {}
     current: dict[tuple[int, int], str] = {}
     widths: dict[str, int] = {}
@@ -259,7 +262,7 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                     )
                 )
         elif isinstance(ev, events.TaskCompleted):
-            extra = later.get((ev.task, ev.attempt))
+            extra = later.get((ev.task, ev.attempt, ev.worker))
             if extra is not None and not ev.fn:
                 ev = _merged(ev, extra)
             key = (ev.task, ev.attempt)
@@ -294,16 +297,19 @@ def _with_overlaps(starts: list[StartSample]) -> list[StartSample]:
 def _with_gaps(samples: list[TaskSample]) -> list[TaskSample]:
     """Each sample with the gap since the previous task of its worker returned, and whether
     it was its function's first call in its process (a label's part before ``#``)."""
-    last_end: dict[str, float] = {}
+    previous: dict[str, TaskSample] = {}
     seen: set[tuple[str, str, str]] = set()
     out = []
     for s in sorted(samples, key=lambda s: s.start):
-        before = last_end.get(s.worker)
-        last_end[s.worker] = s.end
-        process = (s.worker.partition("#")[0], s.fn, s.code)
+        before = previous.get(s.worker)
+        previous[s.worker] = s
+        process = (s.worker.partition("#")[0].partition("/")[0], s.fn, s.code)
         first = process not in seen
         seen.add(process)
-        s.gap_s = None if before is None else max(0.0, s.start - before)
+        # A start announced after the previous completion was recorded did not ride with it
+        # (a pinned worker back from its inbox, a fan-in started alone): a start of its own.
+        rode = before is not None and s.announced < before.stored_at
+        s.gap_s = max(0.0, s.start - before.end) if rode and before is not None else None
         s.process_first = first
         out.append(s)
     return out
@@ -408,4 +414,5 @@ def _summary(
         busy_cpu_s=round(busy_cpu_s, 6),
         sizes=tuple(sorted({w.memory_mb for w in workers.values()}, key=lambda m: m or 0)),
         slots=submitted.slots if submitted is not None else None,
+        warm=submitted.warm if submitted is not None else 0,
     )

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,10 @@ class Write:
     incrs: list[tuple[str, str, float]] = field(default_factory=list)
     #: (hash key, field, value).
     hsets: list[tuple[str, str, bytes]] = field(default_factory=list)
-    #: (string key, value).
-    sets: list[tuple[str, bytes]] = field(default_factory=list)
+    #: (string key, value, lifetime in seconds or None). A lifetime holds on Redis; the
+    #: directory and memory stores keep the value until it is deleted (their bounds are
+    #: counts, and the directory is its user's own).
+    sets: list[tuple[str, bytes, float | None]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
 
 
@@ -94,7 +97,7 @@ class _Tables:
         for key, name, value in w.hsets:
             self.hashes.setdefault(key, {})[name] = value
             touched.add(key)
-        for key, value in w.sets:
+        for key, value, _ttl in w.sets:
             self.strings[key] = value
             touched.add(key)
         for key in w.deletes:
@@ -174,7 +177,8 @@ class DirectoryHistoryStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.path / "lock", "a+b") as lock:
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "r+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -183,7 +187,7 @@ class DirectoryHistoryStore:
 
     def _write(self, w: Write) -> None:
         keys = {k for k, _, _ in w.pushes} | {k for k, _, _ in w.incrs}
-        keys |= {k for k, _, _ in w.hsets} | {k for k, _ in w.sets} | set(w.deletes)
+        keys |= {k for k, _, _ in w.hsets} | {k for k, _, _ in w.sets} | set(w.deletes)
         with self._locked():
             t = self._tables(keys)
             for key in t.apply(w):
@@ -197,9 +201,12 @@ class DirectoryHistoryStore:
                 else:
                     path.unlink(missing_ok=True)
                     continue
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(msgpack.packb(body, use_bin_type=True))
-                os.replace(tmp, path)  # a reader sees the old file or the new, never half
+                # Created 0600 under an unpredictable name (mkstemp: O_EXCL, no symlink
+                # followed), then renamed: a reader sees the old file or the new, never half.
+                fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(msgpack.packb(body, use_bin_type=True))
+                os.replace(tmp, path)
 
     async def read(self, r: Read) -> Answer:
         self.round_trips += 1
@@ -265,8 +272,8 @@ class RedisHistoryStore:
             p.hincrbyfloat(key, name, amount)
         for key, name, value in w.hsets:
             p.hset(key, name, value)
-        for key, value in w.sets:
-            p.set(key, value)
+        for key, value, ttl in w.sets:
+            p.set(key, value, ex=None if ttl is None else max(1, int(ttl)))
         if w.deletes:
             p.delete(*w.deletes)
         await p.execute()

@@ -113,15 +113,23 @@ class MetricsBuffer:
 
     def __post_init__(self) -> None:
         self.last_flush = self.clock()
+        self._candidate: Fields | None = None
 
     def completed(self, fields: Fields) -> Fields:
-        """The TASK_COMPLETED fields to send now; buffers what waits."""
+        """The TASK_COMPLETED fields to send now; what waits is held until :meth:`confirm`
+        says the store took the completion (a repeat's record would describe another
+        worker's attempt)."""
         if self.upload.kind == "task":
             return fields
         control, record = split_fields(fields)
-        if self.upload.buffered:
-            self.pending.append(record)
+        self._candidate = record if self.upload.buffered else None
         return control
+
+    def confirm(self, first: bool) -> None:
+        """The completion just sent was recorded (``first``) or was a repeat."""
+        record, self._candidate = self._candidate, None
+        if record is not None and first:
+            self.pending.append(record)
 
     def due(self) -> bool:
         if not self.pending:
@@ -136,3 +144,7 @@ class MetricsBuffer:
         taken, self.pending = self.pending, []
         self.last_flush = self.clock()
         return taken
+
+    def put_back(self, taken: list[Fields]) -> None:
+        """Records whose upload failed or was interrupted: they go first next time."""
+        self.pending[:0] = taken

@@ -56,10 +56,21 @@ async def load_predictions(
     known = HistoryView()
     if history is not None:
         known = await history.load(functions_of(graph, identity), workflow)
-    predictions = Predictions.from_history(known, sla)
+    memory_mb, cpu = planned_size(graph)
+    predictions = Predictions.from_history(known, sla, memory_mb=memory_mb, cpu=cpu)
     if known.runs:
         predictions.widths = dict(known.runs[0].widths)
     return predictions
+
+
+def planned_size(graph: _core.Graph) -> tuple[int | None, float | None]:
+    """The one size every task of ``graph`` is planned at, or None (mixed, or none): the
+    predictions then use the samples at that size when there are some."""
+    sizes = {
+        (s.memory_mb, s.cpu) if (s := graph.plan_of(t).size) is not None else (None, None)
+        for t in graph.task_ids()
+    }
+    return sizes.pop() if len(sizes) == 1 else (None, None)
 
 
 def forecast(

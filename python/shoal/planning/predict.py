@@ -25,7 +25,8 @@ enforced, so samples at other memory sizes count as they are.
 **SLA** (``"average"`` or a percentile such as ``"p95"``): each quantity is its fitted value
 times the SLA's quantile of the leave-one-out ratios ``actual / predicted`` of its samples,
 always toward the longer or larger side (durations and sizes are costs): a P95 prediction
-says "95 % of runs take at most this". With fewer than :data:`MIN_SAMPLES` samples the ratio is
+says "95 % of runs take at most this", and a percentile from the median up is never below
+the average prediction. With fewer than :data:`MIN_SAMPLES` samples the ratio is
 1 and the prediction's confidence says so; with none, defaults stand in
 (:class:`Defaults`) and ``confidence`` is ``"none"``.
 """
@@ -65,9 +66,10 @@ def parse_sla(sla: str | float) -> float | None:
         text = sla.strip().lower()
         if text in ("average", "mean", "avg"):
             return None
+        percent = text.startswith("p")  # "p1" is the 1st percentile, not q = 1
         text = text.removeprefix("p")
         try:
-            value = float(text)
+            value = float(text) / (100 if percent else 1)
         except ValueError:
             raise UsageError(
                 f"sla must be 'average' or a percentile like 'p95', got {sla!r}"
@@ -285,7 +287,9 @@ class Predictions:
             return base * line.ratios[self.rng.randrange(len(line.ratios))]
         if self.quantile is None:
             return base
-        return base * _quantile(line.ratios, self.quantile)
+        ratio = _quantile(line.ratios, self.quantile)
+        # A percentile from the median up is never more optimistic than the average.
+        return base * (max(1.0, ratio) if self.quantile >= 0.5 else ratio)
 
     def known(self, fn: str, code: str) -> bool:
         return (fn, code) in self.functions
@@ -336,9 +340,11 @@ class Predictions:
             return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
         if self.rng is not None:
             return values[self.rng.randrange(len(values))]
+        mean = statistics.fmean(values)
         if self.quantile is None:
-            return statistics.fmean(values)
-        return _quantile(values, self.quantile)
+            return mean
+        found = _quantile(values, self.quantile)
+        return max(mean, found) if self.quantile >= 0.5 else found
 
     def confidence(self, functions: Iterable[tuple[str, str]]) -> str:
         """``history`` (every function has enough samples), ``partial`` or ``none``."""

@@ -15,7 +15,8 @@ The simulated run goes as a real one does, deciding with the same code:
   (:mod:`.predict`): ``prep`` (its start round trip and the fetch of the inputs this worker does
   not hold, by their predicted bytes), ``exec`` (its function, by its input bytes and the
   worker's size), ``store`` (its output's encoding, upload and completion); a pinned worker
-  whose queue runs dry waits on its inbox, holding its slot, until its next task arrives.
+  whose queue runs dry waits on its inbox until its next task arrives, giving its slot to the
+  next invocation meanwhile (as the local pool does with a parked process).
 
 Time 0 is RUN_SUBMITTED; the makespan is when the last requested output's completion is
 recorded (RUN_COMPLETED), the definition the run's own record uses.
@@ -129,6 +130,8 @@ class _Worker:
     ready: deque[int] = field(default_factory=deque)
     held: set[int] = field(default_factory=set)
     begin: float = 0.0
+    #: Where its lifetime (GB-seconds) starts.
+    started: float = 0.0
     memory_mb: int | None = None
     kind: str = "cold"
     tasks: int = 0
@@ -205,12 +208,15 @@ class _Sim:
         if w.kind == "cold":  # processes starting at once share the cores
             overlap = sum(1 for ready in self.starting if ready > t)
         w.begin = t + self.q.start_s(w.kind, overlap)
+        # Its lifetime counts from the start of its process when cold (as a run's record
+        # does), from when it was ready when warm.
+        w.started = t if w.kind == "cold" else w.begin
         if w.kind == "cold":
             self.starting.append(w.begin)
         self.at(w.begin, functools.partial(self.step, w=w))
 
     def _end(self, t: float, w: _Worker) -> None:
-        self.lives[w.label] = WorkerLife(w.begin, t, w.kind, w.memory_mb, w.tasks)
+        self.lives[w.label] = WorkerLife(w.started, t, w.kind, w.memory_mb, w.tasks)
         self.idle.append((t, w.process))
         self._release_slot(t)
 
@@ -243,7 +249,6 @@ class _Sim:
         g = self.graph
         fn, code = self.identity(task)
         deps = g.deps(task)
-        in_bytes = sum(self.out_bytes.get(d, 0.0) for d in deps)
         fetched = sum(self.out_bytes.get(d, 0.0) for d in deps if d not in w.held)
         size = g.plan_of(task).size
         cpu = None if size is None else size.cpu
@@ -257,8 +262,9 @@ class _Sim:
         elif known is not None:  # a replay: what this task did when it ran
             ex, out = known
         else:
-            ex = self.q.exec_s(fn, code, in_bytes, cpu)
-            out = self.q.output_bytes(fn, code, in_bytes)
+            # The models are in fetched bytes: what a task's record counts as its input.
+            ex = self.q.exec_s(fn, code, fetched, cpu)
+            out = self.q.output_bytes(fn, code, fetched)
             if (fn, code) not in w.process:
                 ex += self.q.first_call_s(fn, code)
         w.process.add((fn, code))
@@ -396,7 +402,7 @@ def simulate(
     makespan = sim.finished_at
     for sw in sim.all:  # still running or parked when the run ended: released then
         if sw.label not in sim.lives and sw.tasks:
-            sim.lives[sw.label] = WorkerLife(sw.begin, makespan, sw.kind, sw.memory_mb, sw.tasks)
+            sim.lives[sw.label] = WorkerLife(sw.started, makespan, sw.kind, sw.memory_mb, sw.tasks)
     path, path_exec = critical_path(graph, {t: x.exec_s for t, x in sim.times.items()})
     gb_s = sum(
         (life.memory_mb or 1024) / 1024 * (life.end - life.start) for life in sim.lives.values()

@@ -64,8 +64,7 @@ async def what_if(
     measured = {t: (s.exec_s, float(s.output_bytes)) for t, s in replay.samples.items()}
     summary = replay.summary
     recorded = summary.slots
-    # Processes that were warm when the run started: as many as it used without a cold start.
-    warm = max(0, (recorded or summary.workers) - summary.cold_starts)
+    warm = summary.warm  # idle processes when it was submitted
     widths = summary.widths
     as_run = simulate(graph, predictions, Platform(slots=recorded, warm=warm), of, measured, widths)
     changed_graph = graph if plan == "recorded" else graph.with_plan({}, [])

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import PayloadError, ShoalError
-from ..identity import function_id
+from ..identity import FunctionId, function_id
 from ..serialize import loads_function, loads_leaf, loads_value, value_place
 from ..signing import const_place, unseal
 from ..storage.base import Event, Fetched, Storage, TaskStart, start_alone
@@ -49,17 +49,18 @@ class WorkerCaches:
     inline: InlinePolicy = field(default_factory=InlinePolicy)
     #: Renews leases while an inline call blocks the loop; started on the first inline call.
     guard: LeaseGuard | None = None
-    #: A loaded function's code hash (its identity, :mod:`shoal.identity`) by its blob hash.
-    codes: dict[bytes, str] = field(default_factory=dict)
+    #: A loaded function's identity (:mod:`shoal.identity`) by its blob hash.
+    identities: dict[bytes, FunctionId] = field(default_factory=dict)
 
-    def code_of(self, blob_hash: bytes) -> str | None:
-        """The code hash of the function stored under ``blob_hash``, once it is loaded here."""
-        found = self.codes.get(blob_hash)
+    def identity_of(self, blob_hash: bytes) -> FunctionId | None:
+        """The identity of the function stored under ``blob_hash``, once it is loaded here:
+        the client names it the same way, so history recorded here is found there."""
+        found = self.identities.get(blob_hash)
         if found is None:
             fn = self.functions.get(blob_hash)
             if fn is None:
                 return None
-            found = self.codes[blob_hash] = function_id(fn).code
+            found = self.identities[blob_hash] = function_id(fn)
         return found
 
     def now(self) -> float:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import _core, events
+from ..identity import FunctionId
 from .elements import MapView
 
 Graph = _core.Graph | MapView
@@ -51,14 +52,17 @@ def worker_label(base: str, worker: int | None) -> str:
 
 
 def function_identity(
-    graph: Graph, task: int, code_of: Callable[[bytes], str | None] | None = None
+    graph: Graph, task: int, identity_of: Callable[[bytes], FunctionId | None] | None = None
 ) -> tuple[str, str]:
     """(qualified name, code hash in hex; see :mod:`shoal.identity`): two closures named ``f``
-    differ by hash. ``code_of`` gives the code hash of a loaded function by its blob's hash;
-    without it (or before the function is loaded) the blob's hash stands in."""
+    differ by hash. ``identity_of`` gives a loaded function's identity by its blob's hash;
+    without it (or before the function is loaded) the graph's name and the blob's hash stand
+    in."""
     blob = graph.fn_hash(task)
-    code = code_of(blob) if code_of is not None else None
-    return graph.fn_name(task), code if code is not None else blob.hex()
+    found = identity_of(blob) if identity_of is not None else None
+    if found is None:
+        return graph.fn_name(task), blob.hex()
+    return found.name, found.code
 
 
 @dataclass
@@ -77,15 +81,15 @@ class Reporter:
     start: StartInfo | None
     subdag: SubdagInfo | None
     tally: Tally = field(default_factory=Tally)
-    #: A loaded function's code hash, by its blob's hash (see :func:`function_identity`).
-    code_of: Callable[[bytes], str | None] | None = None
+    #: A loaded function's identity, by its blob's hash (see :func:`function_identity`).
+    identity_of: Callable[[bytes], FunctionId | None] | None = None
     #: Function identity per task, asked of the graph once (the binding allocates strings).
     _identity: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def identity(self, graph: Graph, task: int) -> tuple[str, str]:
         found = self._identity.get(task)
         if found is None:
-            found = self._identity[task] = function_identity(graph, task, self.code_of)
+            found = self._identity[task] = function_identity(graph, task, self.identity_of)
         return found
 
     def started(self, graph: Graph, task: int, attempt: int, now: float) -> events.Fields:

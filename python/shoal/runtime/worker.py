@@ -220,7 +220,11 @@ class _Shell:
         self.graph = graph
         self.machine = WorkerMachine(graph, inv.worker, config, inv.recompute, inv.resume, inv.skip)
         self.reporter = Reporter(
-            self.worker_name, inv.worker, self.start_info, subdag, code_of=self.caches.code_of
+            self.worker_name,
+            inv.worker,
+            self.start_info,
+            subdag,
+            identity_of=self.caches.identity_of,
         )
         renewing = asyncio.ensure_future(self._renew_leases())
         uploading = None
@@ -233,6 +237,7 @@ class _Shell:
             renewing.cancel()
             if uploading is not None:
                 uploading.cancel()
+                await asyncio.wait([uploading])  # an append it had begun is back in the buffer
             with contextlib.suppress(Exception):  # what the invocation still holds, at its end
                 await self._upload()
             if inv.worker is not None:
@@ -242,9 +247,16 @@ class _Shell:
                     await self.storage.release(self.run_id, lease, exited)
 
     async def _upload(self) -> None:
-        """Appends the buffered metric records (see :mod:`shoal.metrics.upload`)."""
-        if self.metrics.pending:
-            await self.storage.append_events(self.run_id, self.metrics.take())
+        """Appends the buffered metric records (see :mod:`shoal.metrics.upload`); records
+        whose append fails or is interrupted stay buffered, and the error goes on."""
+        if not self.metrics.pending:
+            return
+        taken = self.metrics.take()
+        try:
+            await self.storage.append_events(self.run_id, taken)
+        except BaseException:
+            self.metrics.put_back(taken)
+            raise
 
     async def _upload_every(self, seconds: float) -> None:
         while True:
@@ -287,8 +299,7 @@ class _Shell:
                 self.run_id, ins.completion, None if ask is None else ask.start
             )
             self.running = None
-            if self.metrics.due():
-                await self._upload()
+            self.metrics.confirm(result.first)
             if ask is not None and result.started is not None:
                 # Said once it started, not when asked: a worker that parks instead (its
                 # next task did not become ready) is not running it. A death in between is
@@ -297,6 +308,9 @@ class _Shell:
                 self._riding = (ask, result.started, began)
                 if self.on_task is not None:
                     self.on_task(self.run_id, ask.start.task)
+            if self.metrics.due():
+                with contextlib.suppress(Exception):  # records wait for the next upload
+                    await self._upload()
             return Completed(ins.completion.task, result)
         if isinstance(ins, Expand):
             x = ins.expansion

@@ -56,7 +56,7 @@ def history_starts() -> str:
 
 
 def history_workflows() -> str:
-    """Hash: workflow id -> the names of its outputs, as last seen."""
+    """Hash: workflow id -> its task count, as last recorded."""
     return f"{HISTORY}:workflows"
 
 

@@ -131,6 +131,10 @@ class StartSample:
     overlap: int = 0
     #: Server time the worker was ready.
     ready: float = 0.0
+    #: For a warm start right after another invocation of the run on the same process: from
+    #: that one's last completion to this one being ready (its exit, the pool's hand-over,
+    #: the start): what a freed slot costs before its next invocation runs.
+    handover_s: float | None = None
 
     def pack(self) -> list[Any]:
         return [
@@ -142,13 +146,15 @@ class StartSample:
             self.subdag_bytes,
             self.subdag_decode_s,
             self.overlap,
+            None if self.handover_s is None else round(self.handover_s, 6),
         ]
 
     @classmethod
     def unpack(cls, raw: list[Any]) -> StartSample | None:
-        if not raw or raw[0] != FORMAT or len(raw) != 8:
+        if not raw or raw[0] != FORMAT or len(raw) != 9:
             return None
-        return cls(*raw[1:])
+        _, kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover = raw
+        return cls(kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover_s=handover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +256,10 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                 w.memory_mb, w.cpu = ev.memory_mb, ev.cpu
             if ev.start_kind is not None and ev.start_latency_s is not None:
                 w.boot_s = ev.process_start_s or 0.0
+                before = workers.get(f"{ev.worker}#{invocations[ev.worker] - 1}")
+                handover = None
+                if ev.start_kind == "warm" and before is not None and before.last > 0:
+                    handover = max(0.0, ev.time - before.last)
                 starts.append(
                     StartSample(
                         ev.start_kind,
@@ -259,6 +269,7 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                         ev.subdag_bytes or 0,
                         ev.subdag_decode_s or 0.0,
                         ready=ev.time,
+                        handover_s=handover,
                     )
                 )
         elif isinstance(ev, events.TaskCompleted):

@@ -226,6 +226,8 @@ class Predictions:
     warm_start: tuple[float, ...]
     #: Cold start latencies by the number of other cold starts under way.
     cold_by_overlap: tuple[tuple[float, ...], ...]
+    #: A freed slot's hand-over to the next invocation (see ``StartSample.handover_s``).
+    handover: tuple[float, ...] = ()
     quantile: float | None = None
     defaults: Defaults = field(default_factory=Defaults)
     #: Sizes (memory MB, cpu) the models are for; None: whatever size was seen.
@@ -269,6 +271,7 @@ class Predictions:
             _starts(view.starts, "cold"),
             _starts(view.starts, "warm"),
             _cold_by_overlap(view.starts),
+            tuple(sorted(s.handover_s for s in view.starts if s.handover_s is not None)),
             q,
             defaults or Defaults(),
             memory_mb,
@@ -332,10 +335,13 @@ class Predictions:
         return self._scaled(self.store, output_bytes)
 
     def start_s(self, kind: str, overlap: int = 0) -> float:
-        """A start's latency; a cold one's by how many other cold starts are under way."""
+        """A start's latency: ``cold`` by how many other cold starts are under way, ``warm``
+        on an idle process, ``handover`` on a process that just ended an invocation."""
         values = self.cold_start if kind == "cold" else self.warm_start
         if kind == "cold" and self.cold_by_overlap:
             values = self.cold_by_overlap[min(overlap, len(self.cold_by_overlap) - 1)]
+        if kind == "handover":
+            values = self.handover or self.warm_start
         if not values:
             return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
         if self.rng is not None:

@@ -198,7 +198,8 @@ class _Sim:
             return
         self._begin(t, w)
 
-    def _begin(self, t: float, w: _Worker) -> None:
+    def _begin(self, t: float, w: _Worker, handover: bool = False) -> None:
+        """``w`` takes a slot at ``t`` (``handover``: the one an invocation just left)."""
         self.running += 1
         keep = self.platform.keep_warm_s
         self.idle = [p for p in self.idle if t - p[0] <= keep]
@@ -207,7 +208,8 @@ class _Sim:
         overlap = 0
         if w.kind == "cold":  # processes starting at once share the cores
             overlap = sum(1 for ready in self.starting if ready > t)
-        w.begin = t + self.q.start_s(w.kind, overlap)
+        kind = "handover" if handover and w.kind == "warm" else w.kind
+        w.begin = t + self.q.start_s(kind, overlap)
         # Its lifetime counts from the start of its process when cold (as a run's record
         # does), from when it was ready when warm.
         w.started = t if w.kind == "cold" else w.begin
@@ -224,7 +226,7 @@ class _Sim:
         self.running -= 1
         slots = self.platform.slots
         if self.waiting and (slots is None or self.running < slots):
-            self._begin(t, self.waiting.popleft())
+            self._begin(t, self.waiting.popleft(), handover=True)
 
     # -- a worker ---------------------------------------------------------------------------
 

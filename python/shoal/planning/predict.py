@@ -1,21 +1,30 @@
 """Predictions from run history: every quantity a plan needs, with its spread.
 
-For each function identity, two models of execution time are fitted and judged on the
+For each function identity, three models of execution time are fitted and judged on the
 function's own samples by leave-one-out error (the median |error| / actual of predicting each
-sample from all the others); the better one is kept, per function:
+sample from all the others); the best one is kept, per function (a model must beat the
+simpler ones by 5 %: mean, median, linear):
 
 - ``mean``: the mean of every sample ever recorded (the baseline the issue compares with);
+- ``median``: the median of the kept samples (short tasks have heavy tails: the typical
+  call is well below the mean; the Monte-Carlo keeps the tails);
 - ``linear``: ``a + b * input_bytes`` by least squares on the running sums (``b >= 0``: more
-  input never makes a function faster; a negative slope falls back to the mean).
+  input never makes a function faster; a negative slope falls back to the mean). Input bytes
+  are the fetched ones, as a task's record counts them.
+
+A function's first call in a process is fitted apart (``first_call_s``: the extra time of
+imports and caches warming), and execution on the later calls.
 
 Least squares on sums rather than, say, a regression tree: the sums are what the history
 keeps of the runs whose samples were trimmed, and a line in input bytes is what a researcher
-can read. Output bytes are fitted the same way. The data movement of a task is fitted across
-all functions (the platform moves bytes, not functions), against fetched bytes: ``prep_s``
-for a worker's first task (its start's round trip and fetch) and ``gap_s`` for the others (the
-previous task's completion, this one's start riding with it, the fetch); ``store_s`` (encode,
-upload, completion: when consumers elsewhere can start) against output bytes. Cold and warm
-start latencies are the platform's start samples.
+can read. Output bytes are fitted by the mean and the line. The data movement of a task is
+fitted across all functions (the platform moves bytes, not functions), against fetched bytes:
+``prep_s`` for a worker's first task (its start's round trip and fetch) and ``gap_s`` for the
+others (the previous task's completion, this one's start riding with it, the fetch);
+``store_s`` (encode, upload, completion: when consumers elsewhere can start) against output
+bytes. Starts are the
+platform's start samples: cold ones by how many other cold starts were under way, warm ones,
+and the hand-over of a slot one invocation left to the next.
 
 Worker size: a function's samples at the size asked for are used when it has any; otherwise
 all its samples, with execution scaled by the CPU share (``min(1, cpu)``, one thread) where

@@ -271,12 +271,19 @@ class Session:
         task.add_done_callback(self._recording.discard)
 
     async def _recorded(self) -> None:
-        """Waits for the recordings in progress (at most ``RECORD_WAIT_S``: a history store
-        that hangs must not hang the session)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(RECORD_WAIT_S):
-                while self._recording:
-                    await asyncio.gather(*self._recording, return_exceptions=True)
+        """Waits for the recordings in progress, at most ``RECORD_WAIT_S`` (a history store
+        that hangs must not hang the session). It only waits: a recording is never cancelled
+        here, and one that ended leaves the set even before its callback ran."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_WAIT_S
+        while True:
+            for task in [t for t in self._recording if t.done()]:
+                self._recording.discard(task)
+            pending = [t for t in self._recording if t.get_loop() is loop]
+            left = deadline - loop.time()
+            if not pending or left <= 0:
+                return
+            await asyncio.wait(pending, timeout=left)
 
     def simulate(
         self,

@@ -95,3 +95,23 @@ def test_assignment_with_unknown_task_is_an_error() -> None:
 def test_assignment_with_bad_types_is_an_error() -> None:
     with pytest.raises(TypeError, match="worker id must be an int"):
         shoal.compute(mix(1), scheduler="sync", plan={0: "w1"})  # type: ignore[dict-item]
+
+
+@given(dags(), st.data())
+def test_random_dag_with_random_clustering(
+    outs: list[shoal.Node[Any]], data: st.DataObject
+) -> None:
+    """Clustering any tasks' fan-outs, with any limit, among random pins: same result."""
+    from shoal.graph import freeze
+    from shoal.optimizations import Cluster
+    from shoal.planning import Plan, TaskPlan
+
+    n = len(freeze(outs).graph)
+    plan = {}
+    for t in range(n):
+        worker = data.draw(st.one_of(st.none(), st.integers(0, 2)))
+        limit = data.draw(st.one_of(st.none(), st.integers(1, 3)))
+        if worker is not None or data.draw(st.booleans()):
+            plan[t] = TaskPlan(worker, None, [Cluster(limit)] if data.draw(st.booleans()) else [])
+    scheduler = data.draw(st.sampled_from(["sync", "threads"]))
+    assert shoal.compute(*outs, scheduler=scheduler, plan=Plan(plan)) == evaluate(*outs)

@@ -12,7 +12,7 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from . import backends
+from . import backends, optimizations
 from .config import Settings
 from .errors import (
     ConfigError,
@@ -77,6 +77,7 @@ __all__ = [
     "backends",
     "compute",
     "map",
+    "optimizations",
     "simulate",
     "task",
 ]

@@ -157,6 +157,8 @@ class Graph:
         """A copy whose plan table is exactly this plan (tasks not named: flexible, unplanned)."""
     def plan_of(self, id: int) -> TaskPlan:
         """Task ``id``'s planned worker, size and optimizations."""
+    def optimized(self) -> dict[int, list[Optimization]]:
+        """``{task: [optimizations]}`` for every task the plan gives some."""
     def worker_size(self, worker: int) -> Size | None:
         """The planned size of ``worker``, if the plan gives one."""
     def planned_workers(self) -> list[WorkerPlan]: ...

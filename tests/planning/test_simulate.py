@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import shoal
 from shoal.graph import freeze
-from shoal.planning import Plan
+from shoal.optimizations import Cluster
+from shoal.planning import Plan, TaskPlan
 from shoal.planning.simulate import Platform, critical_path, simulate
 from test_random_dags import dags
 
@@ -123,6 +124,28 @@ def test_one_slot_runs_a_fan_out_one_task_after_another() -> None:
     sim2 = simulate(g, q2, Platform(slots=1, warm=0), ident)
     assert q2.calls[0] == "cold" and sim2.cold_starts == 1
     assert sim2.makespan_s == pytest.approx(0.9 + 0.05 * len(sim2.workers))
+
+
+def test_a_clustered_fan_out_is_simulated_on_the_worker_that_ran_its_source() -> None:
+    @shoal.task
+    def leaf(seed: int, i: int) -> int:
+        return seed + i
+
+    @shoal.task
+    def total(*xs: int) -> int:
+        return sum(xs)
+
+    seed = leaf(0, 0)
+    node = total(*[leaf(seed, i) for i in range(6)])
+    g, q, ident = _setup([node], [0.1])
+    plain = simulate(g, q, Platform(slots=3), ident)
+    # Without it: the fan-out goes to other workers, three at a time.
+    assert len(plain.workers) > 1 and plain.makespan_s == pytest.approx(0.4)
+    g, q, ident = _setup([node], [0.1], Plan({0: TaskPlan(None, None, [Cluster()])}))
+    sim = simulate(g, q, Platform(slots=3), ident)
+    assert len(sim.workers) == 1
+    assert len({times.worker for times in sim.tasks.values()}) == 1
+    assert sim.makespan_s == pytest.approx(0.8)  # eight tasks of 0.1 s, one after another
 
 
 def test_a_pinned_chain_waits_on_its_inbox_and_gives_its_slot_up() -> None:

@@ -10,6 +10,8 @@ import pytest
 import shoal
 from shoal.backends.inprocess import InProcess
 from shoal.graph import freeze
+from shoal.optimizations import Cluster, check
+from shoal.optimizations.policy import OptimizingPolicy, policy_for
 from shoal.planning import Optimization, Plan, TaskPlan
 from shoal.runtime.machine import (
     Complete,
@@ -99,6 +101,7 @@ def test_placement_is_the_policys_shares_go_to_one_worker_each() -> None:
 def test_a_policy_reads_the_plan() -> None:
     src = f(1)
     g = freeze([f(src, i) for i in range(4)]).graph
+    shoal.optimizations.register("stay", lambda params: None)
     stay = Optimization("stay")
     planned = Plan({3: TaskPlan(None, None, [stay]), 4: TaskPlan(None, None, [stay])}).apply(g)
     m = machine(planned, StayWhenPlanned(), [0])
@@ -108,6 +111,93 @@ def test_a_policy_reads_the_plan() -> None:
     assert [i.start for i in ins if isinstance(i, Invoke)] == [[2]]
     assert ins[-1] == Execute(3, 1, {0: 1}, [])
     assert list(m.ready) == [4, 1]
+
+
+def fan_out_machine(plan: Plan, width: int, parallelism: int | None) -> WorkerMachine:
+    src = f(1)
+    g = plan.apply(freeze([f(src, i) for i in range(width)]).graph)
+    return machine(g, policy_for(g, parallelism), [0])
+
+
+def test_without_optimizations_the_worker_gets_the_default_policy() -> None:
+    g = freeze([f(f(1))]).graph
+    assert type(policy_for(g, 2)) is DefaultPolicy
+    planned = Plan({0: TaskPlan(None, None, [Cluster()])}).apply(g)
+    assert isinstance(policy_for(planned, 2), OptimizingPolicy)
+
+
+def test_cluster_keeps_the_whole_fan_out_and_says_so_on_every_kept_task() -> None:
+    m = fan_out_machine(Plan({0: TaskPlan(None, None, [Cluster()])}), 4, parallelism=2)
+    [complete] = m.handle(Executed(0, 1, {}))
+    assert isinstance(complete, Complete) and complete.acted == ()  # it acted on others
+    ins = m.handle(Completed(0, done([1, 2, 3, 4])))
+    assert not any(isinstance(i, Invoke) for i in ins)  # no share left for another worker
+    assert ins[-1] == Execute(1, 1, {0: 1}, [])
+    assert list(m.ready) == [2, 3, 4]
+    for t in (1, 2, 3, 4):
+        [c] = m.handle(Executed(t, t, {}))
+        assert isinstance(c, Complete) and c.acted == ("cluster",), t
+        m.handle(Completed(t, done()))
+
+
+def test_without_cluster_the_same_fan_out_is_split_across_workers() -> None:
+    m = fan_out_machine(Plan(), 4, parallelism=2)
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done([1, 2, 3, 4])))
+    assert sorted(t for i in ins if isinstance(i, Invoke) for t in i.start) == [2, 3, 4]
+    [c] = m.handle(Executed(1, 1, {}))
+    assert isinstance(c, Complete) and c.acted == ()
+
+
+def test_cluster_with_a_limit_keeps_that_many_and_shares_out_the_rest() -> None:
+    m = fan_out_machine(Plan({0: TaskPlan(None, None, [Cluster(max_tasks=2)])}), 6, None)
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done([1, 2, 3, 4, 5, 6])))
+    assert [i.start for i in ins if isinstance(i, Invoke)] == [[3, 4], [5, 6]]
+    assert ins[-1] == Execute(1, 1, {0: 1}, []) and list(m.ready) == [2]
+
+
+def test_cluster_does_not_move_a_pinned_workers_tasks() -> None:
+    src = f(1)
+    g = freeze([f(src, i) for i in range(3)]).graph
+    planned = Plan({0: TaskPlan(7, None, [Cluster()])}).apply(g)
+    config = MachineConfig.plain("w-pinned")
+    config.policy = policy_for(planned, 2)
+    m = WorkerMachine(planned.subdag_for(7, [0]), 7, config)
+    m.handle(Started([0], {}))
+    m.handle(Executed(0, 1, {}))
+    ins = m.handle(Completed(0, done([1, 2, 3])))
+    # As without it: a pinned worker hands its flexible consumers on.
+    assert sorted(t for i in ins if isinstance(i, Invoke) for t in i.start) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda: Cluster(max_tasks=0), "max_tasks must be an integer >= 1"),
+        (lambda: Cluster(max_tasks=True), "max_tasks must be an integer >= 1"),
+        (
+            lambda: check(Optimization("cluster", {"limit": 3})),
+            r"unknown parameter\(s\) \['limit'\]",
+        ),
+        (
+            lambda: check(Optimization("clustre")),
+            "unknown optimization 'clustre'; known: .*cluster",
+        ),
+        (lambda: check("cluster"), "must be a shoal.planning.Optimization"),
+        (lambda: shoal.optimizations.register("", lambda p: None), "non-empty string"),
+        (lambda: shoal.optimizations.register("cluster", lambda p: None), "registered already"),
+    ],
+)
+def test_bad_optimizations_are_refused_with_what_is_wrong(make: Any, says: str) -> None:
+    with pytest.raises(shoal.UsageError, match=says):
+        make()
+
+
+def test_a_plan_with_a_misspelt_optimization_is_refused_before_it_runs() -> None:
+    g = freeze([f(f(1))]).graph
+    with pytest.raises(shoal.UsageError, match="plan entry of task 0: unknown optimization"):
+        Plan({0: TaskPlan(None, None, [Optimization("clustre")])}).apply(g)
 
 
 def test_a_policy_cannot_leave_an_input_behind() -> None:

@@ -5,9 +5,11 @@ The simulated run goes as a real one does, deciding with the same code:
 - counting is :class:`~shoal.storage.state.RunState` (the memory store's transitions): each
   completion counts its consumers down and says which became ready, which pinned workers
   receive their first task (their inboxes), and when the run is complete;
-- where ready flexible tasks go is the worker policy (:class:`~shoal.runtime.policy.
-  DefaultPolicy`, with the platform's parallelism): the completing worker keeps one share and
-  invokes a worker per other share; a run's roots are split into shares as at submission;
+- where ready flexible tasks go is the worker policy the runtime uses
+  (:func:`~shoal.optimizations.policy.policy_for`, with the platform's parallelism): the
+  completing worker keeps one share and invokes a worker per other share, unless the plan's
+  optimizations say otherwise (a ``cluster`` keeps them all); a run's roots are split into
+  shares as at submission;
 - the platform (:class:`Platform`) runs at most ``slots`` workers at once; an invocation waits
   for a free slot, takes an idle process if one was used within ``keep_warm_s`` (a warm start)
   or starts a new one (a cold start);
@@ -38,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import _core
+from ..optimizations.policy import policy_for
 from ..runtime.elements import MapView, view
-from ..runtime.policy import DefaultPolicy
 from ..runtime.resources import task_memory_mb
 from ..runtime.shares import split
 from ..storage.base import Completion, Downstream, Expansion
@@ -121,7 +123,7 @@ class Simulation:
 
 @dataclass(eq=False)
 class _Worker:
-    """A simulated worker: what :class:`DefaultPolicy` reads of a machine (``worker``,
+    """A simulated worker: what the worker policy reads of a machine (``worker``,
     ``graph``, ``ready``) plus its schedule."""
 
     label: str
@@ -174,7 +176,7 @@ class _Sim:
         g = self.graph
         self.maps = g if isinstance(g, MapView) else None
         self.state = RunState(outputs_left=len(set(g.outputs)), clock=lambda: 0.0)
-        self.policy = DefaultPolicy(self.platform.slots)
+        self.policy = policy_for(g, self.platform.slots)
         self.outputs = set(g.outputs)
         self.down: dict[int, list[Downstream]] = {}
         self.idle = [(0.0, set()) for _ in range(self.platform.warm)]

@@ -163,6 +163,9 @@ class MapView:
         planned = self.core.plan_of(self._map_of(task))
         return _core.TaskPlan(None, planned.size, planned.optimizations)
 
+    def optimized(self) -> dict[int, list[_core.Optimization]]:
+        return self.core.optimized()
+
     def fn_name(self, task: int) -> str:
         return self.core.fn_name(task if task < DYNAMIC else self._map_of(task))
 

@@ -392,6 +392,8 @@ class WorkerMachine:
         self._uses: dict[int, int] = {}
         #: The task whose start rides with the completion that is out (see ``Complete.then``).
         self._riding: Execute | None = None
+        #: Optimizations that acted on a task before it completed (its placement, its fetch).
+        self._acted: dict[int, tuple[str, ...]] = {}
 
     def handle(self, event: MachineEvent) -> list[Instruction]:
         """The one entry point: what to do next after ``event``."""
@@ -543,6 +545,9 @@ class WorkerMachine:
         out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
         encoded = self._encoded.pop(task, None)
         placement = self.policy.place(self, task, result.ready)
+        if placement.acted:
+            for t in placement.keep:
+                self._acted_on(t, placement.acted)
         riding, self._riding = self._riding, None
         started = riding if riding is not None and result.started is not None else None
         if started is not None:  # it runs here next: it started with this completion
@@ -623,6 +628,8 @@ class WorkerMachine:
                 f"policy {type(self.policy).__name__} fetches {fetch.inputs} for task {task}, "
                 f"which needs {missing}: every missing input must be fetched"
             )
+        if fetch.acted:
+            self._acted_on(task, fetch.acted)
         if mark:
             self.state[task] = TaskState.RUNNING
         return Execute(task, self.attempts.get(task, 0) + 1, local, fetch.inputs)
@@ -649,7 +656,14 @@ class WorkerMachine:
         completion = Completion(
             task, output, decision.must_store, down, is_output, self.worker, gathers=tuple(gathers)
         )
-        return completion, decision.acted
+        acted = self._acted.pop(task, ())
+        if decision.acted:
+            acted = tuple(dict.fromkeys((*acted, *decision.acted)))
+        return completion, acted
+
+    def _acted_on(self, task: int, kinds: tuple[str, ...]) -> None:
+        known = self._acted.get(task, ())
+        self._acted[task] = tuple(dict.fromkeys((*known, *kinds)))
 
     def _release_inputs(self, task: int) -> None:
         """Drops upstream values whose consumers in this subDAG are all done here. The

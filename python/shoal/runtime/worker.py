@@ -36,6 +36,7 @@ from ..backends.base import Resources
 from ..config import Settings
 from ..errors import PayloadError
 from ..metrics.upload import MetricsBuffer, parse_upload
+from ..optimizations.policy import policy_for
 from ..persist import READS_KEPT_VALUE
 from ..serialize import dumps_value, error_place, loads_leaf, loads_value, value_place
 from ..signing import context, seal, unseal
@@ -69,7 +70,6 @@ from .machine import (
     WaitInbox,
     WorkerMachine,
 )
-from .policy import DefaultPolicy
 from .reports import Reporter, StartInfo, SubdagInfo, worker_label
 from .resources import resources_for, worker_resources
 
@@ -214,7 +214,7 @@ class _Shell:
             retry_backoff_s=self.settings.retry_backoff_s,
             encode=functools.partial(_encode, self.run_id),
             jitter=random.random,
-            policy=DefaultPolicy(self.backend.capabilities.parallelism),
+            policy=policy_for(graph, self.backend.capabilities.parallelism),
         )
         inv = self.inv
         self.graph = graph

@@ -3,7 +3,8 @@
 use crate::errors::{graph_err, payload_err};
 use crate::fill::PyBuilder;
 use crate::records::{
-    PyDownstream, PyMapSpec, PyShapeKind, PySize, PyTaskOptions, PyTaskPlan, PyWorkerPlan,
+    PyDownstream, PyMapSpec, PyOptimization, PyShapeKind, PySize, PyTaskOptions, PyTaskPlan,
+    PyWorkerPlan,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -117,6 +118,21 @@ impl PyGraph {
         Ok(PyTaskPlan {
             inner: self.inner.plan_of(id).map_err(graph_err)?,
         })
+    }
+
+    /// `{task: [optimizations]}` for every task the plan gives some (the others have none):
+    /// a worker's policy reads it once instead of asking task by task.
+    fn optimized(&self) -> std::collections::BTreeMap<TaskId, Vec<PyOptimization>> {
+        self.inner
+            .plan()
+            .tasks
+            .iter()
+            .filter(|p| !p.optimizations.is_empty())
+            .map(|p| {
+                let opts = p.optimizations.iter().cloned();
+                (p.task, opts.map(|inner| PyOptimization { inner }).collect())
+            })
+            .collect()
     }
 
     /// The planned size of worker `worker`, if the plan gives one.

@@ -74,6 +74,31 @@ def test_p95_covers_95_percent_of_the_samples() -> None:
     assert 0.93 <= covered <= 0.97
 
 
+def acted_sample(y: float, acted: tuple[str, ...]) -> TaskSample:
+    found = sample(1000, y)
+    found.optimizations = acted
+    return found
+
+
+def test_optimized_tasks_get_a_model_of_their_own_only_when_the_evidence_says_so() -> None:
+    rng = random.Random(3)
+    plain = [acted_sample(0.010 * rng.uniform(0.9, 1.1), ()) for _ in range(60)]
+    twice = [acted_sample(0.020 * rng.uniform(0.9, 1.1), ("cluster",)) for _ in range(60)]
+    p = Predictions.from_history(view_of(plain + twice))
+    assert set(p.functions["m:f", "c"].by_optimizations) == {(), ("cluster",)}
+    assert p.exec_s("m:f", "c", 1000, acted=("cluster",)) == pytest.approx(0.020, rel=0.05)
+    assert p.exec_s("m:f", "c", 1000) == pytest.approx(0.010, rel=0.05)
+    # The same distribution with and without: one history serves both.
+    same = [acted_sample(0.010 * rng.uniform(0.9, 1.1), ("cluster",)) for _ in range(60)]
+    q = Predictions.from_history(view_of(plain + same))
+    assert q.functions["m:f", "c"].by_optimizations == {}
+    both = q.exec_s("m:f", "c", 1000, acted=("cluster",))
+    assert both == q.exec_s("m:f", "c", 1000) == pytest.approx(0.010, rel=0.05)
+    # Too few optimized samples to judge: pooled as well.
+    few = Predictions.from_history(view_of(plain + twice[:2]))
+    assert few.functions["m:f", "c"].by_optimizations == {}
+
+
 def test_without_history_defaults_stand_in_and_say_so() -> None:
     p = Predictions.from_history(HistoryView())
     assert p.exec_s("m:g", "x", 100) == p.defaults.exec_s

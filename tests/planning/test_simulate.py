@@ -25,8 +25,18 @@ class Fixed:
     latency: float = 0.0
     start: float = 0.0
     calls: list[str] = field(default_factory=list)
+    #: What the simulation said acted on each task it asked about.
+    acted: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
+    def exec_s(
+        self,
+        fn: str,
+        code: str,
+        input_bytes: float,
+        cpu: float | None = None,
+        acted: tuple[str, ...] = (),
+    ) -> float:
+        self.acted[code] = acted
         return self.exec_by_task[code]
 
     def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:
@@ -145,6 +155,8 @@ def test_a_clustered_fan_out_is_simulated_on_the_worker_that_ran_its_source() ->
     sim = simulate(g, q, Platform(slots=3), ident)
     assert len(sim.workers) == 1
     assert len({times.worker for times in sim.tasks.values()}) == 1
+    # Predictions are asked with what acted: the kept fan-out, not its source or the fan-in.
+    assert q.acted == {str(t): ("cluster",) if 1 <= t <= 6 else () for t in range(8)}
     assert sim.makespan_s == pytest.approx(0.8)  # eight tasks of 0.1 s, one after another
 
 

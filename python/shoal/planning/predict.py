@@ -219,6 +219,10 @@ class FunctionModel:
     count: int = 0
     #: Extra seconds of a function's first call in a process (imports, caches warming).
     first_call_s: float = 0.0
+    #: Execution by the optimizations that acted (a sorted tuple of kinds; () for none),
+    #: when the evidence says they differ (see :func:`_by_optimizations`); else empty, and
+    #: ``exec`` stands for every task of the function.
+    by_optimizations: dict[tuple[str, ...], Line] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,11 +310,19 @@ class Predictions:
     def known(self, fn: str, code: str) -> bool:
         return (fn, code) in self.functions
 
-    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float:
+    def exec_s(
+        self,
+        fn: str,
+        code: str,
+        input_bytes: float,
+        cpu: float | None = None,
+        acted: tuple[str, ...] = (),
+    ) -> float:
+        """``acted``: the optimizations that act on the task (sorted kinds)."""
         m = self.functions.get((fn, code))
         if m is None:
             return self.defaults.exec_s
-        t = self._scaled(m.exec, input_bytes)
+        t = self._scaled(m.by_optimizations.get(acted, m.exec), input_bytes)
         target = cpu if cpu is not None else self.cpu
         if target is not None and m.cpu is not None:
             t *= min(1.0, m.cpu) / min(1.0, target)
@@ -438,13 +450,34 @@ def _function_model(
     out_lines = fit_lines(
         [(float(s.input_bytes), float(s.output_bytes)) for s in samples], out_sums
     )
+    pooled = best(exec_lines)
     return FunctionModel(
         f.fn,
         f.code,
-        best(exec_lines),
+        pooled,
         best(out_lines),
         exec_lines,
         sample_cpu,
         int(sums["n"]),
         first_extra,
+        _by_optimizations(later, pooled),
     )
+
+
+def _by_optimizations(samples: Sequence[TaskSample], pooled: Line) -> dict[tuple[str, ...], Line]:
+    """Separate models of execution for the tasks optimizations acted on and the others, when
+    the evidence asks for it: each group with samples enough gets its own model, and they are
+    kept only if their leave-one-out error (weighted by group size) beats the pooled model's
+    by the same 5 % margin a more complex model must win by. Otherwise one history serves
+    optimized and plain runs alike (what the examples show: ``docs/planning.md``)."""
+    groups: dict[tuple[str, ...], list[tuple[float, float]]] = {}
+    for s in samples:
+        groups.setdefault(tuple(sorted(s.optimizations)), []).append(
+            (float(s.input_bytes), s.exec_s)
+        )
+    if len(groups) < 2 or any(len(g) < MIN_SAMPLES for g in groups.values()):
+        return {}
+    lines = {key: best(fit_lines(g, robust=True)) for key, g in groups.items()}
+    total = sum(len(g) for g in groups.values())
+    split = sum(lines[k].loo_error * len(g) for k, g in groups.items()) / total
+    return lines if split < pooled.loo_error * 0.95 else {}

@@ -56,7 +56,14 @@ class Quantities(Protocol):
     """What the simulation asks of predictions (:class:`.predict.Predictions`, or a sampler
     of them for Monte-Carlo)."""
 
-    def exec_s(self, fn: str, code: str, input_bytes: float, cpu: float | None = None) -> float: ...
+    def exec_s(
+        self,
+        fn: str,
+        code: str,
+        input_bytes: float,
+        cpu: float | None = None,
+        acted: tuple[str, ...] = (),
+    ) -> float: ...
 
     def output_bytes(self, fn: str, code: str, input_bytes: float) -> float: ...
 
@@ -179,6 +186,8 @@ class _Sim:
         self.policy = policy_for(g, self.platform.slots)
         self.outputs = set(g.outputs)
         self.down: dict[int, list[Downstream]] = {}
+        #: The optimizations that acted on each task, as placement said (sorted kinds).
+        self.acted: dict[int, tuple[str, ...]] = {}
         self.idle = [(0.0, set()) for _ in range(self.platform.warm)]
 
     def at(self, t: float, action: Callable[[float], None]) -> None:
@@ -267,7 +276,7 @@ class _Sim:
             ex, out = known
         else:
             # The models are in fetched bytes: what a task's record counts as its input.
-            ex = self.q.exec_s(fn, code, fetched, cpu)
+            ex = self.q.exec_s(fn, code, fetched, cpu, self.acted.get(task, ()))
             out = self.q.output_bytes(fn, code, fetched)
             if (fn, code) not in w.process:
                 ex += self.q.first_call_s(fn, code)
@@ -304,6 +313,10 @@ class _Sim:
         placed = self.policy.place(w, task, result.ready) if result.ready else None  # type: ignore[arg-type]
         if placed is not None:
             w.ready.extend(placed.keep)
+            if placed.acted:  # as the worker machine reports them: on the tasks kept
+                kinds = tuple(sorted(placed.acted))
+                for r in placed.keep:
+                    self.acted[r] = kinds
             for share in placed.invoke:
                 self.invoke(t, self._flexible(share))
         for pw in result.invoke_workers:

@@ -189,6 +189,11 @@ def pair(x: int, y: int) -> int:
     return x + y
 
 
+@shoal.task
+def total_of(*xs: int) -> int:
+    return sum(xs)
+
+
 def test_show_prints_planned_vs_actual_and_what_if_replays_the_run(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -219,3 +224,34 @@ def test_show_prints_planned_vs_actual_and_what_if_replays_the_run(
     assert as_ran > 0 and on_one > 0
     unknown = shoal_cli("what-if", "no-such-run", "--metrics", store)
     assert unknown.returncode != 0 and "has no replay in this history" in unknown.stderr
+
+
+def test_show_takes_bytes_from_buffered_metrics_and_names_the_optimizations_that_acted(
+    redis_url: str,
+) -> None:
+    from shoal.graph import freeze
+    from shoal.optimizations import Cluster
+    from shoal.planning import Plan, TaskPlan
+
+    def fan() -> shoal.Node[int]:
+        seed = leaf(7)
+        return total_of(*[pair(seed, i) for i in range(4)])
+
+    g = freeze([fan()]).graph
+    [seed] = g.roots()
+    plan = Plan({seed: TaskPlan(None, None, [Cluster()])})
+    # ``exit``: bytes and optimizations travel in TASK_METRICS, apart from the completions.
+    settings = shoal.Settings(metrics="exit")
+    with shoal.Session(redis_url=redis_url, settings=settings, progress=False) as s:
+        run = s.submit(fan(), plan=plan)
+        assert run.result() == (sum(8 + i for i in range(4)),)
+    shown = shoal_cli("show", run.id, "--redis", redis_url)
+    assert shown.returncode == 0, shown.stderr
+    lines = [ln.split() for ln in shown.stdout.splitlines()]
+    rows = [ln for ln in lines if ln and ln[0] == "pair"]
+    assert len(rows) == 4 and "optimized" in shown.stdout
+    assert all(row[-1] == "cluster" for row in rows)
+    [total] = [ln for ln in lines if ln and ln[0] == "total_of"]
+    # Its output is requested, so stored: the buffered record has its size (the completion
+    # itself says 0 under this strategy).
+    assert total[-2] == "B" and int(total[-3]) > 0 and total[-1] == "chained", total

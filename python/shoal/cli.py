@@ -330,6 +330,10 @@ def _tasks_table(
         if e.start_kind:
             current[e.worker] = e.start_kind
         kind_of[(e.task, e.attempt)] = e.start_kind or ("chained" if e.worker in current else "")
+    # A buffered upload strategy sends a completion's bytes and optimizations apart from it.
+    buffered = {(e.task, e.attempt, e.worker): e for e in evs if isinstance(e, events.TaskMetrics)}
+    done = [e for e in evs if isinstance(e, events.TaskCompleted)]
+    acted = any(e.optimizations for e in done) or any(e.optimizations for e in buffered.values())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task", overflow="fold")
     table.add_column("worker", overflow="fold")
@@ -338,9 +342,14 @@ def _tasks_table(
     if predicted:  # planned vs actual: the plan's execution of each task
         table.add_column("plan ms", justify="right", no_wrap=True)
     table.add_column("start", no_wrap=True)
-    for ev in evs:
-        if not isinstance(ev, events.TaskCompleted) or ev.start is None or ev.end is None:
+    if acted:
+        table.add_column("optimized", no_wrap=True)
+    for ev in done:
+        if ev.start is None or ev.end is None:
             continue  # a gathered map: its elements have the timings
+        found: events.TaskCompleted | events.TaskMetrics = buffered.get(
+            (ev.task, ev.attempt, ev.worker), ev
+        )
         element = ev.name.endswith("]") and "[" in ev.name
         worker = ev.worker.partition(":")[2] if len(hosts) == 1 else ev.worker
         row = [
@@ -348,13 +357,15 @@ def _tasks_table(
             worker,
             f"+{ev.start - t0:.3f}",
             f"{(ev.end - ev.start) * 1000:.2f}",
-            _size(ev.input_bytes),
-            _size(ev.output_bytes),
+            _size(found.input_bytes),
+            _size(found.output_bytes),
         ]
         if predicted:
             plan = predicted.get(ev.task)
             row.append("-" if plan is None else f"{(plan[1] - plan[0]) * 1000:.2f}")
         row.append(kind_of.get((ev.task, ev.attempt), ""))
+        if acted:
+            row.append(",".join(found.optimizations))
         table.add_row(*row)
     return table
 

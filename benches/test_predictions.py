@@ -9,9 +9,11 @@ Per example, on a fresh history (a directory store shared by the sessions of tha
 
 Reported per example: the median over the fresh runs of |predicted - actual| / actual of the
 makespan (RUN_SUBMITTED to RUN_COMPLETED), and the median over tasks of the same error of each
-task's execution time, for shoal's predictor (per function, the better of a mean and a line in
-input bytes) and for the baseline (the mean of past samples of the function), and which model
-the predictor chose how often. Times are printed, never asserted.
+task's execution time, for shoal's predictor (per function, the best of a mean, a median and
+a line in input bytes) and for the baseline (the mean of past samples of the function); the
+noise floor (the makespan error of predicting each fresh run by the median of all of them, in
+hindsight: no prediction made before a run beats the spread of the runs themselves); and
+which model the predictor chose how often. Times are printed, never asserted.
 
 Run:  .venv/bin/pytest benches/test_predictions.py -q -s -p no:cacheprovider
 """
@@ -129,6 +131,13 @@ def errors(record: RunRecord, plan: Any) -> tuple[float, float]:
     return abs(sim.makespan_s - actual) / actual, statistics.median(per_task)
 
 
+def floor(actuals: list[float]) -> float:
+    """The makespan error of hindsight: predicting every fresh run by the median of all of
+    them. No predictor made before a run can beat the spread of the runs themselves."""
+    mid = statistics.median(actuals)
+    return statistics.median(abs(mid - a) / a for a in actuals)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report() -> Iterator[None]:
     yield
@@ -141,6 +150,7 @@ def report() -> Iterator[None]:
             f"{r['predicted']:.3f}",
             f"{r['makespan']:.1%}",
             f"{r['base_makespan']:.1%}",
+            f"{r['floor']:.1%}",
             f"{r['task']:.1%}",
             f"{r['base_task']:.1%}",
             r["models"],
@@ -153,6 +163,7 @@ def report() -> Iterator[None]:
         "pred s",
         "makespan err",
         "baseline",
+        "noise floor",
         "task exec err",
         "baseline",
         "models (mean/median/linear)",
@@ -194,6 +205,7 @@ def test_predictions_of_an_example(name: str) -> None:
         "predicted": statistics.median(found["p"]),
         "makespan": statistics.median(found["m"]),
         "base_makespan": statistics.median(found["bm"]),
+        "floor": floor(found["a"]),
         "task": statistics.median(found["t"]),
         "base_task": statistics.median(found["bt"]),
         "models": "/".join(str(chosen.count(k)) for k in ("mean", "median", "linear")),

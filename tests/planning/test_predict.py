@@ -12,7 +12,7 @@ import shoal
 from shoal.errors import UsageError
 from shoal.metrics.history import FunctionHistory, HistoryView, SizeHistory, _sums, size_key
 from shoal.metrics.records import StartSample, TaskSample
-from shoal.planning.predict import Predictions, best, fit_lines, parse_sla
+from shoal.planning.predict import Predictions, best, differs, fit_lines, parse_sla
 
 
 def sample(x: int, y: float, out: int = 10, gap: float | None = 0.0004) -> TaskSample:
@@ -97,6 +97,53 @@ def test_optimized_tasks_get_a_model_of_their_own_only_when_the_evidence_says_so
     # Too few optimized samples to judge: pooled as well.
     few = Predictions.from_history(view_of(plain + twice[:2]))
     assert few.functions["m:f", "c"].by_optimizations == {}
+
+
+def test_two_groups_differ_only_with_a_real_shift_and_enough_samples() -> None:
+    rng = random.Random(11)
+    base = [rng.lognormvariate(-7, 0.3) for _ in range(300)]
+    same = [rng.lognormvariate(-7, 0.3) for _ in range(300)]
+    assert not differs(base, same)
+    assert differs(base, [2 * y for y in same])
+    # Significant with this many samples, but 3 % changes no plan.
+    assert not differs(base * 20, [1.03 * y for y in base * 20])
+    assert not differs(base, [2 * y for y in same[:2]])  # too few to judge
+    assert not differs([0.001] * 50, [0.001] * 50)  # ties throughout
+
+
+@given(st.lists(st.floats(1e-6, 1.0), min_size=3, max_size=60), st.floats(1.5, 4.0))
+def test_a_group_never_differs_from_itself_and_a_scaled_copy_of_a_spread_group_does(
+    ys: list[float], factor: float
+) -> None:
+    assert not differs(ys, list(ys))
+    if len(ys) >= 20 and len(set(ys)) == len(ys):
+        assert differs(ys, [factor * y for y in ys]) == (differs([factor * y for y in ys], ys))
+
+
+def sized_sample(y: float, memory_mb: int) -> TaskSample:
+    found = sample(1000, y)
+    found.memory_mb = memory_mb
+    return found
+
+
+def two_sizes(a: list[TaskSample], b: list[TaskSample]) -> HistoryView:
+    sizes = {size_key(512, None): SizeHistory(_sums(a), a)}
+    sizes[size_key(1536, None)] = SizeHistory(_sums(b), b)
+    return HistoryView({("m:f", "c"): FunctionHistory("m:f", "c", sizes)}, [])
+
+
+def test_a_size_gets_its_own_model_only_when_its_samples_say_it_runs_differently() -> None:
+    rng = random.Random(5)
+    small = [sized_sample(0.010 * rng.uniform(0.8, 1.2), 512) for _ in range(150)]
+    # One run at a new size that runs as fast: every size's samples count.
+    alike = [sized_sample(0.010 * rng.uniform(0.8, 1.2), 1536) for _ in range(20)]
+    p = Predictions.from_history(two_sizes(small, alike), memory_mb=1536)
+    assert p.functions["m:f", "c"].count == 170
+    # A size that runs twice as fast: its own samples.
+    faster = [sized_sample(0.005 * rng.uniform(0.8, 1.2), 1536) for _ in range(20)]
+    q = Predictions.from_history(two_sizes(small, faster), memory_mb=1536)
+    assert q.functions["m:f", "c"].count == 20
+    assert q.exec_s("m:f", "c", 1000) == pytest.approx(0.005, rel=0.1)
 
 
 def test_without_history_defaults_stand_in_and_say_so() -> None:

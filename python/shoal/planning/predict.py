@@ -26,10 +26,11 @@ bytes. Starts are the
 platform's start samples: cold ones by how many other cold starts were under way, warm ones,
 and the hand-over of a slot one invocation left to the next.
 
-Worker size: a function's samples at the size asked for are used when it has any; otherwise
-all its samples, with execution scaled by the CPU share (``min(1, cpu)``, one thread) where
-both sizes state one. Memory alone does not change execution on one machine until sizes are
-enforced, so samples at other memory sizes count as they are.
+Worker size: a function's samples at the size asked for are used alone when they differ from
+its other sizes' samples by evidence (:func:`differs`: a rank test and a 10 % effect); otherwise
+all of them, with execution scaled by the CPU share (``min(1, cpu)``, one thread) where both
+sizes state one. Memory alone does not change execution on one machine until sizes are
+enforced, so one run at a new size does not throw away the runs at the others.
 
 **SLA** (``"average"`` or a percentile such as ``"p95"``): each quantity is its fitted value
 times the SLA's quantile of the leave-one-out ratios ``actual / predicted`` of its samples,
@@ -411,13 +412,33 @@ def _cold_by_overlap(starts: Iterable[StartSample]) -> tuple[tuple[float, ...], 
 def _function_model(
     f: FunctionHistory, memory_mb: int | None, cpu: float | None
 ) -> FunctionModel | None:
-    chosen: list[SizeHistory] = []
+    """The model at the size asked for: from that size's samples alone only when they differ
+    from the other sizes' by evidence (:func:`differs`); until then, and when sizes do not
+    change execution, every size's history counts."""
+    exact: list[SizeHistory] = []
     for key, sh in f.sizes.items():
         mb, c = parse_size(key)
         if (memory_mb is None or mb == memory_mb) and (cpu is None or c == cpu):
-            chosen.append(sh)
-    if not chosen:
-        chosen = list(f.sizes.values())
+            exact.append(sh)
+    everything = list(f.sizes.values())
+    if not exact or len(exact) == len(everything):
+        return _fitted(f, exact or everything)
+    own, pooled = _fitted(f, exact), _fitted(f, everything)
+    if own is None or pooled is None:
+        return own or pooled
+    here = [s.exec_s for sh in exact for s in sh.samples if not s.process_first]
+    kept = {id(sh) for sh in exact}
+    there = [
+        s.exec_s
+        for sh in everything
+        if id(sh) not in kept
+        for s in sh.samples
+        if not s.process_first
+    ]
+    return own if differs(here, there) else pooled
+
+
+def _fitted(f: FunctionHistory, chosen: list[SizeHistory]) -> FunctionModel | None:
     samples: list[TaskSample] = [s for sh in chosen for s in sh.samples]
     sums: dict[str, float] = {}
     for sh in chosen:
@@ -460,24 +481,57 @@ def _function_model(
         sample_cpu,
         int(sums["n"]),
         first_extra,
-        _by_optimizations(later, pooled),
+        _by_optimizations(later),
     )
 
 
-def _by_optimizations(samples: Sequence[TaskSample], pooled: Line) -> dict[tuple[str, ...], Line]:
+def _by_optimizations(samples: Sequence[TaskSample]) -> dict[tuple[str, ...], Line]:
     """Separate models of execution for the tasks optimizations acted on and the others, when
-    the evidence asks for it: each group with samples enough gets its own model, and they are
-    kept only if their leave-one-out error (weighted by group size) beats the pooled model's
-    by the same 5 % margin a more complex model must win by. Otherwise one history serves
-    optimized and plain runs alike (what the examples show: ``docs/planning.md``)."""
+    the evidence asks for it (:func:`differs`, between each group and the rest); otherwise
+    one history serves optimized and plain runs alike (what the examples show for most
+    functions: ``docs/planning.md``)."""
     groups: dict[tuple[str, ...], list[tuple[float, float]]] = {}
     for s in samples:
         groups.setdefault(tuple(sorted(s.optimizations)), []).append(
             (float(s.input_bytes), s.exec_s)
         )
-    if len(groups) < 2 or any(len(g) < MIN_SAMPLES for g in groups.values()):
+    if len(groups) < 2:
         return {}
-    lines = {key: best(fit_lines(g, robust=True)) for key, g in groups.items()}
-    total = sum(len(g) for g in groups.values())
-    split = sum(lines[k].loo_error * len(g) for k, g in groups.items()) / total
-    return lines if split < pooled.loo_error * 0.95 else {}
+    apart = any(
+        differs([y for _, y in g], [y for k, o in groups.items() if k != key for _, y in o])
+        for key, g in groups.items()
+    )
+    if not apart:
+        return {}
+    return {key: best(fit_lines(g, robust=True)) for key, g in groups.items()}
+
+
+#: How far apart two groups' medians must be to count (a 2 % shift is real with enough
+#: samples, and changes no plan).
+EFFECT = 0.10
+#: The two-sided z a rank test must pass (p < 0.003).
+Z_CRITICAL = 3.0
+
+
+def differs(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two groups of durations differ by evidence: a Mann-Whitney rank test (normal
+    approximation, ties ranked by their mean) at :data:`Z_CRITICAL`, and medians at least
+    :data:`EFFECT` apart. Written out here (a dozen lines) rather than adding SciPy for it."""
+    n1, n2 = len(a), len(b)
+    if n1 < MIN_SAMPLES or n2 < MIN_SAMPLES:
+        return False
+    ma, mb = statistics.median(a), statistics.median(b)
+    if abs(ma - mb) < EFFECT * max(ma, mb):
+        return False
+    ordered = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    rank_a, i = 0.0, 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j][0] == ordered[i][0]:
+            j += 1
+        mean_rank = (i + 1 + j) / 2  # ranks i+1 .. j share their mean
+        rank_a += mean_rank * sum(1 for k in range(i, j) if ordered[k][1] == 0)
+        i = j
+    u = rank_a - n1 * (n1 + 1) / 2
+    spread = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return abs(u - n1 * n2 / 2) / spread > Z_CRITICAL

@@ -94,6 +94,23 @@ def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
 def test_invocation_round_trip() -> None:
     inv = Invocation("run1", 3, (1, 2), b"graph", None, {7: b"\x01\x02"})
     assert Invocation.decode(inv.encode()) == inv
+    made = Invocation("run1", None, (4,), b"graph", None, invoked_by=2, invoked_at=1.7e9)
+    assert Invocation.decode(made.encode()) == made
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"invoked_by": -1}, "invoking task"),
+        ({"invoked_by": True}, "invoking task"),
+        ({"invoked_at": -3.0}, "invocation time"),
+        ({"invoked_at": "now"}, "invocation time"),
+    ],
+)
+def test_a_bad_invoker_is_named(fields: dict[str, object], says: str) -> None:
+    bad = Invocation("run1", None, (4,), b"graph", None, **fields)  # type: ignore[arg-type]
+    with pytest.raises(shoal.PayloadError, match=f"malformed invocation: bad {says}"):
+        Invocation.decode(bad.encode())
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,10 @@ class TaskStarted(Event):
     #: Encoded size of the subDAG the invocation carried or referenced, and its decode time.
     subdag_bytes: int | None = None
     subdag_decode_s: float | None = None
+    #: The task whose completion invoked this worker (None: submission or recovery), and the
+    #: invocation's latency: made by that worker -> this task announced, seconds.
+    invoked_by: int | None = None
+    invoke_s: float | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal import events
-from shoal.metrics.records import run_record
+from shoal.metrics.records import StartSample, run_record
 
 
 def entry(ev: events.Event, at: float) -> events.Event:
@@ -95,3 +95,51 @@ def test_a_run_that_did_not_complete_has_no_makespan() -> None:
     record = run_record("r2", evs)
     assert record.summary.state == "failed" and record.summary.makespan_s is None
     assert len(record.samples) == 1  # what completed was measured all the same
+
+
+def invoked(
+    task: int, worker: str, time: float, by: int, invoke: float, **kw: float
+) -> events.Event:
+    return entry(
+        events.TaskStarted(
+            task=task,
+            name="f",
+            worker=worker,
+            time=time,
+            start_kind="warm",
+            start_latency_s=kw.get("latency", 0.001),
+            queued_s=kw.get("queued", 0.0),
+            invoked_by=by,
+            invoke_s=invoke,
+        ),
+        time,
+    )
+
+
+def test_a_task_records_the_invocations_its_completion_made_and_the_latest_latency() -> None:
+    a, b, c = "h:1:x", "h:2:y", "h:3:z"
+    evs = [
+        entry(events.RunSubmitted(time=100.0, tasks=4, outputs=1), 100.0),
+        started(0, a, 100.01, "warm", latency=0.001),
+        completed(0, a, 100.02, 100.03, 100.04),
+        invoked(1, b, 100.05, by=0, invoke=0.010),
+        invoked(2, c, 100.09, by=0, invoke=0.050, queued=0.035),
+        completed(1, b, 100.06, 100.07, 100.08),
+        completed(2, c, 100.10, 100.11, 100.12),
+        started(3, a, 100.13),
+        completed(3, a, 100.14, 100.15, 100.16),
+        entry(events.RunCompleted(), 100.2),
+    ]
+    record = run_record("r1", evs)
+    by = record.by_task
+    assert by[0].invoked == 2 and by[0].invoke_s == pytest.approx(0.050)
+    assert all(by[t].invoked == 0 and by[t].invoke_s is None for t in (1, 2, 3))
+    made = [s for s in record.starts if s.invoked_by == 0]
+    assert sorted((s.invoke_s, s.queued_s) for s in made) == [(0.010, 0.0), (0.050, 0.035)]
+    [submitted] = [s for s in record.starts if s.invoked_by is None]
+    assert submitted.invoke_s is None
+    # The starts keep it through the history's packing.
+    back = [StartSample.unpack(s.pack()) for s in made]
+    assert [(s.invoked_by, s.invoke_s, s.queued_s) for s in back if s] == [
+        (None, s.invoke_s, s.queued_s) for s in made
+    ]

@@ -222,3 +222,15 @@ def test_a_session_records_its_runs_and_its_simulations_read_them(scheduler: str
         assert all(r.makespan_s is not None and r.makespan_s > 0 for r in runs)
         listed = {f.fn.rsplit(":", 1)[1]: f.count for f in s._run(history.listing())}
         assert listed == {"leaf": 3 * 16 + 32, "pair": 3 * 15 + 31}
+
+
+def test_an_invocations_dispatch_is_its_latency_less_its_queueing_and_its_start() -> None:
+    starts = [
+        StartSample("warm", 0.001, None, None, 0, 0.0, invoke_s=0.004 + q, queued_s=q)
+        for q in (0.0, 0.02, 0.05, 0.0)
+    ]
+    starts.append(StartSample("warm", 0.001, None, None, 0, 0.0))  # submitted: not known
+    p = Predictions.from_history(view_of([sample(0, 0.01)] * 5, starts))
+    assert p.dispatch == pytest.approx((0.003,) * 4)
+    assert p.dispatch_s() == pytest.approx(0.003)
+    assert Predictions.from_history(HistoryView()).dispatch_s() == p.defaults.dispatch_s

@@ -58,6 +58,9 @@ class Fixed:
         self.calls.append(kind)
         return self.start
 
+    def dispatch_s(self) -> float:
+        return 0.0
+
 
 def _setup(outs: list[shoal.Node[Any]], durations: list[float], plan: Plan | None = None) -> Any:
     frozen = freeze(outs).with_plan(plan)

@@ -148,7 +148,7 @@ def test_pinned_consumer_elsewhere_forces_storage_and_invocation() -> None:
     assert isinstance(comp, Complete)
     assert comp.completion.must_store
     ins = m.handle(Completed(0, CompletionResult(True, [], [7], False)))
-    assert ins[0] == Invoke(7, [], None)
+    assert ins[0] == Invoke(7, [], None, by=0)  # the invoked worker reports its latency
 
 
 def test_retries_then_failure_record() -> None:

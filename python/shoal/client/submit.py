@@ -18,9 +18,9 @@ from ..backends.base import Backend, Resources
 from ..config import Settings
 from ..graph import FrozenGraph
 from ..identity import function_ids, workflow_id
+from ..optimizations.policy import root_shares
 from ..runtime.invocation import Invocation
-from ..runtime.resources import resources_for, task_memory_mb, worker_resources
-from ..runtime.shares import split
+from ..runtime.resources import resources_for, worker_resources
 from ..serialize import seal_function
 from ..signing import const_place, context, seal
 from ..storage import keys
@@ -63,7 +63,7 @@ async def submit(
         else:
             pinned_roots.setdefault(w, []).append(root)
     parallelism = backend.capabilities.parallelism
-    for share in split(flexible_roots, parallelism, lambda t: task_memory_mb(graph, t)):
+    for share in root_shares(graph, flexible_roots, parallelism):
         handed.extend(keys.task_lease(root) for root in share)
         blob = graph.subdag_for(None, share).encode()
         res = resources_for(graph, share)

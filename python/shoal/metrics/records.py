@@ -62,6 +62,11 @@ class TaskSample:
     start_kind: str | None = None
     #: The first call of this function in its process (one-time costs: imports, caches).
     process_first: bool = False
+    #: The invocations its completion made (new workers, pinned workers started) and the
+    #: latest of their latencies: completion -> the last invoked worker's first task
+    #: announced. Recorded for the run; not kept in the history's samples (starts are).
+    invoked: int = 0
+    invoke_s: float | None = None
     #: Server times: start announced, function called and returned, completion recorded.
     announced: float = 0.0
     start: float = 0.0
@@ -135,6 +140,12 @@ class StartSample:
     #: that one's last completion to this one being ready (its exit, the pool's hand-over,
     #: the start): what a freed slot costs before its next invocation runs.
     handover_s: float | None = None
+    #: The task whose completion made the invocation (None: submission or recovery), and the
+    #: invocation's latency: made -> its first task announced (server clock).
+    invoked_by: int | None = None
+    invoke_s: float | None = None
+    #: Invocation queued -> handed to a process (the wait for a free slot).
+    queued_s: float | None = None
 
     def pack(self) -> list[Any]:
         return [
@@ -147,14 +158,29 @@ class StartSample:
             self.subdag_decode_s,
             self.overlap,
             None if self.handover_s is None else round(self.handover_s, 6),
+            None if self.invoke_s is None else round(self.invoke_s, 6),
+            None if self.queued_s is None else round(self.queued_s, 6),
         ]
 
     @classmethod
     def unpack(cls, raw: list[Any]) -> StartSample | None:
-        if not raw or raw[0] != FORMAT or len(raw) != 9:
+        # 9 items: recorded before invocation latencies were (they read as unknown).
+        if not raw or raw[0] != FORMAT or len(raw) not in (9, 11):
             return None
-        _, kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover = raw
-        return cls(kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover_s=handover)
+        _, kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover = raw[:9]
+        invoke, queued = raw[9:] if len(raw) == 11 else (None, None)
+        return cls(
+            kind,
+            latency,
+            boot,
+            mb,
+            sub_bytes,
+            sub_s,
+            overlap,
+            handover_s=handover,
+            invoke_s=invoke,
+            queued_s=queued,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +296,9 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                         ev.subdag_decode_s or 0.0,
                         ready=ev.time,
                         handover_s=handover,
+                        invoked_by=ev.invoked_by,
+                        invoke_s=ev.invoke_s,
+                        queued_s=ev.queued_s,
                     )
                 )
         elif isinstance(ev, events.TaskCompleted):
@@ -290,8 +319,22 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
             ended = (ev.type.removeprefix("RUN_").lower(), ev.at)
     samples = _with_gaps(samples)
     starts = _with_overlaps(starts)
+    _with_invocations(samples, starts)
     summary = replace(_summary(run_id, submitted, ended, workers, starts), widths=widths)
     return RunRecord(summary, samples, starts, {s.task: s for s in samples})
+
+
+def _with_invocations(samples: list[TaskSample], starts: list[StartSample]) -> None:
+    """Each task's downstream invocations: the starts its completion made, and the latest of
+    their latencies (a retried task's last attempt made them)."""
+    by_task = {s.task: s for s in samples}
+    for start in starts:
+        made_by = by_task.get(start.invoked_by) if start.invoked_by is not None else None
+        if made_by is None:
+            continue
+        made_by.invoked += 1
+        if start.invoke_s is not None:
+            made_by.invoke_s = max(made_by.invoke_s or 0.0, start.invoke_s)
 
 
 def _with_overlaps(starts: list[StartSample]) -> list[StartSample]:

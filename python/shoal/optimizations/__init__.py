@@ -12,8 +12,14 @@ nobody registered is refused, so a misspelt one does not silently do nothing):
 - :func:`Cluster` (``cluster``): when the task completes, its worker keeps the flexible tasks
   the completion made ready, instead of handing them to new workers: their inputs are local,
   and no invocation or start is paid for them.
+- :func:`Spread` (``spread``): the opposite; the ready tasks go to new workers
+  ``per_worker`` at a time, whatever the platform's parallelism (on a root: at the run's
+  start). ``Spread(1)`` everywhere is WUKONG's policy.
+
+One task carries at most one of the kinds that decide placement (``cluster``, ``spread``):
+two would override each other, so such a plan is refused.
 """
 
-from .kinds import KINDS, Cluster, check, register
+from .kinds import KINDS, Cluster, Spread, check, register
 
-__all__ = ["KINDS", "Cluster", "check", "register"]
+__all__ = ["KINDS", "Cluster", "Spread", "check", "register"]

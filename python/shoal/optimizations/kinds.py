@@ -25,19 +25,60 @@ def Cluster(max_tasks: int | None = None) -> Optimization:
     return found
 
 
-def _check_cluster(params: Params) -> None:
-    unknown = sorted(set(params) - {"max_tasks"})
-    if unknown:
-        raise UsageError(f"optimization 'cluster': unknown parameter(s) {unknown}")
-    limit = params.get("max_tasks")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+def Spread(per_worker: int = 1) -> Optimization:
+    """The opposite of :func:`Cluster`: when this task completes (or, on a root, when the run
+    starts), the flexible tasks that became ready go to workers ``per_worker`` at a time,
+    whatever the platform's parallelism; the completing worker keeps the first share.
+    ``Spread(1)`` on every task is WUKONG's policy (``shoal.planners.Wukong``)."""
+    found = Optimization("spread", {"per_worker": per_worker})
+    check(found)
+    return found
+
+
+def _positive(kind: str, name: str, value: object, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        more = " or None" if optional else ""
         raise UsageError(
-            f"optimization 'cluster': max_tasks must be an integer >= 1 or None, got {limit!r}"
+            f"optimization '{kind}': {name} must be an integer >= 1{more}, got {value!r}"
         )
 
 
+def _known(kind: str, params: Params, names: set[str]) -> None:
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise UsageError(f"optimization '{kind}': unknown parameter(s) {unknown}")
+
+
+def _check_cluster(params: Params) -> None:
+    _known("cluster", params, {"max_tasks"})
+    _positive("cluster", "max_tasks", params.get("max_tasks"), optional=True)
+
+
+def _check_spread(params: Params) -> None:
+    _known("spread", params, {"per_worker"})
+    _positive("spread", "per_worker", params.get("per_worker"), optional=False)
+
+
 #: Each kind's parameter check.
-KINDS: dict[str, Callable[[Params], None]] = {"cluster": _check_cluster}
+KINDS: dict[str, Callable[[Params], None]] = {"cluster": _check_cluster, "spread": _check_spread}
+#: Kinds that decide where a completion's ready tasks go: one task may carry one of them.
+PLACEMENT = {"cluster", "spread"}
+
+
+def check_together(optimizations: list[Optimization]) -> None:
+    """Optimizations of one task compose; two that would decide the same thing are refused
+    rather than one silently winning."""
+    placing = sorted({o.kind for o in optimizations} & PLACEMENT)
+    if len(placing) > 1:
+        raise UsageError(
+            f"optimizations {placing} both decide where ready tasks go: give a task one"
+        )
+    kinds = [o.kind for o in optimizations]
+    twice = sorted({k for k in kinds if kinds.count(k) > 1})
+    if twice:
+        raise UsageError(f"optimization {twice[0]!r} is given twice")
 
 
 def register(kind: str, checker: Callable[[Params], None]) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..runtime.machine import WorkerMachine
 
 _CLUSTER = "cluster"
+_SPREAD = "spread"
 
 
 def policy_for(graph: _core.Graph | MapView, parallelism: int | None) -> Policy:
@@ -59,6 +60,9 @@ class OptimizingPolicy(DefaultPolicy):
         return found or {}
 
     def place(self, machine: WorkerMachine, completed: int, ready: list[int]) -> Placement:
+        spread = self._of(machine, completed).get(_SPREAD)
+        if spread is not None:
+            return self._spread(machine, ready, spread)
         cluster = self._of(machine, completed).get(_CLUSTER)
         if cluster is None or machine.worker is not None:
             # Clustering acts on flexible workers: a pinned worker's tasks are the plan's.
@@ -73,3 +77,37 @@ class OptimizingPolicy(DefaultPolicy):
         rest = [t for t in ready if t not in kept]
         shares = split(rest, self.parallelism, lambda t: task_memory_mb(graph, t), len(keep))
         return Placement(keep, shares, acted=(_CLUSTER,))
+
+    def _spread(self, machine: WorkerMachine, ready: list[int], params: Params) -> Placement:
+        me, graph = machine.worker, machine.graph
+        keep = [t for t in ready if me is not None and graph.worker(t) == me]
+        flexible = [t for t in ready if graph.worker(t) is None]
+        per = params.get("per_worker")
+        shares = _chunks(flexible, per if isinstance(per, int) else 1)
+        if me is None and shares:
+            keep = shares.pop(0)
+        return Placement(keep, shares, acted=(_SPREAD,) if flexible else ())
+
+
+def root_shares(
+    graph: _core.Graph | MapView, roots: list[int], parallelism: int | None
+) -> list[list[int]]:
+    """How a run's flexible roots go to its first workers: ``per_worker`` at a time when
+    every one of them carries a ``spread``, else shares by the platform's parallelism
+    (:func:`~shoal.runtime.shares.split`)."""
+    table = graph.optimized()
+    pers: set[object] = set()
+    for r in roots:
+        found = next((o for o in table.get(r, ()) if o.kind == _SPREAD), None)
+        if found is None:
+            pers.clear()
+            break
+        pers.add(found.params.get("per_worker"))
+    if roots and len(pers) == 1:
+        (per,) = pers
+        return _chunks(roots, per if isinstance(per, int) else 1)
+    return split(roots, parallelism, lambda t: task_memory_mb(graph, t))
+
+
+def _chunks(tasks: list[int], size: int) -> list[list[int]]:
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]

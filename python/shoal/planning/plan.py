@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .. import _core
 from ..errors import UsageError
 from ..optimizations.kinds import check as check_optimization
+from ..optimizations.kinds import check_together
 
 Size = _core.Size
 TaskPlan = _core.TaskPlan
@@ -107,11 +108,12 @@ class Plan:
                     f"plan entry of task {task} must be a shoal.planning.TaskPlan, "
                     f"got {type(p).__name__}"
                 )
-            for optimization in p.optimizations:
-                try:
+            try:
+                for optimization in p.optimizations:
                     check_optimization(optimization)
-                except UsageError as e:
-                    raise UsageError(f"plan entry of task {task}: {e}") from None
+                check_together(p.optimizations)
+            except UsageError as e:
+                raise UsageError(f"plan entry of task {task}: {e}") from None
         for worker, size in self.workers.items():
             _check_id("worker id", worker)
             if not isinstance(size, Size):

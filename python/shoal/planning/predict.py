@@ -68,6 +68,7 @@ class Defaults:
     output_bytes: int = 64
     cold_start_s: float = 0.3
     warm_start_s: float = 0.002
+    dispatch_s: float = 0.002
 
 
 def parse_sla(sla: str | float) -> float | None:
@@ -242,6 +243,9 @@ class Predictions:
     cold_by_overlap: tuple[tuple[float, ...], ...]
     #: A freed slot's hand-over to the next invocation (see ``StartSample.handover_s``).
     handover: tuple[float, ...] = ()
+    #: What an invocation takes besides its queueing and its start: made -> queued (the
+    #: subDAG's store, the hand-off, the push) and ready -> its first task announced.
+    dispatch: tuple[float, ...] = ()
     quantile: float | None = None
     defaults: Defaults = field(default_factory=Defaults)
     #: Sizes (memory MB, cpu) the models are for; None: whatever size was seen.
@@ -286,6 +290,7 @@ class Predictions:
             _starts(view.starts, "warm"),
             _cold_by_overlap(view.starts),
             tuple(sorted(s.handover_s for s in view.starts if s.handover_s is not None)),
+            _dispatch(view.starts),
             q,
             defaults or Defaults(),
             memory_mb,
@@ -366,6 +371,15 @@ class Predictions:
             values = self.handover or self.warm_start
         if not values:
             return self.defaults.cold_start_s if kind == "cold" else self.defaults.warm_start_s
+        return self._pick(values)
+
+    def dispatch_s(self) -> float:
+        """An invocation's cost besides its wait for a slot and its start (see ``dispatch``)."""
+        return self._pick(self.dispatch) if self.dispatch else self.defaults.dispatch_s
+
+    def _pick(self, values: tuple[float, ...]) -> float:
+        """The mean of sorted ``values``, at the SLA (never below the mean from the median
+        up), or one of them drawn (a sampler)."""
         if self.rng is not None:
             return values[self.rng.randrange(len(values))]
         mean = statistics.fmean(values)
@@ -388,6 +402,17 @@ class Predictions:
         """These predictions drawing one plausible value of each quantity per ask (seeded):
         one Monte-Carlo simulation's worth."""
         return replace(self, rng=Random(seed))
+
+
+def _dispatch(starts: Iterable[StartSample]) -> tuple[float, ...]:
+    """Each recorded invocation's latency less its queueing and its start."""
+    return tuple(
+        sorted(
+            max(0.0, s.invoke_s - (s.queued_s or 0.0) - s.latency_s)
+            for s in starts
+            if s.invoke_s is not None
+        )
+    )
 
 
 def _starts(starts: Iterable[StartSample], kind: str) -> tuple[float, ...]:

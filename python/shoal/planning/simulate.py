@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import _core
-from ..optimizations.policy import policy_for
+from ..optimizations.policy import policy_for, root_shares
 from ..runtime.elements import MapView, view
 from ..runtime.resources import task_memory_mb
-from ..runtime.shares import split
 from ..storage.base import Completion, Downstream, Expansion
 from ..storage.state import RunState, Step
 
@@ -76,6 +75,8 @@ class Quantities(Protocol):
     def store_s(self, output_bytes: float) -> float: ...
 
     def start_s(self, kind: str, overlap: int = 0) -> float: ...
+
+    def dispatch_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,10 @@ class _Sim:
         if w.kind == "cold":  # processes starting at once share the cores
             overlap = sum(1 for ready in self.starting if ready > t)
         kind = "handover" if handover and w.kind == "warm" else w.kind
-        w.begin = t + self.q.start_s(kind, overlap)
+        # A hand-over's samples run from the slot's last completion to the next task: they
+        # hold the invocation's dispatch already.
+        dispatch = 0.0 if kind == "handover" else self.q.dispatch_s()
+        w.begin = t + self.q.start_s(kind, overlap) + dispatch
         # Its lifetime counts from the start of its process when cold (as a run's record
         # does), from when it was ready when warm.
         w.started = t if w.kind == "cold" else w.begin
@@ -405,7 +409,7 @@ def simulate(
             flexible.append(root)
         else:
             pinned_roots.setdefault(w, []).append(root)
-    for share in split(flexible, platform.slots, lambda x: task_memory_mb(graph, x)):
+    for share in root_shares(graph, flexible, platform.slots):
         sim.invoke(0.0, sim._flexible(share))
     for w, roots in pinned_roots.items():
         pw = sim._pinned(w)

@@ -14,7 +14,7 @@ from ..errors import PayloadError
 from ..signing import seal, unseal, unverified_payload
 
 _MAGIC = b"SHI"
-_VERSION = 3
+_VERSION = 4
 #: The signing place of every invocation (:mod:`shoal.signing`): the run id is inside, under
 #: the same signature.
 PLACE = "invocation"
@@ -42,6 +42,10 @@ class Invocation:
     skip: tuple[int, ...] = ()
     #: The run's metrics upload strategy (``Settings.metrics``; "": the worker's own).
     metrics: str = ""
+    #: The task whose completion made this invocation (None: submission or recovery), and
+    #: when it was made (server clock): the invoked worker reports the invocation's latency.
+    invoked_by: int | None = None
+    invoked_at: float | None = None
 
     def encode(self) -> bytes:
         body = [
@@ -55,6 +59,8 @@ class Invocation:
             list(self.resume),
             list(self.skip),
             self.metrics,
+            self.invoked_by,
+            self.invoked_at,
         ]
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return seal(_MAGIC + bytes([_VERSION]) + packed, PLACE)
@@ -78,7 +84,10 @@ class Invocation:
             raise PayloadError(f"cannot decode invocation: unsupported version {data[3]}")
         try:
             body = msgpack.unpackb(data[4:], raw=False, strict_map_key=False)
-            run_id, worker, start, subdag, name, inputs, recompute, resume, skip, metrics = body
+            run_id, worker, start, subdag, name, inputs, recompute, resume, skip, metrics = body[
+                :10
+            ]
+            invoked_by, invoked_at = body[10:]
             inv = Invocation(
                 run_id,
                 worker,
@@ -90,6 +99,8 @@ class Invocation:
                 tuple(resume),
                 tuple(skip),
                 metrics,
+                invoked_by,
+                invoked_at,
             )
         except Exception as e:
             raise PayloadError(f"cannot decode invocation: {type(e).__name__}: {e}") from e
@@ -121,6 +132,11 @@ def _check(inv: Invocation) -> None:
         problems.append("subDAG name")
     if not isinstance(inv.metrics, str):
         problems.append("metrics strategy")
+    if inv.invoked_by is not None and not ids_ok([inv.invoked_by]):
+        problems.append("invoking task")
+    at = inv.invoked_at
+    if at is not None and (not isinstance(at, float | int) or isinstance(at, bool) or at < 0):
+        problems.append("invocation time")
     if not ids_ok(list(inv.inputs)) or not all(isinstance(v, bytes) for v in inv.inputs.values()):
         problems.append("inline inputs")
     if problems:

@@ -278,6 +278,8 @@ class Invoke:
     #: A subDAG cut for the new worker (flexible), or None to use the stored one (pinned).
     subdag: _core.Graph | MapView | None
     inputs: dict[int, bytes] = field(default_factory=dict)
+    #: The task whose completion made it (for the invoked worker's report of its latency).
+    by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,7 +544,7 @@ class WorkerMachine:
         if not result.first and task in self.recompute:
             self._ready_after_recompute(task)
         self._release_inputs(task)
-        out: list[Instruction] = [Invoke(w, [], None) for w in result.invoke_workers]
+        out: list[Instruction] = [Invoke(w, [], None, by=task) for w in result.invoke_workers]
         encoded = self._encoded.pop(task, None)
         placement = self.policy.place(self, task, result.ready)
         if placement.acted:
@@ -565,7 +567,7 @@ class WorkerMachine:
                 self.state[t] = TaskState.HANDED_OFF
                 if t >= DYNAMIC:
                     self._element_inputs(t, inputs)
-            out.append(Invoke(None, share, self.graph.subdag_for(None, share), inputs))
+            out.append(Invoke(None, share, self.graph.subdag_for(None, share), inputs, task))
         out.extend([started] if started is not None else self._next())
         return out
 

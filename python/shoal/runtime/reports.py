@@ -81,6 +81,9 @@ class Reporter:
     start: StartInfo | None
     subdag: SubdagInfo | None
     tally: Tally = field(default_factory=Tally)
+    #: The task whose completion invoked this worker, and when (server clock); reported once.
+    invoked_by: int | None = None
+    invoked_at: float | None = None
     #: A loaded function's identity, by its blob's hash (see :func:`function_identity`).
     identity_of: Callable[[bytes], FunctionId | None] | None = None
     #: Function identity per task, asked of the graph once (the binding allocates strings).
@@ -95,6 +98,8 @@ class Reporter:
     def started(self, graph: Graph, task: int, attempt: int, now: float) -> events.Fields:
         start, sub = self.start, self.subdag
         self.start = self.subdag = None  # once per invocation
+        by, at = self.invoked_by, self.invoked_at
+        self.invoked_by = self.invoked_at = None
         record = events.TaskStarted(
             task=task,
             name=graph.name(task),
@@ -110,6 +115,8 @@ class Reporter:
             cpu=None if start is None else start.cpu,
             subdag_bytes=None if sub is None else sub.bytes,
             subdag_decode_s=None if sub is None else sub.decode_s,
+            invoked_by=by,
+            invoke_s=None if at is None else round(max(0.0, now - at), 6),
         )
         return events.encode(record)
 

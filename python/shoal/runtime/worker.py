@@ -225,6 +225,8 @@ class _Shell:
             self.start_info,
             subdag,
             identity_of=self.caches.identity_of,
+            invoked_by=inv.invoked_by,
+            invoked_at=inv.invoked_at,
         )
         renewing = asyncio.ensure_future(self._renew_leases())
         uploading = None
@@ -620,6 +622,7 @@ class _Shell:
 
     async def _invoke(self, batch: list[Invoke]) -> None:
         items: list[tuple[bytes, Resources | None]] = []
+        made = self.caches.now()  # the invoked workers report their latency from here
         for ins in batch:
             if ins.subdag is None:
                 assert ins.worker is not None
@@ -630,6 +633,8 @@ class _Shell:
                     None,
                     f"w{ins.worker}",
                     metrics=self.inv.metrics,
+                    invoked_by=ins.by,
+                    invoked_at=made,
                 )
                 items.append((inv.encode(), worker_resources(self.graph, ins.worker, ins.start)))
                 continue
@@ -642,6 +647,8 @@ class _Shell:
                 name,
                 ins.inputs,
                 metrics=self.inv.metrics,
+                invoked_by=ins.by,
+                invoked_at=made,
             )
             items.append((inv.encode(), resources_for(ins.subdag, ins.start)))
         # Covered until their workers start, so a lost invocation is recovered; handed off

@@ -30,6 +30,7 @@ BAD: dict[str, tuple[list[object], list[str]]] = {
     ),
     "crash_attempts": ([0, -1, 2.5, "3", True], ["0", "-2", "three", "2.5", ""]),
     "metrics": ([3, b"task", "always", "every:0", "count:-2"], ["", "hourly", "every:", "exit:2"]),
+    "planner": ([3, b"default", "fastest", "Wukong"], ["", "uniform()", "heft"]),
 }
 
 #: Per setting: the smallest accepted value (the bound itself where it is inclusive) and the
@@ -41,6 +42,7 @@ EDGES: dict[str, list[object]] = {
     "max_value_bytes": [1, REDIS_MAX_VALUE],
     "crash_attempts": [1, 3, 1000],
     "metrics": ["task", "exit", "off", "every:0.001", "count:1"],
+    "planner": ["default", "uniform", "simple", "wukong", "none"],
 }
 
 ARGUMENT_CASES = [(name, bad) for name, (args, _env) in BAD.items() for bad in args]

@@ -191,8 +191,10 @@ def test_run_events_carry_timings_and_start_kinds(session: shoal.Session) -> Non
     assert starts and {e.start_kind for e in starts} <= {"cold", "warm"}
     assert all(e.start_latency_s is not None and e.start_latency_s >= 0 for e in starts)
     assert all(e.subdag_bytes is not None and e.subdag_bytes > 0 for e in starts)
-    # Flexible workers send no WORKER_EXITED (their time is their tasks').
-    assert kinds["WORKER_EXITED"] == 0
+    # Pinned workers (the planner's) send WORKER_EXITED, possibly after RUN_COMPLETED, where
+    # run.events() stops; flexible ones none (their time is their tasks').
+    pinned = {e.worker for e in starts if e.worker_id is not None}
+    assert kinds["WORKER_EXITED"] <= len(pinned)
     # The makespan, on the server's clock: submission to completion.
     submitted, completed = events[0], next(e for e in events if e.type == "RUN_COMPLETED")
     assert submitted.type == "RUN_SUBMITTED" and completed.at >= submitted.at > 0

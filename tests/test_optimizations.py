@@ -29,7 +29,7 @@ def clustered(node: Any) -> Plan:
     return Plan({seed: TaskPlan(None, None, [Cluster()])})
 
 
-def run(redis_url: str, plan: Plan | None) -> tuple[Any, list[TaskCompleted], Any, Plan]:
+def run(redis_url: str, plan: Plan) -> tuple[Any, list[TaskCompleted], Any, Plan]:
     node = fan_out.fan_out(WIDTH)
     with shoal.Session(
         redis_url=redis_url, backend=LocalProcesses(max_workers=2), progress=False
@@ -65,7 +65,7 @@ def test_cluster_keeps_a_fan_out_on_its_sources_worker_and_records_that_it_acted
 def test_without_it_the_same_fan_out_is_shared_and_nothing_says_it_acted(
     redis_url: str,
 ) -> None:
-    value, done, record, simulated = run(redis_url, None)
+    value, done, record, simulated = run(redis_url, Plan())  # all flexible, no planner
     assert value == fan_out.reference(WIDTH)
     assert all(e.optimizations == () for e in done)
     assert all(s.optimizations == () for s in record.samples)

@@ -95,7 +95,9 @@ def test_a_run_that_gives_up_frees_the_slots_of_its_hung_tasks(
     server: EmbeddedServer, how: str
 ) -> None:
     backend = LocalProcesses(max_workers=2, abandon_grace_s=0.2)
-    with shoal.Session(redis_url=server.url, backend=backend, progress=False) as s:
+    # Flexible, so each root has a worker of its own (a planner may put them on one, where
+    # the hung one would keep the failing one from running).
+    with shoal.Session(redis_url=server.url, backend=backend, progress=False, planner="none") as s:
         for _ in range(2):  # each run leaves a hung task on one of the two slots
             if how == "timeout":
                 with pytest.raises(shoal.RunTimeout):

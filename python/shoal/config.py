@@ -67,6 +67,15 @@ def _upload(text: str) -> object:
     return parse_upload(text)
 
 
+def _planner(text: str) -> object:
+    from .planners import by_name
+
+    try:
+        return by_name(text)
+    except Exception as e:
+        raise ConfigError(str(e)) from None
+
+
 def _setting(default: int | float | str, bounds: Bounds | Text) -> Any:
     return field(default=default, metadata={"bounds": bounds})
 
@@ -88,6 +97,9 @@ class Settings:
     ``metrics``: when workers upload their metric records (:mod:`shoal.metrics.upload`):
     ``task`` (with each completion, the default: nothing lost when a worker dies), ``exit``,
     ``every:<seconds>``, ``count:<n>``, ``off``.
+    ``planner``: the planner a run uses when none is given (:mod:`shoal.planners`):
+    ``default`` (groups tasks by structure, by measured costs once there is history),
+    ``uniform``, ``simple``, ``wukong``, or ``none`` (every task flexible).
     ``crash_attempts``: a task whose workers die while running it (``os._exit``, a segfault,
     out of memory, a lost host) fails the run after this many crashes, or ``retries`` + 1 if
     that is more (Dask and Ray also stop at 3).
@@ -105,6 +117,7 @@ class Settings:
     max_value_bytes: int = _setting(REDIS_MAX_VALUE, Bounds(int, 0, True, REDIS_MAX_VALUE))
     crash_attempts: int = _setting(3, Bounds(int, 1))
     metrics: str = _setting("task", Text(_upload, "task, exit, every:<seconds>, count:<n> or off"))
+    planner: str = _setting("default", Text(_planner, "default, uniform, simple, wukong or none"))
 
     def __post_init__(self) -> None:
         self.check()

@@ -38,10 +38,17 @@ from .client.watchdog import watch
 from .config import Settings, check_redis_url, redact_url
 from .errors import ConfigError, StorageError, TaskError, UsageError
 from .graph import FrozenGraph, freeze
-from .metrics.history import History
+from .metrics.history import History, HistoryView
 from .metrics.upload import parse_upload
 from .persist import DEFAULT_TTL_S, Persisted, persist
-from .planning.forecast import forecast, frozen_workflow, identities, load_predictions
+from .planners import NAMES, Planner, Problem, by_name, planned
+from .planning.forecast import (
+    forecast,
+    frozen_workflow,
+    functions_of,
+    identities,
+    load_predictions,
+)
 from .planning.plan import Plan
 from .planning.predict import Predictions, parse_sla
 from .planning.simulate import platform_of
@@ -62,6 +69,8 @@ B = TypeVar("B")
 C = TypeVar("C")
 #: A plan, or {task id: worker id} pins (as a planner would make).
 PlanLike = Plan | Mapping[int, int] | None
+#: A planner object, or its name (``shoal.planners.NAMES``, or ``none``); None: the session's.
+PlannerLike = Planner | str | None
 
 
 class Session:
@@ -84,6 +93,7 @@ class Session:
         settings: Settings | None = None,
         progress: bool | None = None,
         metrics_url: str | None = None,
+        planner: PlannerLike = None,
         _borrow: WorkerContext | None = None,
     ) -> None:
         if storage is not None and redis_url is not None:
@@ -105,6 +115,10 @@ class Session:
         self._server: EmbeddedServer | None = None
         self._metrics_url = metrics_url
         metrics_place(metrics_url)  # a bad URL fails here, not after a run
+        #: The planner of runs given no plan or planner (None: every task flexible).
+        self.planner: Planner | None = _planner(
+            planner if planner is not None else self.settings.planner
+        )
         self._recorder: Recorder | bool | None = False  # False: not opened yet
         #: Recordings of ended runs still being written (tasks on the session's loop).
         self._recording: set[asyncio.Future[Any]] = set()
@@ -165,11 +179,24 @@ class Session:
     # Typed for one to three nodes (the value types of the tuple), then any number.
     @overload
     def compute(
-        self, a: Node[A], /, *, plan: PlanLike = None, timeout: float | None = None
+        self,
+        a: Node[A],
+        /,
+        *,
+        plan: PlanLike = None,
+        planner: PlannerLike = None,
+        timeout: float | None = None,
     ) -> tuple[A]: ...
     @overload
     def compute(
-        self, a: Node[A], b: Node[B], /, *, plan: PlanLike = None, timeout: float | None = None
+        self,
+        a: Node[A],
+        b: Node[B],
+        /,
+        *,
+        plan: PlanLike = None,
+        planner: PlannerLike = None,
+        timeout: float | None = None,
     ) -> tuple[A, B]: ...
     @overload
     def compute(
@@ -180,22 +207,28 @@ class Session:
         /,
         *,
         plan: PlanLike = None,
+        planner: PlannerLike = None,
         timeout: float | None = None,
     ) -> tuple[A, B, C]: ...
     @overload
     def compute(
-        self, *nodes: Node[Any], plan: PlanLike = None, timeout: float | None = None
+        self,
+        *nodes: Node[Any],
+        plan: PlanLike = None,
+        planner: PlannerLike = None,
+        timeout: float | None = None,
     ) -> tuple[Any, ...]: ...
 
     def compute(
         self,
         *nodes: Node[Any],
         plan: PlanLike = None,
+        planner: PlannerLike = None,
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """Runs the graph ending in ``nodes``; returns their values as a tuple."""
         check_timeout(timeout)
-        frozen = self._freeze(nodes, plan)
+        frozen = self._freeze(nodes, plan, planner)
         if not nodes:
             return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
@@ -289,18 +322,20 @@ class Session:
         self,
         *nodes: Node[Any],
         plan: PlanLike = None,
+        planner: PlannerLike = None,
         sla: str = "average",
         samples: int = 32,
         seed: int = 0,
     ) -> Plan:
-        """The plan for ``nodes`` (``plan``, default: every task flexible) with its predicted
-        run on this session's platform, from the history of earlier runs: per task ready,
-        start and end, per worker lifetime, the makespan (and its Monte-Carlo P50/P95 over
-        ``samples`` draws, seeded), critical path and GB-seconds. ``sla``: ``"average"`` or a
-        percentile such as ``"p95"``, applied toward the slower side of every quantity. Hand
-        the result to ``compute(plan=...)`` to run it; the run records its predictions."""
+        """The plan for ``nodes`` (``plan``; else ``planner``'s, default the session's) with
+        its predicted run on this session's platform, from the history of earlier runs: per
+        task ready, start and end, per worker lifetime, the makespan (and its Monte-Carlo
+        P50/P95 over ``samples`` draws, seeded), critical path and GB-seconds. ``sla``:
+        ``"average"`` or a percentile such as ``"p95"``, applied toward the slower side of
+        every quantity. Hand the result to ``compute(plan=...)`` to run it; the run records
+        its predictions."""
         parse_sla(sla)
-        frozen = self._freeze(nodes, plan)
+        frozen = self._freeze(nodes, plan, planner)
         if not nodes:
             raise UsageError("simulate() needs at least one node")
         identity = identities(frozen)
@@ -324,12 +359,16 @@ class Session:
         )
 
     async def compute_async(
-        self, *nodes: Node[Any], plan: PlanLike = None, timeout: float | None = None
+        self,
+        *nodes: Node[Any],
+        plan: PlanLike = None,
+        planner: PlannerLike = None,
+        timeout: float | None = None,
     ) -> tuple[Any, ...]:
         """``compute()`` for asyncio code: awaits the run without blocking the caller's loop.
         Cancelling the awaiting task cancels the run (as Ctrl-C does for ``compute()``)."""
         check_timeout(timeout)
-        frozen = self._freeze(nodes, plan)
+        frozen = self._freeze(nodes, plan, planner)
         if not nodes:
             return ()
         progress = RunProgress(len(frozen.graph), "shoal", self.progress)
@@ -372,9 +411,15 @@ class Session:
             raise UsageError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
         return persist(self, node, float(ttl_s), timeout)
 
-    def submit(self, *nodes: Node[Any], plan: Plan | Mapping[int, int] | None = None) -> Run:
-        """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`."""
-        frozen = self._freeze(nodes, plan)
+    def submit(
+        self,
+        *nodes: Node[Any],
+        plan: Plan | Mapping[int, int] | None = None,
+        planner: PlannerLike = None,
+    ) -> Run:
+        """Starts the graph ending in ``nodes`` and returns at once with a :class:`Run`:
+        under ``plan``, else under ``planner``'s plan (default: the session's planner)."""
+        frozen = self._freeze(nodes, plan, planner)
         if not nodes:
             raise ConfigError("submit() needs at least one node")
 
@@ -395,11 +440,38 @@ class Session:
             watcher.cancel()
 
     def _freeze(
-        self, nodes: tuple[Node[Any], ...], plan: Plan | Mapping[int, int] | None
+        self,
+        nodes: tuple[Node[Any], ...],
+        plan: Plan | Mapping[int, int] | None,
+        planner: PlannerLike = None,
     ) -> FrozenGraph:
         if self._closed:
             raise ConfigError("this Session is closed")
-        return freeze(nodes, self.settings).with_plan(plan)
+        if plan is not None and planner is not None:
+            raise UsageError("pass either plan= or planner=, not both")
+        frozen = freeze(nodes, self.settings).with_plan(plan)
+        if plan is not None or not nodes:
+            return frozen
+        chosen = self.planner if planner is None else _planner(planner)
+        if chosen is None:
+            return frozen
+        return frozen.with_plan(self._plan(frozen, chosen))
+
+    def _plan(self, frozen: FrozenGraph, planner: Planner) -> Plan:
+        """``planner``'s plan for ``frozen``, from this session's history (none: defaults)."""
+        identity = identities(frozen)
+        history = self.history
+        workflow = frozen_workflow(frozen)
+
+        async def known() -> HistoryView:
+            if history is None:
+                return HistoryView()
+            return await history.load(functions_of(frozen.graph, identity), workflow)
+
+        view = self._run(known())
+        widths = dict(view.runs[0].widths) if view.runs else {}
+        problem = Problem(frozen.graph, identity, view, platform_of(self.backend), widths=widths)
+        return planned(problem, planner)
 
     async def _ensure_started(self, frozen: FrozenGraph) -> None:
         if self._start_lock is None:
@@ -531,14 +603,31 @@ def _close_default_session() -> None:
 atexit.register(_close_default_session)
 
 
+def _planner(planner: Planner | str) -> Planner | None:
+    if isinstance(planner, str):
+        return by_name(planner)
+    if not callable(getattr(planner, "plan", None)) or not isinstance(
+        getattr(planner, "name", None), str
+    ):
+        raise UsageError(
+            f"planner must be a planner object (with .name and .plan(problem)) or a name "
+            f"({', '.join([*NAMES, 'none'])}), got {type(planner).__name__}"
+        )
+    return planner
+
+
 def _compute_in_worker(
-    worker: WorkerContext, nodes: tuple[Node[Any], ...], plan: PlanLike, timeout: float | None
+    worker: WorkerContext,
+    nodes: tuple[Node[Any], ...],
+    plan: PlanLike,
+    planner: PlannerLike,
+    timeout: float | None,
 ) -> tuple[Any, ...]:
     """A task's own ``compute()``: on its worker's store and platform (see
     :mod:`shoal.runtime.context`); in ``sync`` mode, a sync run of its own."""
     if worker.inline:
         with Session.for_scheduler("sync") as s:
-            return s.compute(*nodes, plan=plan, timeout=timeout)
+            return s.compute(*nodes, plan=plan, planner=planner, timeout=timeout)
     borrowed = Session(
         storage=worker.storage,
         backend=worker.backend,
@@ -547,7 +636,7 @@ def _compute_in_worker(
         _borrow=worker,
     )
     with borrowed:
-        return borrowed.compute(*nodes, plan=plan, timeout=timeout)
+        return borrowed.compute(*nodes, plan=plan, planner=planner, timeout=timeout)
 
 
 @overload
@@ -558,6 +647,7 @@ def compute(
     scheduler: str | None = None,
     session: Session | None = None,
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     timeout: float | None = None,
 ) -> tuple[A]: ...
 @overload
@@ -569,6 +659,7 @@ def compute(
     scheduler: str | None = None,
     session: Session | None = None,
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     timeout: float | None = None,
 ) -> tuple[A, B]: ...
 @overload
@@ -581,6 +672,7 @@ def compute(
     scheduler: str | None = None,
     session: Session | None = None,
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     timeout: float | None = None,
 ) -> tuple[A, B, C]: ...
 @overload
@@ -589,6 +681,7 @@ def compute(
     scheduler: str | None = None,
     session: Session | None = None,
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     timeout: float | None = None,
 ) -> tuple[Any, ...]: ...
 
@@ -598,6 +691,7 @@ def compute(
     scheduler: str | None = None,
     session: Session | None = None,
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     timeout: float | None = None,
 ) -> tuple[Any, ...]:
     """Computes several nodes over one shared graph; returns a tuple of their values.
@@ -605,35 +699,39 @@ def compute(
     ``scheduler``: ``"processes"`` (the default session: Redis + worker processes), ``"sync"``
     (in-process, one task at a time) or ``"threads"``. ``session``: an explicit
     :class:`Session`. ``plan``: a :class:`~shoal.planning.Plan`, or ``{task_id: worker_id}``
-    to pin tasks to workers (as a planner would). ``timeout``: seconds before
+    to pin tasks to workers. ``planner``: a planner (:mod:`shoal.planners`) or its name, for
+    this run instead of the session's (``SHOAL_PLANNER``, default ``"default"``).
+    ``timeout``: seconds before
     :class:`~shoal.RunTimeout`.
     """
     if session is not None and scheduler is not None:
         raise ConfigError("pass either scheduler= or session=, not both")
     if session is not None:
-        return session.compute(*nodes, plan=plan, timeout=timeout)
+        return session.compute(*nodes, plan=plan, planner=planner, timeout=timeout)
     worker = current() if scheduler is None else None
     if worker is not None:  # inside a task: where the task's own run goes
-        return _compute_in_worker(worker, nodes, plan, timeout)
+        return _compute_in_worker(worker, nodes, plan, planner, timeout)
     scheduler = scheduler or _defaults["scheduler"]
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if scheduler == "processes":
-        return default_session().compute(*nodes, plan=plan, timeout=timeout)
+        return default_session().compute(*nodes, plan=plan, planner=planner, timeout=timeout)
     with Session.for_scheduler(scheduler) as s:
-        return s.compute(*nodes, plan=plan, timeout=timeout)
+        return s.compute(*nodes, plan=plan, planner=planner, timeout=timeout)
 
 
 def simulate(
     *nodes: Node[Any],
     plan: PlanLike = None,
+    planner: PlannerLike = None,
     sla: str = "average",
     samples: int = 32,
     seed: int = 0,
     session: Session | None = None,
 ) -> Plan:
-    """The predicted run of the graph ending in ``nodes`` under ``plan`` (default: every task
-    flexible), from the history of earlier runs: see :meth:`Session.simulate`. Uses
-    ``session``, else the default session (the one ``compute()`` uses)."""
+    """The predicted run of the graph ending in ``nodes`` under ``plan`` (else ``planner``'s
+    plan, default the session's planner), from the history of earlier runs: see
+    :meth:`Session.simulate`. Uses ``session``, else the default session (the one
+    ``compute()`` uses)."""
     s = session if session is not None else default_session()
-    return s.simulate(*nodes, plan=plan, sla=sla, samples=samples, seed=seed)
+    return s.simulate(*nodes, plan=plan, planner=planner, sla=sla, samples=samples, seed=seed)

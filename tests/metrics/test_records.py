@@ -143,3 +143,22 @@ def test_a_task_records_the_invocations_its_completion_made_and_the_latest_laten
     assert [(s.invoked_by, s.invoke_s, s.queued_s) for s in back if s] == [
         (None, s.invoke_s, s.queued_s) for s in made
     ]
+
+
+def test_a_hand_over_is_counted_only_when_the_invocation_waited_for_the_slot() -> None:
+    a = "h:1:x"
+    evs = [
+        entry(events.RunSubmitted(time=100.0, tasks=3, outputs=1), 100.0),
+        started(0, a, 100.01, "warm", latency=0.001),
+        completed(0, a, 100.02, 100.03, 100.04),
+        # Came to the idle process 0.5 s later: that is idle time, not a hand-over.
+        invoked(1, a, 100.54, by=0, invoke=0.5, queued=0.0001),
+        completed(1, a, 100.55, 100.56, 100.57),
+        # Waited 20 ms in the queue for this slot: a hand-over of 3 ms.
+        invoked(2, a, 100.60, by=1, invoke=0.05, queued=0.02),
+        completed(2, a, 100.61, 100.62, 100.63),
+        entry(events.RunCompleted(), 100.7),
+    ]
+    starts = run_record("r1", evs).starts
+    assert [s.handover_s for s in starts][1] is None
+    assert starts[2].handover_s == pytest.approx(0.03)

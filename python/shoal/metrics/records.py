@@ -251,6 +251,11 @@ class _Worker:
     boot_s: float = 0.0
 
 
+#: An invocation queued for longer than this waited for a slot (one handed to an idle
+#: process at once is queued for a tenth of a millisecond).
+HANDOVER_QUEUED_S = 0.001
+
+
 def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
     """The records of one run from its events, in stream order."""
     submitted: events.RunSubmitted | None = None
@@ -284,7 +289,10 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                 w.boot_s = ev.process_start_s or 0.0
                 before = workers.get(f"{ev.worker}#{invocations[ev.worker] - 1}")
                 handover = None
-                if ev.start_kind == "warm" and before is not None and before.last > 0:
+                # A hand-over only when the invocation waited for that slot: one that came to
+                # an idle process would count the idle time as a hand-over's cost.
+                waited = ev.queued_s is None or ev.queued_s > HANDOVER_QUEUED_S
+                if ev.start_kind == "warm" and before is not None and before.last > 0 and waited:
                     handover = max(0.0, ev.time - before.last)
                 starts.append(
                     StartSample(

@@ -99,6 +99,7 @@ class LocalProcesses:
         duplicate_deliveries: bool = False,
         requeue_dead: bool = True,
         abandon_grace_s: float = 5.0,
+        cpu_shares: bool = True,
     ) -> None:
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
@@ -118,6 +119,9 @@ class LocalProcesses:
         self.capabilities = replace(
             _CAPABILITIES, redelivers=requeue_dead, parallelism=self.max_workers
         )
+        #: Sized workers get Lambda's CPU share (1 vCPU per 1,769 MB) where cgroups allow it
+        #: (``backends/cpu.py``); False: memory only.
+        self.cpu_shares = bool(cpu_shares)
         self.pool_id = uuid.uuid4().hex[:12]
         self._invoker: QueueInvoker | None = None
         self._pool: Pool | None = None
@@ -153,6 +157,7 @@ class LocalProcesses:
             env,
             requeue_dead=self.requeue_dead,
             lease_ttl_s=settings.lease_ttl_s,
+            cpu_shares=self.cpu_shares,
         )
         self._pool.start()
 

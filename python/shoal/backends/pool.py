@@ -74,6 +74,7 @@ from typing import Any
 
 from ..storage import keys, scripts
 from ..storage.base import ErrorRecord
+from .cpu import CpuGroups, lambda_cpu, probe
 from .frames import (
     ACK_DONE,
     ACK_PARKED,
@@ -118,6 +119,8 @@ class _Proc:
     alive: bool = True
     slot: Any = None  # a file object (tempfile.TemporaryFile)
     output: Any = None  # its _Output forwarder
+    #: Its CPU group (see ``backends/cpu.py``), removed when it ends.
+    group: Any = None
 
     def running(self) -> tuple[str, int] | None:
         """(run id, task) the process says it runs now (read from its task slot)."""
@@ -140,8 +143,22 @@ class Pool(threading.Thread):
         *,
         requeue_dead: bool = True,
         lease_ttl_s: float = 5.0,
+        cpu_shares: bool = True,
     ) -> None:
         super().__init__(name=f"shoal-pool-{pool_id}", daemon=True)
+        #: CPU groups of sized processes (None: shares off, or not enforceable here).
+        self.cpu_groups: CpuGroups | None = None
+        #: Why sized processes run without a CPU limit (None: they have one, or shares off).
+        self.cpu_unenforced: str | None = None
+        if cpu_shares:
+            hierarchy, why = probe()
+            if hierarchy is None:
+                self.cpu_unenforced = why
+                _warn_once(
+                    f"shoal: worker CPU shares are not enforced ({why}); sizes count as memory only"
+                )
+            else:
+                self.cpu_groups = CpuGroups(pool_id, hierarchy)
         self.lease_ttl_s = lease_ttl_s
         #: Frames taken beyond the free slots, so a slot that frees gets one without waiting
         #: for a round trip to the server, and a fan-out's thousand frames come in a few takes.
@@ -270,6 +287,14 @@ class Pool(threading.Thread):
         ]  # fmt: skip
         if memory_mb:
             args += ["--memory-mb", str(memory_mb)]
+        group = None
+        if memory_mb and self.cpu_groups is not None:
+            cpu = lambda_cpu(memory_mb)
+            try:
+                group = self.cpu_groups.make(cpu)
+                args += ["--cgroup", str(group), "--cpu", repr(cpu)]
+            except OSError as e:
+                _warn_once(f"shoal: worker CPU shares are not enforced ({e})")
         env = {**self.env, SERVER_URL_VAR: self.url}  # not in argv: `ps` shows that to everyone
         fds = (cmd_r, ack_w, slot.fileno())
         popen = subprocess.Popen(
@@ -282,7 +307,7 @@ class Pool(threading.Thread):
         )
         os.close(cmd_r)
         os.close(ack_w)
-        proc = _Proc(popen, cmd_w, memory_mb, frame, slot=slot, output=_Output(popen))
+        proc = _Proc(popen, cmd_w, memory_mb, frame, slot=slot, output=_Output(popen), group=group)
         with self._cond:
             self._procs.append(proc)
         self.stats.cold_starts += 1
@@ -316,6 +341,8 @@ class Pool(threading.Thread):
                 self._died(proc)
             self._mark_dead(proc)
             proc.slot.close()
+            if proc.group is not None and self.cpu_groups is not None:
+                self.cpu_groups.remove(proc.group)
 
     def _died(self, proc: _Proc) -> None:
         """A process exited while it ran an invocation: report the crash, maybe requeue."""
@@ -469,6 +496,8 @@ class Pool(threading.Thread):
             except subprocess.TimeoutExpired:
                 p.popen.kill()
                 p.popen.wait()
+        if self.cpu_groups is not None:
+            self.cpu_groups.close()
         self._one_command("DEL", self.queue)
 
 
@@ -560,3 +589,13 @@ def _write(stream: str, data: bytes) -> None:
     with contextlib.suppress(Exception):  # a closed console must not stop the pool
         out.write(data.decode("utf-8", "replace"))
         out.flush()
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Says ``message`` once per process (every pool of a test run would repeat it)."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)

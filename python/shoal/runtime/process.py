@@ -23,11 +23,13 @@ import argparse
 import asyncio
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .. import lifetime
+from ..backends.cpu import join
 from ..backends.frames import (
     ACK_DONE,
     ACK_PARKED,
@@ -120,6 +122,7 @@ async def _serve(args: argparse.Namespace, runner: Runner) -> None:
                 queued_s=round(max(0.0, handed - enqueued), 6),
                 process_start_s=round(now - args.spawned_at, 6) if first else None,
                 memory_mb=args.memory_mb,
+                cpu=args.cpu,
             )
             first = False
             await run_worker(
@@ -150,9 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ack-fd", type=int, required=True)
     parser.add_argument("--task-fd", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, default=None)
+    parser.add_argument("--cgroup", default=None)  # its CPU group, joined first
+    parser.add_argument("--cpu", type=float, default=None)  # that group's share
     parser.add_argument("--spawned-at", type=float, default=time.time())
     args = parser.parse_args(argv)
     lifetime.die_with_parent()  # the pool's client may be killed outright
+    if args.cgroup:
+        try:
+            join(args.cgroup)
+        except OSError as e:  # run all the same; the size says it was not enforced
+            print(f"shoal: CPU share not enforced: {e}", file=sys.stderr)
+            args.cpu = None
     output.prefix_output()
     refusal = _limit_memory(args.memory_mb) if args.memory_mb else None
     serve = _serve(args, run_in_thread if refusal is None else _refusing(refusal))

@@ -60,6 +60,31 @@ def test_run_then_list_and_show_the_run(redis_url: str, tmp_path: Path) -> None:
     assert shown.stdout.count("double") == 10 and "total" in shown.stdout
 
 
+def test_run_with_a_planner_records_it_and_show_names_it(redis_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    out = shoal_cli("run", "--redis", redis_url, "--planner", "wukong", str(script))
+    assert out.returncode == 0, out.stderr
+    assert "result 90" in out.stdout
+    listed = shoal_cli("runs", "--redis", redis_url, "--limit", "1")
+    run_id = next(ln for ln in listed.stdout.splitlines() if "total" in ln)
+    shown = shoal_cli("show", run_id.replace("│", " ").split()[-1], "--redis", redis_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "planned by wukong" in shown.stdout and "predicted makespan" in shown.stdout
+    priced = shoal_cli(
+        "show", run_id.replace("│", " ").split()[-1], "--redis", redis_url, "--price", "lambda"
+    )
+    assert priced.returncode == 0, priced.stderr
+    [line] = [ln for ln in priced.stdout.splitlines() if "GB-s" in ln and "$" in ln]
+    gb_s = float(line.split(" GB-s")[0].split()[-1])
+    cost = float(line.split("$")[1].split()[0])
+    assert gb_s > 0 and cost == pytest.approx(gb_s * 0.0000166667, rel=1e-3, abs=1e-8)
+    wrong = shoal_cli("show", "x", "--redis", redis_url, "--price", "cheap")
+    assert wrong.returncode == 2 and "give a price per GB-second" in wrong.stderr
+    bad = shoal_cli("run", "--planner", "fastest", str(script))
+    assert bad.returncode == 2 and "'fastest' is not one of" in bad.stderr
+
+
 def test_runs_without_a_server_is_a_clear_error() -> None:
     out = shoal_cli("runs")
     assert out.returncode == 2

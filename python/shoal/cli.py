@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__, events
 from .config import redact_url
+from .planners import NAMES as PLANNERS
 from .session import SCHEDULERS, defaults
 
 console = Console(stderr=True)
@@ -52,8 +53,19 @@ def main() -> None:
     default=None,
     help="Most worker processes at once [default: number of cores].",
 )
+@click.option(
+    "--planner",
+    type=click.Choice([*PLANNERS, "none"]),
+    default=None,
+    help="Who plans each run [env SHOAL_PLANNER; default: default]; none: all flexible.",
+)
 def run(
-    script: Path, args: tuple[str, ...], scheduler: str, redis_url: str | None, workers: int | None
+    script: Path,
+    args: tuple[str, ...],
+    scheduler: str,
+    redis_url: str | None,
+    workers: int | None,
+    planner: str | None,
 ) -> None:
     """Run SCRIPT (a Python file) with its compute() calls on these settings.
 
@@ -64,12 +76,21 @@ def run(
     folder = str(script.resolve().parent)
     sys.path.insert(0, folder)
     start = time.perf_counter()
+    # Through the environment: sessions the script makes, and tasks' own compute() calls in
+    # worker processes, plan with it too.
+    old_planner = os.environ.get("SHOAL_PLANNER")
+    if planner is not None:
+        os.environ["SHOAL_PLANNER"] = planner
     try:
         with defaults(scheduler=scheduler, redis_url=redis_url, workers=workers):
             runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = old_argv
         sys.path.remove(folder)
+        if old_planner is None:
+            os.environ.pop("SHOAL_PLANNER", None)
+        else:
+            os.environ["SHOAL_PLANNER"] = old_planner
     elapsed = time.perf_counter() - start
     where = scheduler if scheduler != "processes" else "worker processes"
     console.print(f"[green]ran[/] {script} on {where} in {elapsed:.2f} s", soft_wrap=True)
@@ -171,12 +192,39 @@ def _replay(metrics_url: str | None, redis_url: str | None, run_id: str) -> Any:
     return asyncio.run(work())
 
 
+#: Published prices per GB-second (AWS Lambda, US East, 2026: x86 and Arm).
+PRICES = {"lambda": 0.0000166667, "lambda-arm": 0.0000133334}
+
+
+def _price(text: str | None) -> float | None:
+    if text is None:
+        return None
+    if text in PRICES:
+        return PRICES[text]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise click.BadParameter(
+            f"{text!r}: give a price per GB-second in dollars, or one of {', '.join(PRICES)}",
+            param_hint="--price",
+        )
+    return value
+
+
 @main.command()
 @click.argument("run_id")
 @_redis_option
 @_metrics_option
-def show(run_id: str, redis_url: str | None, metrics_url: str | None) -> None:
+@click.option(
+    "--price",
+    default=None,
+    help=f"Price per GB-second for the cost line: dollars, or {', '.join(PRICES)}.",
+)
+def show(run_id: str, redis_url: str | None, metrics_url: str | None, price: str | None) -> None:
     """Print a run's tasks and timings (and what its plan predicted, when it had one)."""
+    per_gb_s = _price(price)
     url = _server_url(redis_url)
 
     async def work(storage: Any) -> list[events.Event]:
@@ -187,9 +235,21 @@ def show(run_id: str, redis_url: str | None, metrics_url: str | None) -> None:
         raise click.ClickException(f"no events for run {run_id!r} (unknown, or expired)")
     info = _summary(evs)
     out.print(f"run [bold]{run_id}[/]: {info['state']}, {info['tasks']} tasks, {info['duration']}")
+    from .metrics.records import run_record
+
+    summary = run_record(run_id, evs).summary
+    line = (
+        f"{summary.workers} workers ({summary.cold_starts} cold, {summary.warm_starts} warm), "
+        f"{summary.gb_s:.3f} GB-s ({summary.busy_gb_s:.3f} busy)"
+    )
+    if per_gb_s is not None:
+        line += f": ${summary.gb_s * per_gb_s:.8f} at ${per_gb_s:.10f}/GB-s"
+    out.print(line, soft_wrap=True)
     first = evs[0]
     end = next((e for e in evs if e.type == events.RunCompleted.type), None)
     planned: dict[int, tuple[float, float]] = {}
+    if isinstance(first, events.RunSubmitted) and first.planner:
+        out.print(f"planned by {first.planner}", soft_wrap=True)
     if isinstance(first, events.RunSubmitted) and first.predicted_makespan_s is not None:
         makespan = first.predicted_makespan_s
         line = f"predicted makespan {makespan:.3f} s"

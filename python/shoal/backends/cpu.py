@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,22 +91,33 @@ class CpuGroups:
         return group
 
     def remove(self, group: Path) -> None:
-        with contextlib.suppress(OSError):  # still has a process: the kernel refuses
-            group.rmdir()
-        if self._closed:  # the last process of a closed pool takes the parent along
-            with contextlib.suppress(OSError):
-                self.parent.rmdir()
+        """Removes the group of a process that has ended (and the parent, once the pool is
+        closed and this was its last)."""
+        _rmdir(group)
+        if self._closed:
+            _rmdir(self.parent, tries=1)  # others may still be in it: close() retries
 
     def close(self) -> None:
-        """Removes the groups whose processes are gone, and the parent once they all are
-        (a process still exiting removes its own, and then the parent, when it ends)."""
+        """Removes the groups, whose processes have all ended, and the parent."""
         self._closed = True
         if self.parent.exists():
             for child in self.parent.iterdir():
                 if child.is_dir():
-                    self.remove(child)
-            with contextlib.suppress(OSError):
-                self.parent.rmdir()
+                    _rmdir(child)
+            _rmdir(self.parent)
+
+
+def _rmdir(path: Path, tries: int = 50) -> None:
+    """``rmdir`` of a cgroup. The kernel releases an ended process's membership a moment
+    after it is reaped, and refuses (EBUSY) until then: a few short retries."""
+    for _ in range(tries):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
 def join(group: str) -> None:

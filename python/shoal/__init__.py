@@ -30,6 +30,7 @@ from .persist import Persisted
 from .task import Node, TaskFunction, TaskOptions, task
 
 if _TYPE_CHECKING:
+    from . import planners
     from .run import Run
     from .session import Session, compute, simulate
 
@@ -38,18 +39,22 @@ _LAZY = {"Run": "run", "Session": "session", "compute": "session", "simulate": "
 
 
 def __getattr__(name: str) -> _Any:
+    import importlib
+
+    if name == "planners":  # client side only: workers never load it
+        value = importlib.import_module(".planners", __name__)
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"planners"})
 
 
 # One version number, Cargo's: maturin writes it into the package metadata at build time.
@@ -78,6 +83,7 @@ __all__ = [
     "compute",
     "map",
     "optimizations",
+    "planners",
     "simulate",
     "task",
 ]

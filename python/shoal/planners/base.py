@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from .. import _core
 from ..metrics.history import HistoryView
-from ..planning.forecast import forecast
+from ..planning.forecast import forecast, functions_of
 from ..planning.plan import Plan
 from ..planning.predict import Predictions
 from ..planning.simulate import Platform
@@ -85,6 +85,9 @@ def planned(problem: Problem, planner: Planner, sla: str = "average", samples: i
     plan = replace(plan, planner=label(planner))
     graph = plan.apply(problem.graph)  # Plan.check, then the graph's: refused with what is wrong
     predictions = problem.predictions(uniform_size(plan))
+    if plan.predicted is not None and not samples:  # the planner simulated it already
+        confidence = predictions.confidence(functions_of(graph, problem.identity))
+        return plan.with_predictions(plan.predicted, confidence, sla)
     return forecast(
         graph, problem.identity, predictions, problem.platform, plan, sla=sla, samples=samples
     )

@@ -7,8 +7,8 @@ fan-outs by the platform's parallelism), is then simulated (:mod:`shoal.planning
 the same code that predicts any plan) and the one with the shortest predicted makespan wins.
 Ties within 2 % go to the plan that pins nothing (no stored subDAGs, no inboxes), then to
 fewer workers (fewer GB-seconds). On a large graph only the
-two groupings the greedy estimate ranks best are simulated, to keep planning within a second
-for 10,000 tasks.
+grouping the greedy estimate ranks best is simulated beside the all-flexible plan, to keep
+planning within a second for 10,000 tasks.
 
 ``Default`` is the planner a session uses when none is named. It is ``Uniform`` at the
 platform's default size: with no history the predictions are the defaults (every function
@@ -21,13 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..planning.plan import Plan, Size, TaskPlan
-from ..planning.simulate import simulate
+from ..planning.simulate import Simulation, simulate
 from .base import Problem
 from .grouping import assign, candidate_counts
 
 #: A smaller worker count wins when its predicted makespan is within this of the best.
 TIE = 0.02
-#: Graphs larger than this simulate only the two best groupings by the greedy estimate.
+#: Graphs larger than this simulate only the best grouping by the greedy estimate.
 SIMULATE_ALL_BELOW = 2000
 
 
@@ -55,7 +55,7 @@ class Uniform:
             options.append((found.estimate_s, count, found.workers))
         options.sort(key=lambda o: o[0])
         if len(g) > SIMULATE_ALL_BELOW:
-            options = options[:2]
+            options = options[:1]
         # The runtime's own flexible sharing is an alternative too, and wins ties: it needs
         # no stored subDAGs or inboxes.
         flexible = Plan({t: TaskPlan(None, size) for t in g.task_ids()} if size else {})
@@ -66,16 +66,17 @@ class Uniform:
                 tasks.update({t: TaskPlan(None, size) for t in g.task_ids() if t not in tasks})
             sized = {w: size for w in set(workers.values())} if size else {}
             candidates.append(Plan(tasks, sized))
-        best: tuple[float, Plan] | None = None
+        best: tuple[Simulation, Plan] | None = None
         for plan in candidates:
             sim = simulate(
                 plan.apply(g), q, problem.platform, problem.identity, widths=problem.widths
             )
-            if best is None or sim.makespan_s < best[0] * (1 - TIE):
-                best = (sim.makespan_s, plan)
+            if best is None or sim.makespan_s < best[0].makespan_s * (1 - TIE):
+                best = (sim, plan)
         assert best is not None
-        chosen = best[1]
-        return Plan(chosen.tasks, chosen.workers, planner=self.name)
+        sim, chosen = best
+        # Its simulation goes along: planned() attaches it rather than simulating again.
+        return Plan(chosen.tasks, chosen.workers, planner=self.name, predicted=sim)
 
 
 class Default(Uniform):

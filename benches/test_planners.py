@@ -29,6 +29,7 @@ import shoal
 from shoal.backends import LocalProcesses
 from shoal.events import decode
 from shoal.metrics.records import run_record
+from shoal.planners import NonUniform, Uniform
 
 from .conftest import _table
 from .test_predictions import EXAMPLES
@@ -158,3 +159,50 @@ def sys_path_examples() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+
+
+NONUNIFORM_SIZES = [442, 885, 1769, 3538]
+
+
+def test_nonuniform_against_uniform_with_cpu_shares() -> None:
+    """``examples/critical_path.py`` with CPU shares enforced: ``Uniform`` at the largest
+    size against ``NonUniform`` over four sizes, after 3 runs of history at several sizes;
+    5 rounds in turn, medians of makespan and GB-seconds (lifetime) from each run's record."""
+    sys_path_examples()
+    import critical_path
+
+    backend = LocalProcesses(max_workers=2)
+    if not backend.enforces_cpu:
+        pytest.skip("CPU shares cannot be enforced here (no writable cgroup cpu controller)")
+    uniform = Uniform(memory_mb=NONUNIFORM_SIZES[-1])
+    nonuniform = NonUniform(sizes=NONUNIFORM_SIZES)
+    found: dict[str, list[tuple[float, float, float | None]]] = {"u": [], "n": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="shoal-history-") as folder,
+        shoal.Session(backend=backend, metrics_url=f"file://{folder}", progress=False) as s,
+    ):
+        for mb in NONUNIFORM_SIZES:  # history at every size
+            s.compute(critical_path.critical_path(), planner=Uniform(memory_mb=mb))
+        for _ in range(ROUNDS):
+            for key, planner in (("u", uniform), ("n", nonuniform)):
+                run = s.submit(critical_path.critical_path(), planner=planner)
+                assert run.result(timeout=600) == (critical_path.reference(),)
+                entries = s._run(s.storage.events_range(run.id))
+                summary = run_record(run.id, [decode(f, i) for i, f in entries]).summary
+                assert summary.makespan_s is not None
+                found[key].append((summary.makespan_s, summary.gb_s, summary.predicted_makespan_s))
+    rows = []
+    for key, label in (("u", "uniform(3538)"), ("n", f"nonuniform({NONUNIFORM_SIZES})")):
+        ms = statistics.median(x[0] for x in found[key])
+        gb = statistics.median(x[1] for x in found[key])
+        err = statistics.median(abs((x[2] or 0) - x[0]) / x[0] for x in found[key])
+        rows.append([label, f"{ms:.3f}", f"{gb:.3f}", f"{err:.1%}"])
+    u_ms = statistics.median(x[0] for x in found["u"])
+    u_gb = statistics.median(x[1] for x in found["u"])
+    n_ms = statistics.median(x[0] for x in found["n"])
+    n_gb = statistics.median(x[1] for x in found["n"])
+    print()
+    print(f"critical path, CPU shares enforced, LocalProcesses(2): medians of {ROUNDS} rounds")
+    for line in _table(rows, ["planner", "makespan s", "GB-s", "pred err"]):
+        print(line)
+    print(f"nonuniform/uniform: makespan {n_ms / u_ms:.3f}, GB-s {n_gb / u_gb:.3f}")

@@ -234,6 +234,24 @@ def check_log_scan(stdout: str) -> None:
     assert re.search(r"^computed in \d+\.\d\d s$", stdout, re.M), stdout
 
 
+def check_critical_path(stdout: str) -> None:
+    mask = (1 << 64) - 1
+
+    def burn(x: int, rounds: int) -> int:
+        a, c = 6364136223846793005, 1442695040888963407
+        return (
+            pow(a, rounds, 1 << 64) * x + c * ((pow(a, rounds, (a - 1) << 64) - 1) // (a - 1))
+        ) & mask
+
+    seed = burn(1, 1000)
+    node = seed
+    for _ in range(4):
+        node = burn(node, 50_000)
+    expected = (node + sum(burn(seed, 25_000 + i) for i in range(2))) & mask
+    printed = result_line(stdout, "critical path of 4 steps beside 2 branches: ")
+    assert printed == str(expected)
+
+
 CHECKS = {
     "tree_reduction": check_tree_reduction,
     "fan_out": check_fan_out,
@@ -243,6 +261,7 @@ CHECKS = {
     "montage": check_montage,
     "chains": check_chains,
     "log_scan": check_log_scan,
+    "critical_path": check_critical_path,
 }
 CASES = [(name, s) for name in CHECKS for s in ("sync", "processes")] + [
     ("tree_reduction", "threads")

@@ -16,12 +16,22 @@ from hypothesis import strategies as st
 import shoal
 from reference import evaluate
 from shoal.backends import LocalProcesses
+from shoal.backends.cpu import lambda_cpu
 from shoal.events import RunSubmitted, TaskStarted, decode
 from shoal.graph import freeze
 from shoal.metrics.history import FunctionHistory, HistoryView, SizeHistory, _sums, size_key
 from shoal.metrics.records import TaskSample
-from shoal.planners import Default, Problem, Simple, Uniform, Wukong, by_name, planned
-from shoal.planning import Plan
+from shoal.planners import (
+    Default,
+    NonUniform,
+    Problem,
+    Simple,
+    Uniform,
+    Wukong,
+    by_name,
+    planned,
+)
+from shoal.planning import Plan, Size, TaskPlan
 from shoal.planning.forecast import identities
 from shoal.planning.simulate import Platform
 from test_random_dags import dags
@@ -193,3 +203,63 @@ def test_a_run_records_its_planner_and_wukong_invokes_a_worker_per_branch(
     assert len(invocations) == width  # the seed's worker keeps one branch
     [again] = [e for e in (decode(f, i) for i, f in sized_entries) if isinstance(e, RunSubmitted)]
     assert again.planner == "uniform(memory_mb=512)"
+
+
+def side_branches() -> shoal.Node[int]:
+    seed = step(0)
+    node = seed
+    for _ in range(8):
+        node = step(node)
+    return gather(node, *[step(seed) for _ in range(2)])
+
+
+def test_nonuniform_downgrades_only_off_the_critical_path_within_its_tolerance() -> None:
+    p = problem(side_branches(), exec_s=0.05, slots=3)
+    p.platform = Platform(slots=3, cpu_shares=True)
+    plan = planned(p, NonUniform(sizes=[442, 1769, 3538], tolerance=0.05))
+    assert plan.planner == "nonuniform(sizes=[442, 1769, 3538], tolerance=0.05)"
+    sizes = {w: s.memory_mb or 0 for w, s in plan.workers.items()}
+    assert plan.predicted is not None
+    on_path = {
+        w
+        for t in plan.predicted.critical_path
+        if t in plan.tasks and (w := plan.tasks[t].worker) is not None
+    }
+    assert all(sizes[w] == 3538 for w in on_path)
+    assert min(sizes.values()) < 3538  # the side branches' worker got smaller
+    # Every planned size states the CPU share it will have (Lambda's rule).
+    assert all(s.cpu == lambda_cpu(s.memory_mb or 0) for s in plan.workers.values())
+    # Within the tolerance of the plan with every worker at the best size.
+    best = {w: 3538 for w in sizes}
+    baseline = Plan(
+        {t: TaskPlan(tp.worker, Size(3538, lambda_cpu(3538))) for t, tp in plan.tasks.items()},
+        {w: Size(mb, lambda_cpu(mb)) for w, mb in best.items()},
+    )
+    base = planned(p, Fixed(baseline))
+    assert base.makespan_s is not None and plan.makespan_s is not None
+    assert plan.makespan_s <= base.makespan_s * 1.05 + 1e-9
+    assert plan.predicted.gb_s < base.predicted.gb_s  # type: ignore[union-attr]
+
+
+def test_nonuniform_refuses_bad_sizes_and_tolerances() -> None:
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        NonUniform(sizes=[])
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        NonUniform(sizes=[512, 0])
+    with pytest.raises(ValueError, match="tolerance must be a fraction"):
+        NonUniform(sizes=[512], tolerance=1.5)
+
+
+class Fixed:
+    """A planner that returns the plan it was made with."""
+
+    name = "fixed"
+
+    def __init__(self, plan: Plan) -> None:
+        self.fixed = plan
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def plan(self, problem: Problem) -> Plan:
+        return self.fixed

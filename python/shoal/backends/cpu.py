@@ -100,11 +100,13 @@ class CpuGroups:
     def close(self) -> None:
         """Removes the groups, whose processes have all ended, and the parent."""
         self._closed = True
-        if self.parent.exists():
-            for child in self.parent.iterdir():
-                if child.is_dir():
-                    _rmdir(child)
-            _rmdir(self.parent)
+        try:
+            children = [c for c in self.parent.iterdir() if c.is_dir()]
+        except FileNotFoundError:  # never made, or its last process took it along
+            return
+        for child in children:
+            _rmdir(child)
+        _rmdir(self.parent)
 
 
 def _rmdir(path: Path, tries: int = 50) -> None:

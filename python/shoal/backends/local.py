@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..signing import secret_for_workers
 from ..storage import keys
 from .base import Capabilities, Resources
+from .cpu import probe
 from .frames import delivery_copies_env, encode_frame
 from .pool import Pool, PoolStats
 
@@ -125,6 +126,15 @@ class LocalProcesses:
         self.pool_id = uuid.uuid4().hex[:12]
         self._invoker: QueueInvoker | None = None
         self._pool: Pool | None = None
+
+    @property
+    def enforces_cpu(self) -> bool:
+        """Whether sized workers get their CPU share here (a writable cgroup hierarchy)."""
+        if not self.cpu_shares:
+            return False
+        if self._pool is not None:
+            return self._pool.cpu_groups is not None
+        return probe()[0] is not None
 
     @property
     def warm_processes(self) -> int:

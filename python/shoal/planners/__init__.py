@@ -11,6 +11,8 @@ and ``SHOAL_PLANNER`` choose one; the run records its name and parameters.
   fan-outs split, the best size everywhere); the reference.
 - :class:`Uniform`: one size; tasks grouped onto workers by predicted finish time, the
   worker count chosen by simulation.
+- :class:`NonUniform`: every worker at the largest size, then those off the critical path
+  downgraded while the predicted makespan stays within a tolerance.
 - :class:`Default`: ``Uniform`` at the platform's default size; by structure alone when
   there is no history. What a session uses unless told otherwise.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Planner, Problem, label, planned
+from .nonuniform import NonUniform
 from .simple import Simple
 from .uniform import Default, Uniform
 from .wukong import Wukong
@@ -50,6 +53,7 @@ def by_name(name: str) -> Planner | None:
 __all__ = [
     "NAMES",
     "Default",
+    "NonUniform",
     "Planner",
     "Problem",
     "Simple",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.cpu import lambda_cpu
 from ..planning.plan import Plan, Size, TaskPlan
 from ..planning.simulate import Simulation, simulate
 from .base import Problem
@@ -48,7 +49,10 @@ class Uniform:
         g = problem.graph
         q = problem.predictions(self.memory_mb)
         slots = problem.platform.slots
-        size = None if self.memory_mb is None else Size(memory_mb=self.memory_mb)
+        size = None
+        if self.memory_mb is not None:  # with the CPU share the platform will give it
+            cpu = lambda_cpu(self.memory_mb) if problem.platform.cpu_shares else None
+            size = Size(memory_mb=self.memory_mb, cpu=cpu)
         options = []
         for count in candidate_counts(len(g), slots):
             found = assign(g, q, problem.identity, count, slots, problem.widths)

@@ -330,8 +330,10 @@ class Predictions:
             return self.defaults.exec_s
         t = self._scaled(m.by_optimizations.get(acted, m.exec), input_bytes)
         target = cpu if cpu is not None else self.cpu
-        if target is not None and m.cpu is not None:
-            t *= min(1.0, m.cpu) / min(1.0, target)
+        if target is not None:
+            # Samples of no stated share ran unthrottled: a whole core to one thread.
+            measured_at = m.cpu if m.cpu is not None else 1.0
+            t *= min(1.0, measured_at) / min(1.0, target)
         return t
 
     def output_bytes(self, fn: str, code: str, input_bytes: float) -> float:

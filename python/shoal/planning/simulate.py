@@ -88,6 +88,8 @@ class Platform:
     keep_warm_s: float = math.inf
     #: Idle warm processes when the run starts (a session's earlier runs leave some).
     warm: int = 0
+    #: Whether a sized worker's CPU share is enforced (Lambda's rule, ``backends/cpu.py``).
+    cpu_shares: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +386,8 @@ def platform_of(backend: object) -> Platform:
     reuse = bool(getattr(caps, "warm_reuse", False))
     keep = float(getattr(backend, "keep_warm_s", math.inf)) if reuse else 0.0
     warm = int(getattr(backend, "warm_processes", 0)) if reuse else 0
-    return Platform(slots=slots, keep_warm_s=keep, warm=warm)
+    shares = bool(getattr(backend, "enforces_cpu", False))
+    return Platform(slots=slots, keep_warm_s=keep, warm=warm, cpu_shares=shares)
 
 
 def simulate(

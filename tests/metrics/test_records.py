@@ -162,3 +162,13 @@ def test_a_hand_over_is_counted_only_when_the_invocation_waited_for_the_slot() -
     starts = run_record("r1", evs).starts
     assert [s.handover_s for s in starts][1] is None
     assert starts[2].handover_s == pytest.approx(0.03)
+
+
+def test_a_start_keeps_its_cpu_share_through_the_history_and_old_records_still_read() -> None:
+    sample = StartSample("cold", 0.2, 0.25, 442, 100, 0.001, cpu=0.2499, invoke_s=0.21)
+    back = StartSample.unpack(sample.pack())
+    assert back is not None and (back.cpu, back.memory_mb, back.invoke_s) == (0.2499, 442, 0.21)
+    old = sample.pack()[:9]  # recorded before invocation latencies and shares
+    found = StartSample.unpack(old)
+    assert found is not None and found.cpu is None and found.invoke_s is None
+    assert StartSample.unpack(sample.pack()[:10]) is None  # no format has 10 items

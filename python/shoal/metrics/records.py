@@ -146,6 +146,8 @@ class StartSample:
     invoke_s: float | None = None
     #: Invocation queued -> handed to a process (the wait for a free slot).
     queued_s: float | None = None
+    #: The CPU share the worker started under (None: not enforced, a whole core).
+    cpu: float | None = None
 
     def pack(self) -> list[Any]:
         return [
@@ -160,15 +162,17 @@ class StartSample:
             None if self.handover_s is None else round(self.handover_s, 6),
             None if self.invoke_s is None else round(self.invoke_s, 6),
             None if self.queued_s is None else round(self.queued_s, 6),
+            self.cpu,
         ]
 
     @classmethod
     def unpack(cls, raw: list[Any]) -> StartSample | None:
-        # 9 items: recorded before invocation latencies were (they read as unknown).
-        if not raw or raw[0] != FORMAT or len(raw) not in (9, 11):
+        # 9 or 11 items: recorded before invocation latencies or CPU shares were (unknown).
+        if not raw or raw[0] != FORMAT or len(raw) not in (9, 11, 12):
             return None
         _, kind, latency, boot, mb, sub_bytes, sub_s, overlap, handover = raw[:9]
-        invoke, queued = raw[9:] if len(raw) == 11 else (None, None)
+        invoke, queued = raw[9:11] if len(raw) >= 11 else (None, None)
+        cpu = raw[11] if len(raw) == 12 else None
         return cls(
             kind,
             latency,
@@ -180,6 +184,7 @@ class StartSample:
             handover_s=handover,
             invoke_s=invoke,
             queued_s=queued,
+            cpu=cpu,
         )
 
 
@@ -307,6 +312,7 @@ def run_record(run_id: str, evs: Iterable[events.Event]) -> RunRecord:
                         invoked_by=ev.invoked_by,
                         invoke_s=ev.invoke_s,
                         queued_s=ev.queued_s,
+                        cpu=ev.cpu,
                     )
                 )
         elif isinstance(ev, events.TaskCompleted):

@@ -131,15 +131,20 @@ def test_a_fast_function_runs_inline_and_a_slow_call_keeps_its_leases(
     session: shoal.Session, redis_url: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    threads = [session.compute(where(str(marker), 0.0))[0] for _ in range(INLINE_AFTER + 1)]
-    assert threads[0] != "MainThread"  # a thread at first
-    assert threads[-1] == "MainThread"  # inline after three fast runs
+    threads: list[str] = []
+    # Inline after three fast runs in a row. A run in a thread can take over the 1 ms that
+    # counts as fast when the machine is loaded (CI runs three Pythons back to back), which
+    # starts the count again: a few more runs are allowed for that.
+    while "MainThread" not in threads and len(threads) < INLINE_AFTER + 6:
+        threads.append(session.compute(where(str(marker), 0.0))[0])
+    assert all(t != "MainThread" for t in threads[:INLINE_AFTER])  # threads at first
+    assert threads[-1] == "MainThread", threads
     # Now slow, inline: it blocks the loop for ten lease TTLs; the guard keeps the leases.
     run = session.submit(where(str(marker), 10 * SETTINGS.lease_ttl_s))
     assert run.result(timeout=60) == ("MainThread",)
     kinds = stream(redis_url, run.id)
     assert "WORKER_LOST" not in kinds and "TASK_CRASHED" not in kinds, kinds
-    assert marker.read_text().count("ran") == INLINE_AFTER + 2  # nothing ran twice
+    assert marker.read_text().count("ran") == len(threads) + 1  # nothing ran twice
     assert session.compute(where(str(marker), 0.0)) != ("MainThread",)  # threads from now on
 
 

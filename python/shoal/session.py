@@ -43,14 +43,15 @@ from .metrics.upload import parse_upload
 from .persist import DEFAULT_TTL_S, Persisted, persist
 from .planners import NAMES, Planner, Problem, by_name, planned
 from .planning.forecast import (
+    Identity,
     forecast,
     frozen_workflow,
-    functions_of,
     identities,
-    load_predictions,
+    load_view,
+    predictions_from,
 )
 from .planning.plan import Plan
-from .planning.predict import Predictions, parse_sla
+from .planning.predict import parse_sla
 from .planning.simulate import platform_of
 from .progress import RunProgress
 from .run import Run, check_timeout
@@ -335,18 +336,13 @@ class Session:
         every quantity. Hand the result to ``compute(plan=...)`` to run it; the run records
         its predictions."""
         parse_sla(sla)
-        frozen = self._freeze(nodes, plan, planner)
+        frozen, known = self._prepared(nodes, plan, planner)
         if not nodes:
             raise UsageError("simulate() needs at least one node")
         identity = identities(frozen)
-        history = self.history
-
-        async def go() -> Predictions:
-            return await load_predictions(
-                frozen.graph, identity, history, sla, frozen_workflow(frozen)
-            )
-
-        predictions = self._run(go())
+        if known is None:  # no planner read it: read it here
+            known = self._history_view(frozen, identity)
+        predictions = predictions_from(known, frozen.graph, sla)
         return forecast(
             frozen.graph,
             identity,
@@ -445,33 +441,38 @@ class Session:
         plan: Plan | Mapping[int, int] | None,
         planner: PlannerLike = None,
     ) -> FrozenGraph:
+        return self._prepared(nodes, plan, planner)[0]
+
+    def _prepared(
+        self,
+        nodes: tuple[Node[Any], ...],
+        plan: Plan | Mapping[int, int] | None,
+        planner: PlannerLike = None,
+    ) -> tuple[FrozenGraph, HistoryView | None]:
+        """The frozen graph under ``plan`` or the planner's plan, and the history the planner
+        read (None when no planner ran), so a caller needing it too reads it once."""
         if self._closed:
             raise ConfigError("this Session is closed")
         if plan is not None and planner is not None:
             raise UsageError("pass either plan= or planner=, not both")
         frozen = freeze(nodes, self.settings).with_plan(plan)
         if plan is not None or not nodes:
-            return frozen
+            return frozen, None
         chosen = self.planner if planner is None else _planner(planner)
         if chosen is None:
-            return frozen
-        return frozen.with_plan(self._plan(frozen, chosen))
-
-    def _plan(self, frozen: FrozenGraph, planner: Planner) -> Plan:
-        """``planner``'s plan for ``frozen``, from this session's history (none: defaults)."""
+            return frozen, None
         identity = identities(frozen)
+        known = self._history_view(frozen, identity)
+        widths = dict(known.runs[0].widths) if known.runs else {}
+        platform = platform_of(self.backend)
+        problem = Problem(frozen.graph, identity, known, platform, widths=widths)
+        return frozen.with_plan(planned(problem, chosen)), known
+
+    def _history_view(self, frozen: FrozenGraph, identity: Identity) -> HistoryView:
+        """What this session's history knows of ``frozen`` (two round trips; empty when runs
+        are not recorded)."""
         history = self.history
-        workflow = frozen_workflow(frozen)
-
-        async def known() -> HistoryView:
-            if history is None:
-                return HistoryView()
-            return await history.load(functions_of(frozen.graph, identity), workflow)
-
-        view = self._run(known())
-        widths = dict(view.runs[0].widths) if view.runs else {}
-        problem = Problem(frozen.graph, identity, view, platform_of(self.backend), widths=widths)
-        return planned(problem, planner)
+        return self._run(load_view(frozen.graph, identity, history, frozen_workflow(frozen)))
 
     async def _ensure_started(self, frozen: FrozenGraph) -> None:
         if self._start_lock is None:

@@ -60,10 +60,11 @@ class OptimizingPolicy(DefaultPolicy):
         return found or {}
 
     def place(self, machine: WorkerMachine, completed: int, ready: list[int]) -> Placement:
-        spread = self._of(machine, completed).get(_SPREAD)
+        kinds = self._of(machine, completed)
+        spread = kinds.get(_SPREAD)
         if spread is not None:
             return self._spread(machine, ready, spread)
-        cluster = self._of(machine, completed).get(_CLUSTER)
+        cluster = kinds.get(_CLUSTER)
         if cluster is None or machine.worker is not None:
             # Clustering acts on flexible workers: a pinned worker's tasks are the plan's.
             return super().place(machine, completed, ready)

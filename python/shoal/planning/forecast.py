@@ -53,9 +53,21 @@ async def load_predictions(
 ) -> Predictions:
     """The predictions for ``graph``'s functions, with the widths its workflow's maps had in
     its latest run (``Predictions.widths``)."""
-    known = HistoryView()
-    if history is not None:
-        known = await history.load(functions_of(graph, identity), workflow)
+    known = await load_view(graph, identity, history, workflow)
+    return predictions_from(known, graph, sla)
+
+
+async def load_view(
+    graph: _core.Graph, identity: Identity, history: History | None, workflow: str | None = None
+) -> HistoryView:
+    """What ``history`` knows of ``graph``'s functions and workflow (empty without one)."""
+    if history is None:
+        return HistoryView()
+    return await history.load(functions_of(graph, identity), workflow)
+
+
+def predictions_from(known: HistoryView, graph: _core.Graph, sla: str) -> Predictions:
+    """The predictions for ``graph`` (at its planned size) from what history knows."""
     memory_mb, cpu = planned_size(graph)
     predictions = Predictions.from_history(known, sla, memory_mb=memory_mb, cpu=cpu)
     if known.runs:

@@ -17,6 +17,8 @@ def entry(ev: events.Event, at: float) -> events.Event:
 def started(
     task: int, worker: str, time: float, kind: str | None = None, **kw: float
 ) -> events.Event:
+    """A TASK_STARTED; ``latency``, ``boot``, ``queued``, ``by`` (the invoking task) and
+    ``invoke`` fill its start fields."""
     return entry(
         events.TaskStarted(
             task=task,
@@ -26,6 +28,9 @@ def started(
             start_kind=kind,
             start_latency_s=kw.get("latency"),
             process_start_s=kw.get("boot"),
+            queued_s=kw.get("queued"),
+            invoked_by=None if (by := kw.get("by")) is None else int(by),
+            invoke_s=kw.get("invoke"),
         ),
         time,
     )
@@ -100,19 +105,9 @@ def test_a_run_that_did_not_complete_has_no_makespan() -> None:
 def invoked(
     task: int, worker: str, time: float, by: int, invoke: float, **kw: float
 ) -> events.Event:
-    return entry(
-        events.TaskStarted(
-            task=task,
-            name="f",
-            worker=worker,
-            time=time,
-            start_kind="warm",
-            start_latency_s=kw.get("latency", 0.001),
-            queued_s=kw.get("queued", 0.0),
-            invoked_by=by,
-            invoke_s=invoke,
-        ),
-        time,
+    """The first task of an invocation a task's completion made (a warm start)."""
+    return started(
+        task, worker, time, "warm", **{"latency": 0.001, "queued": 0.0, **kw}, by=by, invoke=invoke
     )
 
 
